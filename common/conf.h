@@ -1,0 +1,71 @@
+/*
+ * conf.h - the configuration shared by smap and smapd.
+ *
+ * One file in Postfix main.cf syntax: "key = value", "#" comments on
+ * their own line, continuation lines starting with white space, $key
+ * and ${key} expanded in string values. A table in conf.c gives every
+ * key a type, a default and a range; an unknown key, a bad value or a
+ * value out of range is an error naming the file and line. The file is
+ * trusted only as far as root wrote it: its size, line length and list
+ * lengths are capped all the same.
+ */
+#ifndef SMAP_CONF_H
+#define SMAP_CONF_H
+
+#include <stdio.h>
+#include "net.h"
+
+struct strlist {
+	char **v;
+	size_t n;
+};
+
+struct conf {
+	/* identity and logging */
+	char *myhostname;		/* default: gethostname() */
+	char *smtpd_banner;		/* "$myhostname ESMTP" */
+	char *syslog_name;		/* "smap" */
+	char *syslog_facility;		/* "mail" */
+	char *maillog_file;		/* "": syslog */
+	/* spool and jail */
+	char *spool_directory;		/* "/var/spool/smap" */
+	char *mail_owner;		/* "smap" */
+	long long queue_minfree;	/* bytes, 20480000 */
+	/* relay policy */
+	struct netlist mynetworks;	/* "127.0.0.0/8 [::1]/128" */
+	struct strlist relay_domains;	/* "" */
+	/* limits */
+	long long message_size_limit;	/* 10240000 */
+	long long smtpd_recipient_limit;	/* 1000 */
+	long long smtpd_message_limit;	/* 100 messages per session */
+	long long smtpd_hard_error_limit;	/* 20 */
+	long long smtpd_junk_command_limit;	/* 100 */
+	long long hopcount_limit;	/* 50 */
+	/* times, in seconds */
+	long long smtpd_timeout;	/* 300s */
+	long long smtpd_session_deadline;	/* 3600s */
+	long long smtpd_greet_pause;	/* 0s */
+	/* bookkeeping for -n: line where each key was set, 0 if default */
+	int *set_line;
+};
+
+/* Load defaults, then the file. Returns the number of errors (0: ok).
+ * Each error is one line "file:line: reason" appended to err (which is
+ * always NUL-terminated; later errors are dropped when it is full). */
+int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
+
+/* Defaults only (for -d and for tests). Returns 0. */
+int conf_defaults(struct conf *c);
+
+void conf_free(struct conf *c);
+
+/* Print "key = value" lines: every key (all = 1) or only those set in
+ * the file (all = 0), in table order, values as the parser reads them. */
+void conf_print(FILE *fp, const struct conf *c, int all);
+
+/* Does a domain (already lowercase, no trailing dot) match the list?
+ * "example.com" matches itself; ".example.com" matches its
+ * subdomains but not itself. Comparison ignores case. */
+int domain_match(const struct strlist *l, const char *domain);
+
+#endif

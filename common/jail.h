@@ -1,0 +1,24 @@
+/*
+ * jail.h - confine a process: chroot, unprivileged user, no capabilities.
+ *
+ * jail_enter() runs before the first byte from the network is read.
+ * It trusts the configuration for the directory and the user name and
+ * nothing else; every step is checked after it is taken.
+ */
+#ifndef SMAP_JAIL_H
+#define SMAP_JAIL_H
+
+#include <stddef.h>
+
+/*
+ * chroot(root) and chdir("/") when root is not NULL; then become user
+ * (all three uids and gids, supplementary groups = the user's primary
+ * group only), clear every capability set and, when the process may,
+ * the bounding set; set no_new_privs. Works when started as root, and
+ * when started as the user itself holding CAP_SYS_CHROOT (systemd
+ * AmbientCapabilities=). Refuses uid 0 as the target. Returns 0, or
+ * -1 with the step that failed in why.
+ */
+int jail_enter(const char *root, const char *user, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * limits.h - the hard bounds shared by smap and smapd.
+ *
+ * Every read of untrusted bytes is capped by one of these. They are
+ * compile-time limits; the tunable ones (message size, recipients,
+ * timeouts) live in the configuration and are range-checked there.
+ */
+#ifndef SMAP_LIMITS_H
+#define SMAP_LIMITS_H
+
+/* One SMTP command line including CRLF. RFC 5321 4.5.3.1.4 says 512;
+ * SIZE= and BODY= parameters extend it (RFC 1869), so allow 1000. */
+#define SMTP_LINE_MAX 1000
+
+/* RFC 5321 4.5.3.1: local part, domain and whole path. */
+#define ADDR_LOCAL_MAX 64
+#define ADDR_DOMAIN_MAX 255
+#define ADDR_PATH_MAX 256
+
+/* A HELO/EHLO argument. */
+#define HELO_MAX 255
+
+/* A queue id: hex digits only. */
+#define SPOOL_ID_MAX 31
+
+/* One envelope record in a spool file, including its LF. */
+#define SPOOL_LINE_MAX 1024
+
+/* Configuration: file size, one logical line, one list. */
+#define CONF_FILE_MAX (1024 * 1024)
+#define CONF_LINE_MAX 8192
+#define CONF_LIST_MAX 1024
+
+/* Upper bound of smtpd_recipient_limit; also what smapd accepts. */
+#define RCPT_LIMIT_MAX 10000
+
+#endif

@@ -1,0 +1,135 @@
+/*
+ * log.c - Postfix-shaped log lines, to syslog or to a file.
+ *
+ * Trusts its callers to have escaped attacker-supplied strings with
+ * log_esc(). Opened before the jail; after chroot only the already
+ * open descriptor (file) or socket (syslog, LOG_NDELAY) is used.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static int log_fd = -1;		/* file or stderr; -1: syslog */
+static char log_ident[64];
+static char log_host[64];
+
+static const struct {
+	const char *name;
+	int code;
+} facilities[] = {
+	{ "mail", LOG_MAIL }, { "daemon", LOG_DAEMON }, { "user", LOG_USER },
+	{ "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
+	{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 },
+	{ "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 },
+	{ "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
+};
+
+/* log_facility - syslog facility code by name */
+int
+log_facility(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(facilities) / sizeof(facilities[0]); i++)
+		if (strcmp(name, facilities[i].name) == 0)
+			return facilities[i].code;
+	return -1;
+}
+
+/* log_open - choose the destination; call before the jail */
+int
+log_open(const char *ident, const char *facility, const char *file)
+{
+	int fac = log_facility(facility);
+	char *dot;
+
+	snprintf(log_ident, sizeof(log_ident), "%s", ident);
+	if (gethostname(log_host, sizeof(log_host)) != 0)
+		snprintf(log_host, sizeof(log_host), "localhost");
+	log_host[sizeof(log_host) - 1] = '\0';
+	if ((dot = strchr(log_host, '.')) != NULL)
+		*dot = '\0';
+	tzset();
+	if (file == NULL || *file == '\0') {
+		openlog(log_ident, LOG_PID | LOG_NDELAY, fac < 0 ? LOG_MAIL : fac);
+		return 0;
+	}
+	if (strcmp(file, "/dev/stderr") == 0)
+		log_fd = STDERR_FILENO;
+	else
+		log_fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+		    O_NOCTTY, 0640);
+	return log_fd < 0 ? -1 : 0;
+}
+
+/* log_msg - one line, prefixed like a syslog file line when not syslog */
+void
+log_msg(int prio, const char *fmt, ...)
+{
+	char line[2048];
+	struct tm tm;
+	time_t now;
+	va_list ap;
+	int n, m;
+
+	va_start(ap, fmt);
+	if (log_fd < 0) {
+		vsyslog(prio, fmt, ap);
+		va_end(ap);
+		return;
+	}
+	now = time(NULL);
+	localtime_r(&now, &tm);
+	n = (int)strftime(line, sizeof(line), "%b %e %H:%M:%S ", &tm);
+	n += snprintf(line + n, sizeof(line) - (size_t)n, "%s %s[%ld]: ",
+	    log_host, log_ident, (long)getpid());
+	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		m = 0;
+	n += m;
+	if (n > (int)sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	(void)!write(log_fd, line, (size_t)n);
+}
+
+/* log_esc - printable copy of untrusted bytes, "..." when cut short */
+char *
+log_esc(char *dst, size_t dstlen, const char *src, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i, o = 0;
+
+	if (dstlen < 4) {
+		if (dstlen > 0)
+			*dst = '\0';
+		return dst;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)src[i];
+		int plain = c >= 0x20 && c < 0x7f && c != '\\';
+
+		if (o + (plain ? 1 : 4) > dstlen - 4) {
+			memcpy(dst + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (plain) {
+			dst[o++] = (char)c;
+			continue;
+		}
+		dst[o++] = '\\';
+		dst[o++] = 'x';
+		dst[o++] = hex[c >> 4];
+		dst[o++] = hex[c & 15];
+	}
+	dst[o] = '\0';
+	return dst;
+}

@@ -1,0 +1,476 @@
+/*
+ * spool.c - the spool file format, its writer, its reader, and the
+ * atomic commit from tmp/ into new/.
+ *
+ * LAYOUT (below spool_directory, which is also smap's chroot):
+ *   tmp/   files being written by smap; owner mail_owner, mode 0600
+ *   new/   committed files, one per accepted message, mode 0640
+ * A file appears in new/ only by rename(2) after it was fsync'd, and
+ * new/ is fsync'd before smap answers 250. The file name is the queue id.
+ *
+ * FORMAT, version 1: an envelope of LF-terminated records, a blank
+ * line, then the message. Every record is "name value" with exactly
+ * one space, in this order, each once except rcpt:
+ *   SMAP 1                 magic and format version
+ *   id 6921A4F30B1C21A2B   queue id, 1..31 uppercase hex digits
+ *   arrival 1795412345     seconds since the epoch
+ *   client 192.0.2.1 4711  client address (or "unknown") and port
+ *   helo mail.example      HELO/EHLO argument: printable ASCII, no space
+ *   proto ESMTP            SMTP or ESMTP
+ *   body 8BIT              7BIT, or 8BIT when BODY=8BITMIME was declared
+ *                          or the message holds bytes above 127
+ *   from <a@b.example>     sender path; "<>" is the null sender
+ *   rcpt <c@d.example>     one record per recipient, at least one
+ *   size 0000000000001234  16 decimal digits: bytes after the blank line
+ * Values are printable ASCII without spaces; a record is at most
+ * SPOOL_LINE_MAX bytes. Addresses obey addr.h. The message follows the
+ * blank line: smap's Received: header, then the data as received after
+ * dot-unstuffing, every line ended by CRLF (smap refuses bare CR and LF).
+ *
+ * TRUST: the writer trusts smap to pass validated values. The reader
+ * trusts nothing: it checks every record and the total length, and
+ * says why a file is refused.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "addr.h"
+#include "spool.h"
+
+#define SIZE_DIGITS 16
+
+/* spool_make_id - queue id from the clock and the pid */
+void
+spool_make_id(char *id, size_t len)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(id, len, "%08llX%05lX%lX", (unsigned long long)ts.tv_sec,
+	    (unsigned long)(ts.tv_nsec / 1000), (unsigned long)getpid());
+}
+
+/* spool_path - "dir/id" into buf; -1 when it does not fit */
+static int
+spool_path(char *buf, size_t len, const char *dir, const char *id)
+{
+	int n = snprintf(buf, len, "%s/%s", dir, id);
+
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* spool_create - exclusive new file in tmp/ */
+int
+spool_create(char *id, size_t idlen)
+{
+	char path[64];
+	int fd, tries;
+
+	for (tries = 0; tries < 5; tries++) {
+		if (tries > 0 || id[0] == '\0')
+			spool_make_id(id, idlen);
+		if (spool_path(path, sizeof(path), SPOOL_TMP, id) < 0) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST)
+			return fd;
+	}
+	return -1;
+}
+
+/* spool_write - write everything or fail */
+int
+spool_write(int fd, const char *p, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		if ((w = write(fd, p, n)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* spool_write_envelope - the records and the blank line */
+int
+spool_write_envelope(int fd, struct envelope *e)
+{
+	char head[SPOOL_LINE_MAX * 8];
+	size_t i;
+	int n;
+
+	n = snprintf(head, sizeof(head), "%s %d\nid %s\narrival %lld\n"
+	    "client %s %u\nhelo %s\nproto %s\nbody ", SPOOL_MAGIC,
+	    SPOOL_VERSION, e->id, e->arrival, e->client, e->port, e->helo,
+	    e->proto);
+	if (n < 0 || (size_t)n >= sizeof(head)) {
+		errno = EINVAL;
+		return -1;
+	}
+	e->body_flag_offset = n;
+	n += snprintf(head + n, sizeof(head) - (size_t)n, "%s\nfrom %s\n",
+	    e->body8 ? "8BIT" : "7BIT", e->sender);
+	if ((size_t)n >= sizeof(head) || spool_write(fd, head, (size_t)n) < 0)
+		return -1;
+	e->size_offset = n;
+	for (i = 0; i < e->nrcpt; i++) {
+		n = snprintf(head, sizeof(head), "rcpt %s\n", e->rcpt[i]);
+		if (n < 0 || (size_t)n >= sizeof(head) ||
+		    spool_write(fd, head, (size_t)n) < 0)
+			return -1;
+		e->size_offset += n;
+	}
+	e->size_offset += 5;	/* "size " */
+	n = snprintf(head, sizeof(head), "size %0*d\n\n", SIZE_DIGITS, 0);
+	return spool_write(fd, head, (size_t)n);
+}
+
+/* spool_write_final - fill in the body flag and the size */
+int
+spool_write_final(int fd, const struct envelope *e)
+{
+	char digits[SIZE_DIGITS + 1];
+
+	snprintf(digits, sizeof(digits), "%0*lld", SIZE_DIGITS, e->size);
+	if (pwrite(fd, e->body8 ? "8" : "7", 1, e->body_flag_offset) != 1 ||
+	    pwrite(fd, digits, SIZE_DIGITS, e->size_offset) != SIZE_DIGITS)
+		return -1;
+	return 0;
+}
+
+/* sync_dir - fsync a directory by name */
+static int
+sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc;
+
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	if (close(fd) < 0)
+		rc = -1;
+	return rc;
+}
+
+/* move_noreplace - rename without replacing; link+unlink where unsupported */
+static int
+move_noreplace(const char *from, const char *to)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	if (link(from, to) < 0)
+		return -1;
+	return unlink(from);
+}
+
+/* spool_commit - make the file durable in new/ */
+int
+spool_commit(int fd, const char *id)
+{
+	char from[64], to[64];
+	int rc;
+
+	if (spool_path(from, sizeof(from), SPOOL_TMP, id) < 0 ||
+	    spool_path(to, sizeof(to), SPOOL_NEW, id) < 0)
+		return (errno = ENAMETOOLONG, -1);
+	rc = fchmod(fd, 0640) < 0 || fsync(fd) < 0 ? -1 : 0;
+	if (close(fd) < 0)
+		rc = -1;
+	if (rc < 0 || move_noreplace(from, to) < 0)
+		return -1;
+	if (sync_dir(SPOOL_NEW) < 0) {
+		int saved = errno;
+
+		/* Not known to be durable: take it back, the client retries. */
+		(void)unlink(to);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+/* spool_abort - discard a file being written */
+void
+spool_abort(int fd, const char *id)
+{
+	char path[64];
+
+	if (fd >= 0)
+		(void)close(fd);
+	if (id[0] && spool_path(path, sizeof(path), SPOOL_TMP, id) == 0)
+		(void)unlink(path);
+}
+
+/* A small buffered reader over a hostile file. */
+struct rd {
+	int fd;
+	size_t len, pos;
+	off_t off;		/* bytes consumed so far */
+	char buf[4096];
+};
+
+/* rd_line - next record without its LF; refuses NUL, CR, overlong */
+static int
+rd_line(struct rd *r, char *line, size_t cap, const char **why)
+{
+	size_t n = 0;
+	ssize_t got;
+	char c;
+
+	for (;;) {
+		if (r->pos == r->len) {
+			got = read(r->fd, r->buf, sizeof(r->buf));
+			if (got <= 0) {
+				*why = got < 0 ? "read error" : "truncated envelope";
+				return -1;
+			}
+			r->len = (size_t)got;
+			r->pos = 0;
+		}
+		c = r->buf[r->pos++];
+		r->off++;
+		if (c == '\n')
+			break;
+		if (c == '\0' || c == '\r' || n + 1 >= cap) {
+			*why = c == '\0' ? "NUL in envelope" : c == '\r' ?
+			    "CR in envelope" : "envelope record too long";
+			return -1;
+		}
+		line[n++] = c;
+	}
+	line[n] = '\0';
+	return 0;
+}
+
+/* token_ok - printable ASCII, no spaces, not empty */
+static int
+token_ok(const char *s, size_t max)
+{
+	size_t n;
+
+	for (n = 0; s[n]; n++)
+		if ((unsigned char)s[n] <= 0x20 || (unsigned char)s[n] >= 0x7f)
+			return 0;
+	return n > 0 && n <= max;
+}
+
+/* number_ok - decimal digits only, at most max digits */
+static int
+number_ok(const char *s, size_t max, long long *out)
+{
+	size_t n;
+
+	for (n = 0; s[n]; n++)
+		if (!isdigit((unsigned char)s[n]))
+			return 0;
+	if (n == 0 || n > max)
+		return 0;
+	*out = strtoll(s, NULL, 10);
+	return 1;
+}
+
+/* record - read "name value"; value must be a token */
+static int
+record(struct rd *r, const char *name, char *val, size_t cap, const char **why)
+{
+	char line[SPOOL_LINE_MAX];
+	size_t nl = strlen(name);
+
+	if (rd_line(r, line, sizeof(line), why) < 0)
+		return -1;
+	if (strncmp(line, name, nl) != 0 || line[nl] != ' ') {
+		*why = "unexpected envelope record";
+		return -1;
+	}
+	if (!token_ok(line + nl + 1, cap - 1)) {
+		*why = "bad envelope value";
+		return -1;
+	}
+	memcpy(val, line + nl + 1, strlen(line + nl + 1) + 1);
+	return 0;
+}
+
+/* client_ok - "addr port": a numeric address or "unknown", a port */
+static int
+client_ok(char *val, struct envelope *e)
+{
+	unsigned char bin[16];
+	char *sp = strchr(val, ' ');
+	long long port;
+
+	if (sp == NULL || (size_t)(sp - val) >= sizeof(e->client))
+		return 0;
+	*sp = '\0';
+	if (!number_ok(sp + 1, 5, &port) || port > 65535)
+		return 0;
+	if (strcmp(val, "unknown") != 0 && inet_pton(AF_INET, val, bin) != 1 &&
+	    inet_pton(AF_INET6, val, bin) != 1)
+		return 0;
+	memcpy(e->client, val, (size_t)(sp - val) + 1);
+	e->port = (unsigned)port;
+	return 1;
+}
+
+/* id_ok - 1..SPOOL_ID_MAX uppercase hex digits */
+static int
+id_ok(const char *id)
+{
+	size_t n;
+
+	for (n = 0; id[n]; n++)
+		if (!isdigit((unsigned char)id[n]) && (id[n] < 'A' || id[n] > 'F'))
+			return 0;
+	return n > 0 && n <= SPOOL_ID_MAX;
+}
+
+/* fail - set the reason and return -1 */
+static int
+fail(const char **why, const char *reason)
+{
+	*why = reason;
+	return -1;
+}
+
+/* read_head - the records from the magic through "body" */
+static int
+read_head(struct rd *r, struct envelope *e, const char **why)
+{
+	char v[SPOOL_LINE_MAX];
+
+	if (rd_line(r, v, sizeof(v), why) < 0)
+		return -1;
+	if (strcmp(v, SPOOL_MAGIC " 1") != 0)
+		return fail(why, "not a version 1 spool file");
+	e->version = SPOOL_VERSION;
+	if (record(r, "id", e->id, sizeof(e->id), why) < 0 || !id_ok(e->id))
+		return fail(why, "bad id record");
+	if (record(r, "arrival", v, 20, why) < 0 ||
+	    !number_ok(v, 19, &e->arrival))
+		return fail(why, "bad arrival record");
+	if (rd_line(r, v, sizeof(v), why) < 0 || strncmp(v, "client ", 7) != 0 ||
+	    !client_ok(v + 7, e))
+		return fail(why, "bad client record");
+	if (record(r, "helo", e->helo, sizeof(e->helo), why) < 0)
+		return fail(why, "bad helo record");
+	if (record(r, "proto", e->proto, sizeof(e->proto), why) < 0 ||
+	    (strcmp(e->proto, "SMTP") != 0 && strcmp(e->proto, "ESMTP") != 0))
+		return fail(why, "bad proto record");
+	if (record(r, "body", v, 5, why) < 0 ||
+	    (strcmp(v, "7BIT") != 0 && strcmp(v, "8BIT") != 0))
+		return fail(why, "bad body record");
+	e->body8 = v[0] == '8';
+	return 0;
+}
+
+/* add_rcpt - append a checked recipient */
+static int
+add_rcpt(struct envelope *e, const char *path, size_t max, const char **why)
+{
+	struct addr a;
+	char **v;
+
+	if (addr_check_stored(path, ADDR_RECIPIENT, &a, why) < 0)
+		return -1;
+	if (e->nrcpt >= max)
+		return fail(why, "too many recipients");
+	if ((v = realloc(e->rcpt, (e->nrcpt + 1) * sizeof(*v))) == NULL)
+		return fail(why, "out of memory");
+	e->rcpt = v;
+	if ((v[e->nrcpt] = strdup(path)) == NULL)
+		return fail(why, "out of memory");
+	e->nrcpt++;
+	return 0;
+}
+
+/* read_tail - from, the recipients, size and the blank line */
+static int
+read_tail(struct rd *r, struct envelope *e, size_t max, const char **why)
+{
+	char v[SPOOL_LINE_MAX];
+	struct addr a;
+
+	if (record(r, "from", e->sender, sizeof(e->sender), why) < 0 ||
+	    addr_check_stored(e->sender, ADDR_SENDER, &a, why) < 0)
+		return fail(why, "bad from record");
+	for (;;) {
+		if (rd_line(r, v, sizeof(v), why) < 0)
+			return -1;
+		if (strncmp(v, "size ", 5) == 0)
+			break;
+		if (strncmp(v, "rcpt ", 5) != 0)
+			return fail(why, "unexpected envelope record");
+		if (add_rcpt(e, v + 5, max, why) < 0)
+			return -1;
+	}
+	if (e->nrcpt == 0)
+		return fail(why, "no recipients");
+	if (strlen(v + 5) != SIZE_DIGITS || !number_ok(v + 5, SIZE_DIGITS, &e->size))
+		return fail(why, "bad size record");
+	if (rd_line(r, v, sizeof(v), why) < 0 || v[0] != '\0')
+		return fail(why, "envelope not ended by a blank line");
+	e->body_offset = r->off;
+	return 0;
+}
+
+/* spool_read_envelope - parse and check a hostile spool file */
+int
+spool_read_envelope(int fd, struct envelope *e, size_t max_rcpt,
+    char *why, size_t whylen)
+{
+	struct rd *r;
+	struct stat st;
+	const char *reason = "out of memory";
+	int rc = -1;
+
+	memset(e, 0, sizeof(*e));
+	if ((r = calloc(1, sizeof(*r))) != NULL) {
+		r->fd = fd;
+		if (read_head(r, e, &reason) == 0 &&
+		    read_tail(r, e, max_rcpt, &reason) == 0) {
+			if (fstat(fd, &st) < 0)
+				reason = "cannot stat";
+			else if (st.st_size != e->body_offset + e->size)
+				reason = "file length does not match its size record";
+			else
+				rc = 0;
+		}
+		free(r);
+	}
+	if (rc < 0) {
+		snprintf(why, whylen, "%s", reason);
+		spool_free_envelope(e);
+	}
+	return rc;
+}
+
+/* spool_free_envelope - release the recipient list */
+void
+spool_free_envelope(struct envelope *e)
+{
+	size_t i;
+
+	for (i = 0; i < e->nrcpt; i++)
+		free(e->rcpt[i]);
+	free(e->rcpt);
+	e->rcpt = NULL;
+	e->nrcpt = 0;
+}

@@ -1,0 +1,83 @@
+/*
+ * spool.h - the spool: directory layout, file format, atomic commit.
+ *
+ * The format is documented at the top of spool.c and in smap-spool(5).
+ * The writer (smap) and the reader (smapd, tests) both live here, so
+ * what one writes the other reads with the same rules. The reader
+ * treats every file as hostile.
+ */
+#ifndef SMAP_SPOOL_H
+#define SMAP_SPOOL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include "limits.h"
+
+#define SPOOL_VERSION 1
+#define SPOOL_MAGIC "SMAP"
+#define SPOOL_TMP "tmp"
+#define SPOOL_NEW "new"
+
+struct envelope {
+	int version;
+	char id[SPOOL_ID_MAX + 1];
+	long long arrival;		/* seconds since the epoch */
+	char client[64];		/* numeric address, or "unknown" */
+	unsigned port;			/* client port, 0 when unknown */
+	char helo[HELO_MAX + 1];	/* printable, no spaces; may be "" */
+	char proto[8];			/* "SMTP" or "ESMTP" */
+	int body8;			/* BODY=8BITMIME declared or 8-bit seen */
+	off_t body_flag_offset;		/* where the 7 or 8 of "body" is (writer) */
+	char sender[ADDR_PATH_MAX + 3];	/* with angle brackets: "<>" */
+	char **rcpt;			/* each with angle brackets */
+	size_t nrcpt;
+	long long size;			/* bytes of message after the envelope */
+	off_t body_offset;		/* where the message starts (reader) */
+	off_t size_offset;		/* where the size digits are (writer) */
+};
+
+/* A new queue id from the clock and the process id: hex, unique among
+ * processes of one host as long as the clock does not go back. */
+void spool_make_id(char *id, size_t len);
+
+/* Create SPOOL_TMP/id below the current directory with
+ * O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, using the id given (a new one
+ * when it is empty), and a fresh id on EEXIST (a few tries). Returns
+ * the fd, or -1 with errno. */
+int spool_create(char *id, size_t idlen);
+
+/* Write the envelope records and the blank line that ends them, at the
+ * current offset of fd, with the size field as a fixed-width
+ * placeholder; sets e->size_offset. Returns 0 or -1 with errno. */
+int spool_write_envelope(int fd, struct envelope *e);
+
+/* Fill in the body flag (e->body8) and the size (e->size), which are
+ * known only at the end of the message. */
+int spool_write_final(int fd, const struct envelope *e);
+
+/* write(2) all of p, retrying on EINTR. Returns 0 or -1 with errno. */
+int spool_write(int fd, const char *p, size_t n);
+
+/* Make the file group-readable (for smapd), fsync it, rename it into
+ * SPOOL_NEW without replacing anything, fsync SPOOL_NEW. fd is closed
+ * in every case. Returns 0, or -1 with errno; then nothing is in
+ * SPOOL_NEW and the caller removes the temp file with spool_abort(-1, id). */
+int spool_commit(int fd, const char *id);
+
+/* Close fd (if >= 0) and remove SPOOL_TMP/id. */
+void spool_abort(int fd, const char *id);
+
+/*
+ * Read and check the envelope of an open spool file. Enforces: magic
+ * and version, every record once and in order, values of the right
+ * shape, addresses that pass addr_check_stored, at most max_rcpt
+ * recipients, a record at most SPOOL_LINE_MAX bytes, and a file whose
+ * length is exactly body_offset + size. Leaves the offset of fd
+ * unspecified. Returns 0, or -1 with a reason in why.
+ */
+int spool_read_envelope(int fd, struct envelope *e, size_t max_rcpt,
+    char *why, size_t whylen);
+
+void spool_free_envelope(struct envelope *e);
+
+#endif

@@ -1,0 +1,196 @@
+/*
+ * io.c - smap's connection I/O: bounded, timed reads and writes.
+ *
+ * Trusts nothing it reads. Both descriptors are made non-blocking so
+ * that no read or write can outlast the timeout or the deadline.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io.h"
+
+/* io_init - set up buffers and make the descriptors non-blocking */
+void
+io_init(struct io *io, int rfd, int wfd, int timeout, time_t deadline)
+{
+	memset(io, 0, sizeof(*io));
+	io->rfd = rfd;
+	io->wfd = wfd;
+	io->timeout = timeout;
+	io->deadline = deadline;
+	(void)fcntl(rfd, F_SETFL, fcntl(rfd, F_GETFL) | O_NONBLOCK);
+	(void)fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
+}
+
+/* wait_ms - the next wait: the idle timeout, capped by the deadline */
+static int
+wait_ms(const struct io *io)
+{
+	time_t left = io->deadline - time(NULL);
+
+	if (left <= 0)
+		return 0;
+	return (int)(left < io->timeout ? left : io->timeout) * 1000;
+}
+
+/* io_poll - wait for one event; 1 ready, 0 timeout, -1 error */
+static int
+io_poll(struct io *io, int fd, short ev, int ms)
+{
+	struct pollfd p = { fd, ev, 0 };
+	int n;
+
+	do
+		n = poll(&p, 1, ms);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		io->err = IO_TIMEOUT;
+	else if (n < 0)
+		io->err = IO_ERROR;
+	return n < 0 ? -1 : n;
+}
+
+/* io_flush - send every queued reply, within the timeout */
+int
+io_flush(struct io *io)
+{
+	size_t done = 0, want = io->olen;
+	ssize_t w;
+
+	io->olen = 0;
+	while (done < want) {
+		w = write(io->wfd, io->out + done, want - done);
+		if (w > 0) {
+			done += (size_t)w;
+		} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+			io->err = IO_ERROR;
+			break;
+		} else if (w < 0 && errno == EAGAIN &&
+		    io_poll(io, io->wfd, POLLOUT, wait_ms(io)) <= 0) {
+			break;
+		}
+	}
+	return done == want ? 0 : -1;
+}
+
+/* io_reply - queue one reply line */
+void
+io_reply(struct io *io, const char *line)
+{
+	size_t n = strlen(line);
+
+	if (n > sizeof(io->out) - 2)
+		n = sizeof(io->out) - 2;
+	if (io->olen + n + 2 > sizeof(io->out))
+		(void)io_flush(io);
+	memcpy(io->out + io->olen, line, n);
+	memcpy(io->out + io->olen + n, "\r\n", 2);
+	io->olen += n + 2;
+}
+
+/* io_fill - flush replies, keep unread bytes, read more; >0, or 0 on failure */
+static size_t
+io_fill(struct io *io)
+{
+	ssize_t r;
+
+	if (io_flush(io) < 0)
+		return 0;
+	memmove(io->in, io->in + io->ipos, io->ilen - io->ipos);
+	io->ilen -= io->ipos;
+	io->ipos = 0;
+	for (;;) {
+		r = read(io->rfd, io->in + io->ilen, sizeof(io->in) - io->ilen);
+		if (r > 0) {
+			io->ilen += (size_t)r;
+			return (size_t)r;
+		}
+		if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+			io->err = r == 0 ? IO_EOF : IO_ERROR;
+			return 0;
+		}
+		if (errno == EAGAIN && io_poll(io, io->rfd, POLLIN, wait_ms(io)) <= 0)
+			return 0;
+	}
+}
+
+/* io_wait - is input there within ms? (the greeting pause) */
+int
+io_wait(struct io *io, int ms)
+{
+	if (io->ipos < io->ilen)
+		return 1;
+	return io_poll(io, io->rfd, POLLIN, ms);
+}
+
+/* io_pending - bytes from the peer available without waiting */
+int
+io_pending(struct io *io)
+{
+	return io_wait(io, 0) > 0;
+}
+
+/* io_discard - drop buffered input */
+void
+io_discard(struct io *io)
+{
+	io->ipos = io->ilen = 0;
+}
+
+/* io_getline - one CRLF-terminated command line, capped */
+enum io_status
+io_getline(struct io *io, char *line, size_t *len)
+{
+	size_t n = 0;
+	int cr = 0, toolong = 0;
+	char c;
+
+	for (;;) {
+		if (io->ipos == io->ilen && io_fill(io) == 0)
+			return io->err;
+		c = io->in[io->ipos++];
+		if (c == '\n' && cr)
+			break;
+		cr = c == '\r';
+		if (n < SMTP_LINE_MAX - 1)
+			line[n++] = c;
+		else
+			toolong = 1;
+	}
+	if (toolong)
+		return IO_LONG;
+	line[--n] = '\0';	/* the CR */
+	*len = n;
+	return IO_OK;
+}
+
+/* io_getchunk - a piece of data that never splits CRLF or a "." line */
+enum io_status
+io_getchunk(struct io *io, int bol, const char **p, size_t *len)
+{
+	const char *start, *nl;
+	size_t avail;
+
+	for (;;) {
+		start = io->in + io->ipos;
+		avail = io->ilen - io->ipos;
+		nl = memchr(start, '\n', avail);
+		if (nl != NULL) {
+			avail = (size_t)(nl - start) + 1;
+			break;
+		}
+		if (avail > 0 && start[avail - 1] == '\r')
+			avail--;
+		if (avail > 0 && (!bol || avail >= 3))
+			break;
+		if (io_fill(io) == 0)
+			return io->err;
+	}
+	*p = start;
+	*len = avail;
+	io->ipos += avail;
+	return IO_OK;
+}

@@ -1,0 +1,47 @@
+/*
+ * io.h - smap's connection I/O: bounded reads, timed writes.
+ *
+ * The peer controls every byte. Each read waits at most smtpd_timeout
+ * and never past the session deadline; a command line is capped at
+ * SMTP_LINE_MAX and the excess is skipped to the next CRLF; only CRLF
+ * ends a line. Replies are buffered and sent when smap needs more input
+ * (RFC 2920 pipelining) or explicitly flushed.
+ */
+#ifndef SMAP_IO_H
+#define SMAP_IO_H
+
+#include <stddef.h>
+#include <time.h>
+#include "limits.h"
+
+enum io_status { IO_OK, IO_LONG, IO_EOF, IO_TIMEOUT, IO_ERROR };
+
+struct io {
+	int rfd, wfd;
+	int timeout;		/* seconds for one wait */
+	time_t deadline;	/* end of the session */
+	enum io_status err;	/* why the last call failed */
+	size_t ipos, ilen, olen;
+	char in[16384];
+	char out[4096];
+};
+
+void io_init(struct io *io, int rfd, int wfd, int timeout, time_t deadline);
+/* Wait up to ms for input; 1 when some is there, 0 when not, -1 on error. */
+int io_wait(struct io *io, int ms);
+/* Are bytes from the peer waiting (buffered or in the kernel)? */
+int io_pending(struct io *io);
+/* Forget everything buffered from the peer. */
+void io_discard(struct io *io);
+/* A command line without its CRLF, NUL-terminated, in line[SMTP_LINE_MAX].
+ * Returns IO_OK, IO_LONG (skipped), or IO_EOF/IO_TIMEOUT/IO_ERROR. */
+enum io_status io_getline(struct io *io, char *line, size_t *len);
+/* The next piece of message data: up to and including the next LF, or
+ * what is buffered, never ending between CR and LF; at the start of a
+ * line (bol) at least 3 bytes or a whole line. */
+enum io_status io_getchunk(struct io *io, int bol, const char **p, size_t *len);
+/* Queue a reply line (CRLF added); sent by io_flush or the next read. */
+void io_reply(struct io *io, const char *line);
+int io_flush(struct io *io);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * main.c - smap: one SMTP session on fd 0/1, jailed.
+ *
+ * Started by inetd, xinetd, tcpserver or systemd (Accept=yes) with the
+ * connection on fd 0 and 1. Reads the configuration, opens the log,
+ * jails itself (see jail.h), and only then reads from the client.
+ * Trusts its command line and configuration file; nothing else.
+ *
+ * Exit status: 0 after a session, 78 (EX_CONFIG) for a bad
+ * configuration, 71 (EX_OSERR) when the jail cannot be entered,
+ * 64 (EX_USAGE) for a bad command line.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "conf.h"
+#include "jail.h"
+#include "log.h"
+#include "session.h"
+
+#define EX_USAGE 64
+#define EX_OSERR 71
+#define EX_CONFIG 78
+
+static const char *conf_path = "/etc/smap/smap.conf";
+
+/* usage - the command line, then exit */
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: smap [-c config] [-t | -n | -d]\n");
+	exit(EX_USAGE);
+}
+
+/* connected - refuse a listening socket on fd 0 (Accept=no, no --accept) */
+static int
+connected(void)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &len) == 0 ||
+	    errno != ENOTCONN)
+		return 1;
+	log_fatal("standard input is a socket with no peer: a listening "
+	    "socket? (systemd needs Accept=yes, systemd-socket-activate --accept)");
+	return 0;
+}
+
+/* load - the configuration, or exit 78 with every error on stderr */
+static void
+load(struct conf *cf, char *err, size_t errlen)
+{
+	if (conf_load(cf, conf_path, err, errlen) == 0)
+		return;
+	fputs(err, stderr);
+	/* Also to syslog: under inetd nobody reads stderr. */
+	log_open("smap/smtpd", "mail", "");
+	log_fatal("%s: bad configuration: %.400s", conf_path, err);
+	exit(EX_CONFIG);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct session s;
+	static char err[8192];
+	struct conf cf;
+	char ident[80];
+	int ch, mode = 0;
+
+	while ((ch = getopt(argc, argv, "c:tnd")) != -1) {
+		if (ch == 'c')
+			conf_path = optarg;
+		else if (ch == 't' || ch == 'n' || ch == 'd')
+			mode = ch;
+		else
+			usage();
+	}
+	if (optind != argc)
+		usage();
+	load(&cf, err, sizeof(err));
+	if (mode != 0) {
+		if (mode != 't')
+			conf_print(stdout, &cf, mode == 'd');
+		return 0;
+	}
+	snprintf(ident, sizeof(ident), "%s/smtpd", cf.syslog_name);
+	if (log_open(ident, cf.syslog_facility, cf.maillog_file) < 0) {
+		log_open(ident, cf.syslog_facility, "");
+		log_fatal("cannot open %s: %m", cf.maillog_file);
+		return EX_CONFIG;
+	}
+	if (!connected())
+		return EX_USAGE;
+	if (jail_enter(cf.spool_directory, cf.mail_owner, err, sizeof(err)) < 0) {
+		log_fatal("cannot enter the jail %s as %s: %s", cf.spool_directory,
+		    cf.mail_owner, err);
+		return EX_OSERR;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	/* A backstop beyond every timeout: no session outlives this. */
+	alarm((unsigned)(cf.smtpd_session_deadline + cf.smtpd_timeout + 60));
+	session_run(&s, &cf, STDIN_FILENO, STDOUT_FILENO);
+	return 0;
+}

@@ -1,0 +1,631 @@
+/*
+ * session.c - smap's SMTP state machine and commands (RFC 5321, with
+ * the enhanced status codes of RFC 3463 on every reply but the greeting
+ * and the HELO/EHLO replies, as RFC 2034 prescribes).
+ *
+ * Trusts the configuration; every byte from the client is hostile.
+ * A command table says in which states each command may run; verbs
+ * match exactly, ignoring case. The message itself is data.c's job.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <sys/statvfs.h>
+
+#include "addr.h"
+#include "log.h"
+#include "session.h"
+#include "spool.h"
+
+#define ANY ((1u << S_INIT) | (1u << S_HELO) | (1u << S_MAIL) | (1u << S_RCPT))
+#define TRANS ((1u << S_MAIL) | (1u << S_RCPT))
+
+struct cmd {
+	const char *verb;
+	void (*fn)(struct session *, char *);
+	unsigned states;
+	enum counter ctr;
+	int junk;		/* counts toward smtpd_junk_command_limit */
+};
+
+static void cmd_helo(struct session *, char *);
+static void cmd_mail(struct session *, char *);
+static void cmd_rcpt(struct session *, char *);
+static void cmd_data(struct session *, char *);
+static void cmd_rset(struct session *, char *);
+static void cmd_noop(struct session *, char *);
+static void cmd_vrfy(struct session *, char *);
+static void cmd_help(struct session *, char *);
+static void cmd_quit(struct session *, char *);
+static void cmd_unimpl(struct session *, char *);
+static void cmd_http(struct session *, char *);
+static void cmd_unknown(struct session *, char *);
+
+static const struct cmd cmds[] = {
+	{ "HELO", cmd_helo, ANY, C_HELO, 0 },
+	{ "EHLO", cmd_helo, ANY, C_EHLO, 0 },
+	{ "MAIL", cmd_mail, 1u << S_HELO, C_MAIL, 0 },
+	{ "RCPT", cmd_rcpt, TRANS, C_RCPT, 0 },
+	{ "DATA", cmd_data, TRANS, C_DATA, 0 },
+	{ "RSET", cmd_rset, ANY, C_RSET, 1 },
+	{ "NOOP", cmd_noop, ANY, C_NOOP, 1 },
+	{ "VRFY", cmd_vrfy, ANY, C_VRFY, 1 },
+	{ "HELP", cmd_help, ANY, C_HELP, 1 },
+	{ "QUIT", cmd_quit, ANY, C_QUIT, 0 },
+	{ "EXPN", cmd_unimpl, ANY, C_EXPN, 0 },
+	{ "STARTTLS", cmd_unimpl, ANY, C_UNIMPL, 0 },
+	{ "AUTH", cmd_unimpl, ANY, C_UNIMPL, 0 },
+	{ "BDAT", cmd_unimpl, ANY, C_UNIMPL, 0 },
+	{ "ETRN", cmd_unimpl, ANY, C_UNIMPL, 0 },
+	{ "TURN", cmd_unimpl, ANY, C_UNIMPL, 0 },
+	{ "ATRN", cmd_unimpl, ANY, C_UNIMPL, 0 },
+	{ "XCLIENT", cmd_unimpl, ANY, C_UNIMPL, 0 },
+	{ "XFORWARD", cmd_unimpl, ANY, C_UNIMPL, 0 },
+	{ "GET", cmd_http, ANY, C_UNKNOWN, 0 },
+	{ "POST", cmd_http, ANY, C_UNKNOWN, 0 },
+	{ "HEAD", cmd_http, ANY, C_UNKNOWN, 0 },
+	{ "PUT", cmd_http, ANY, C_UNKNOWN, 0 },
+	{ "CONNECT", cmd_http, ANY, C_UNKNOWN, 0 },
+	{ "OPTIONS", cmd_http, ANY, C_UNKNOWN, 0 },
+	{ NULL, cmd_unknown, ANY, C_UNKNOWN, 0 },
+};
+
+static const char *counter_names[C_NCOUNTERS] = { "helo", "ehlo", "mail",
+	"rcpt", "data", "rset", "noop", "vrfy", "expn", "help", "quit",
+	"unimplemented", "unknown" };
+
+/* session_reply - format, queue, remember; 4xx/5xx count as errors */
+void
+session_reply(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->reply, sizeof(s->reply), fmt, ap);
+	va_end(ap);
+	io_reply(&s->io, s->reply);
+	if (s->reply[0] == '4' || s->reply[0] == '5')
+		s->errors++;
+}
+
+/* session_close - a last reply, a log line, and the end */
+void
+session_close(struct session *s, const char *why, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->reply, sizeof(s->reply), fmt, ap);
+	va_end(ap);
+	io_reply(&s->io, s->reply);
+	(void)io_flush(&s->io);
+	log_info("%s after %s from unknown[%s]", why, s->verb, s->peer.addr);
+	s->quit = 1;
+}
+
+/* session_reject_log - "ID: reject: STAGE from ...: reply; from= to= ..." */
+void
+session_reject_log(struct session *s, const char *stage, const char *to,
+    size_t tolen)
+{
+	char esc[ADDR_PATH_MAX * 4 + 8], helo[HELO_MAX * 4 + 8];
+
+	log_esc(esc, sizeof(esc), to ? to : "", to ? tolen : 0);
+	log_esc(helo, sizeof(helo), s->helo, strlen(s->helo));
+	log_info("%s: reject: %s from unknown[%s]: %s; from=%s%s%s%s proto=%s "
+	    "helo=<%s>", s->id[0] ? s->id : "NOQUEUE", stage, s->peer.addr,
+	    s->reply, s->sender[0] ? s->sender : "<>", to ? " to=<" : "",
+	    to ? esc : "", to ? ">" : "", s->esmtp ? "ESMTP" : "SMTP", helo);
+}
+
+/* session_reset - forget the transaction */
+void
+session_reset(struct session *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nrcpt; i++)
+		free(s->rcpt[i]);
+	free(s->rcpt);
+	s->rcpt = NULL;
+	s->nrcpt = s->rcpt_refused = 0;
+	s->id[0] = s->sender[0] = '\0';
+	s->declared_size = 0;
+	s->body8 = 0;
+	if (s->state > S_HELO)
+		s->state = S_HELO;
+}
+
+/* helo_ok - one printable token of at most HELO_MAX bytes */
+static int
+helo_ok(const char *arg)
+{
+	size_t n;
+
+	for (n = 0; arg[n]; n++)
+		if ((unsigned char)arg[n] <= 0x20 || (unsigned char)arg[n] >= 0x7f)
+			return 0;
+	return n > 0 && n <= HELO_MAX;
+}
+
+/* cmd_helo - HELO and EHLO: name the client, start over */
+static void
+cmd_helo(struct session *s, char *arg)
+{
+	int ehlo = s->verb[0] == 'E' || s->verb[0] == 'e';
+	size_t n = strlen(arg);
+
+	while (n > 0 && arg[n - 1] == ' ')
+		arg[--n] = '\0';
+	if (!helo_ok(arg)) {
+		session_reply(s, "501 5.5.4 Syntax: %s hostname", ehlo ? "EHLO" : "HELO");
+		return;
+	}
+	session_reset(s);
+	snprintf(s->helo, sizeof(s->helo), "%s", arg);
+	s->esmtp = ehlo;
+	s->state = S_HELO;
+	if (!ehlo) {
+		session_reply(s, "250 %s", s->cf->myhostname);
+		return;
+	}
+	snprintf(s->reply, sizeof(s->reply), "250-%s", s->cf->myhostname);
+	io_reply(&s->io, s->reply);
+	io_reply(&s->io, "250-PIPELINING");
+	snprintf(s->reply, sizeof(s->reply), "250-SIZE %lld",
+	    s->cf->message_size_limit);
+	io_reply(&s->io, s->reply);
+	io_reply(&s->io, "250-8BITMIME");
+	session_reply(s, "250 ENHANCEDSTATUSCODES");
+}
+
+/* mail_param - one ESMTP parameter of MAIL; 0, or -1 after a reply */
+static int
+mail_param(struct session *s, char *p, unsigned *seen)
+{
+	char *val = strchr(p, '=');
+	size_t n;
+
+	if (val != NULL)
+		*val++ = '\0';
+	if (strcasecmp(p, "SIZE") == 0 && !(*seen & 1)) {
+		*seen |= 1;
+		n = val ? strspn(val, "0123456789") : 0;
+		if (n == 0 || n > 18 || val[n] != '\0') {
+			session_reply(s, "501 5.5.4 Bad SIZE= value");
+			return -1;
+		}
+		s->declared_size = strtoll(val, NULL, 10);
+		return 0;
+	}
+	if (strcasecmp(p, "BODY") == 0 && !(*seen & 2)) {
+		*seen |= 2;
+		if (val && strcasecmp(val, "7BIT") == 0)
+			return 0;
+		if (val && strcasecmp(val, "8BITMIME") == 0)
+			return (s->body8 = 1) - 1;
+		session_reply(s, "501 5.5.4 Bad BODY= value");
+		return -1;
+	}
+	if (strcasecmp(p, "SIZE") == 0 || strcasecmp(p, "BODY") == 0)
+		session_reply(s, "501 5.5.4 Duplicate parameter");
+	else
+		session_reply(s, "555 5.5.4 Unsupported option");
+	return -1;
+}
+
+/* mail_params - every parameter after the path */
+static int
+mail_params(struct session *s, char *p)
+{
+	unsigned seen = 0;
+	char *tok;
+
+	while ((tok = strsep(&p, " ")) != NULL)
+		if (*tok != '\0' && mail_param(s, tok, &seen) < 0)
+			return -1;
+	return 0;
+}
+
+/* space_ok - enough free space in the spool for this message */
+static int
+space_ok(struct session *s)
+{
+	struct statvfs sv;
+	unsigned long long avail;
+
+	if (statvfs(SPOOL_TMP, &sv) < 0)
+		return 0;
+	avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
+	return avail >= (unsigned long long)s->cf->queue_minfree +
+	    (unsigned long long)s->declared_size;
+}
+
+/* path_arg - "FROM:" or "TO:", spaces, then a path; NULL after a reply */
+static char *
+path_arg(struct session *s, char *arg, const char *kw, const char *syntax)
+{
+	size_t n = strlen(kw);
+
+	if (strncasecmp(arg, kw, n) != 0) {
+		session_reply(s, "501 5.5.4 Syntax: %s", syntax);
+		return NULL;
+	}
+	for (arg += n; *arg == ' '; arg++)
+		;
+	return arg;
+}
+
+/* path_end - what follows a path must be nothing or a space */
+static int
+path_end(const char *p)
+{
+	return *p == '\0' || *p == ' ';
+}
+
+/* cmd_mail - MAIL FROM:<path> [SIZE=n] [BODY=7BIT|8BITMIME] */
+static void
+cmd_mail(struct session *s, char *arg)
+{
+	const char *why;
+	struct addr a;
+	char *p;
+	int n;
+
+	if (s->messages >= s->cf->smtpd_message_limit) {
+		session_close(s, "too many messages", "421 4.7.0 %s Error: too "
+		    "many messages in one session", s->cf->myhostname);
+		return;
+	}
+	if ((p = path_arg(s, arg, "FROM:", "MAIL FROM:<address>")) == NULL)
+		return;
+	n = addr_parse(p, strlen(p), ADDR_SENDER, &a, &why);
+	if (n < 0 || !path_end(p + n)) {
+		session_reply(s, "501 5.1.7 %s", n < 0 ? why : "Bad address syntax");
+		session_reject_log(s, "MAIL", NULL, 0);
+		return;
+	}
+	if (mail_params(s, p + n) < 0) {
+		s->declared_size = s->body8 = 0;
+		return;
+	}
+	if (s->declared_size > s->cf->message_size_limit || !space_ok(s)) {
+		if (s->declared_size > s->cf->message_size_limit)
+			session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+		else
+			session_reply(s, "452 4.3.1 Insufficient system storage");
+		session_reject_log(s, "MAIL", NULL, 0);
+		s->declared_size = s->body8 = 0;
+		return;
+	}
+	snprintf(s->sender, sizeof(s->sender), "<%s>", a.text);
+	s->messages++;
+	s->state = S_MAIL;
+	session_reply(s, "250 2.1.0 Ok");
+}
+
+/* relay_ok - may this client send to this recipient? */
+static int
+relay_ok(const struct session *s, const struct addr *a)
+{
+	if (a->at == 0)
+		return 1;	/* <postmaster>: RFC 5321 4.5.1 */
+	if (s->peer.trusted)
+		return 1;
+	if (a->literal)
+		return 0;
+	return domain_match(&s->cf->relay_domains, addr_domain(a));
+}
+
+/* add_rcpt - remember an accepted recipient; the first one names the message */
+static int
+add_rcpt(struct session *s, const struct addr *a)
+{
+	char **v = realloc(s->rcpt, (s->nrcpt + 1) * sizeof(*v));
+	size_t n = strlen(a->text) + 3;
+
+	if (v == NULL)
+		return -1;
+	s->rcpt = v;
+	if ((v[s->nrcpt] = malloc(n)) == NULL)
+		return -1;
+	snprintf(v[s->nrcpt++], n, "<%s>", a->text);
+	if (s->id[0] == '\0') {
+		spool_make_id(s->id, sizeof(s->id));
+		log_info("%s: client=unknown[%s]", s->id, s->peer.addr);
+	}
+	return 0;
+}
+
+/* cmd_rcpt - RCPT TO:<path>, judged by the relay policy */
+static void
+cmd_rcpt(struct session *s, char *arg)
+{
+	const char *why;
+	struct addr a;
+	char *p;
+	int n;
+
+	if ((p = path_arg(s, arg, "TO:", "RCPT TO:<address>")) == NULL)
+		return;
+	n = addr_parse(p, strlen(p), ADDR_RECIPIENT, &a, &why);
+	if (n < 0 || !path_end(p + n))
+		session_reply(s, "501 5.1.3 %s", n < 0 ? why : "Bad address syntax");
+	else if (p[n + strspn(p + n, " ")] != '\0')
+		session_reply(s, "555 5.5.4 Unsupported option");
+	else if (s->nrcpt >= (size_t)s->cf->smtpd_recipient_limit)
+		session_reply(s, "452 4.5.3 Error: too many recipients");
+	else if (!relay_ok(s, &a))
+		session_reply(s, "554 5.7.1 <%s>: Relay access denied", a.text);
+	else if (add_rcpt(s, &a) < 0)
+		session_reply(s, "451 4.3.0 Error: out of memory");
+	else {
+		s->state = S_RCPT;
+		session_reply(s, "250 2.1.5 Ok");
+		return;
+	}
+	s->rcpt_refused++;
+	if (n >= 0) {
+		session_reject_log(s, "RCPT", a.text, strlen(a.text));
+	} else {
+		n = (int)strcspn(p + 1, ">");
+		session_reject_log(s, "RCPT", p + 1, (size_t)n);
+	}
+}
+
+/* cmd_data - check the transaction, then let data.c take the message */
+static void
+cmd_data(struct session *s, char *arg)
+{
+	if (*arg != '\0') {
+		session_reply(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	if (s->nrcpt > 0) {
+		data_receive(s);
+		return;
+	}
+	if (s->rcpt_refused > 0)
+		session_reply(s, "554 5.5.1 Error: no valid recipients");
+	else
+		session_reply(s, "503 5.5.1 Error: need RCPT command");
+	session_reject_log(s, "DATA", NULL, 0);
+	s->after_failed_data = 1;
+	if (io_pending(&s->io)) {
+		/* Pipelined behind a DATA that failed: the message itself,
+		 * which must never run as commands. */
+		(void)io_flush(&s->io);
+		log_info("improper command pipelining after DATA from "
+		    "unknown[%s]", s->peer.addr);
+		s->quit = 1;
+	}
+}
+
+/* cmd_rset - abort the transaction */
+static void
+cmd_rset(struct session *s, char *arg)
+{
+	if (*arg != '\0') {
+		session_reply(s, "501 5.5.4 Syntax: RSET");
+		return;
+	}
+	session_reset(s);
+	session_reply(s, "250 2.0.0 Ok");
+}
+
+/* cmd_noop - nothing */
+static void
+cmd_noop(struct session *s, char *arg)
+{
+	(void)arg;
+	session_reply(s, "250 2.0.0 Ok");
+}
+
+/* cmd_vrfy - never reveal whether an address exists */
+static void
+cmd_vrfy(struct session *s, char *arg)
+{
+	if (*arg == '\0')
+		session_reply(s, "501 5.5.4 Syntax: VRFY address");
+	else
+		session_reply(s, "252 2.0.0 Cannot VRFY; send mail and it will be tried");
+}
+
+/* cmd_help - the commands this server knows */
+static void
+cmd_help(struct session *s, char *arg)
+{
+	(void)arg;
+	session_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET "
+	    "NOOP VRFY HELP QUIT");
+}
+
+/* cmd_quit - goodbye */
+static void
+cmd_quit(struct session *s, char *arg)
+{
+	(void)arg;
+	session_reply(s, "221 2.0.0 Bye");
+	s->quit = 1;
+}
+
+/* cmd_unimpl - a real SMTP verb that smap does not offer */
+static void
+cmd_unimpl(struct session *s, char *arg)
+{
+	(void)arg;
+	session_reply(s, "502 5.5.1 Error: command not implemented");
+}
+
+/* cmd_http - a web request sent to the SMTP port: hang up */
+static void
+cmd_http(struct session *s, char *arg)
+{
+	(void)arg;
+	session_close(s, "HTTP request", "521 5.7.0 Error: forbidden command, "
+	    "closing connection");
+}
+
+/* cmd_unknown - anything else */
+static void
+cmd_unknown(struct session *s, char *arg)
+{
+	(void)arg;
+	session_reply(s, "500 5.5.2 Error: command not recognized");
+}
+
+/* lookup - the table entry for the verb at the start of line */
+static const struct cmd *
+lookup(char *line, char **arg)
+{
+	size_t n = strcspn(line, " ");
+	const struct cmd *c;
+
+	for (c = cmds; c->verb != NULL; c++)
+		if (strlen(c->verb) == n && strncasecmp(line, c->verb, n) == 0)
+			break;
+	for (*arg = line + n; **arg == ' '; (*arg)++)
+		;
+	return c;
+}
+
+/* out_of_order - the 503 for a command in the wrong state */
+static void
+out_of_order(struct session *s, const struct cmd *c)
+{
+	if (c->fn == cmd_mail && s->state == S_INIT)
+		session_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+	else if (c->fn == cmd_mail)
+		session_reply(s, "503 5.5.1 Error: nested MAIL command");
+	else
+		session_reply(s, "503 5.5.1 Error: need MAIL command");
+}
+
+/* dispatch - one complete command line */
+static void
+dispatch(struct session *s, char *line, size_t len)
+{
+	int failed_data = s->after_failed_data;
+	const struct cmd *c;
+	char *arg;
+
+	s->after_failed_data = 0;
+	if (len == 0 || strlen(line) != len || strpbrk(line, "\r\n") != NULL) {
+		s->verb = "UNKNOWN";
+		s->total[C_UNKNOWN]++;
+		session_reply(s, "500 5.5.2 Error: %s", len == 0 ?
+		    "empty command" : "bare CR, LF or NUL in command");
+		return;
+	}
+	c = lookup(line, &arg);
+	s->verb = c->verb ? c->verb : "UNKNOWN";
+	if (failed_data && c->fn == cmd_unknown) {
+		session_close(s, "message text after failed DATA", "421 4.7.0 %s "
+		    "Error: message text after failed DATA", s->cf->myhostname);
+		return;
+	}
+	s->total[c->ctr]++;
+	if (c->junk && ++s->junk > s->cf->smtpd_junk_command_limit)
+		s->errors++;
+	if (c->states & (1u << s->state))
+		c->fn(s, arg);
+	else
+		out_of_order(s, c);
+	if (s->reply[0] == '2' || s->reply[0] == '3')
+		s->ok[c->ctr]++;
+}
+
+/* log_disconnect - "disconnect from ... ehlo=1 mail=1 rcpt=0/1 ... commands=n" */
+static void
+log_disconnect(struct session *s)
+{
+	char buf[512];
+	size_t o = 0;
+	int i, ok = 0, total = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < C_NCOUNTERS && o < sizeof(buf) - 64; i++) {
+		if (s->total[i] == 0)
+			continue;
+		ok += s->ok[i];
+		total += s->total[i];
+		if (s->ok[i] == s->total[i])
+			o += (size_t)snprintf(buf + o, sizeof(buf) - o, " %s=%d",
+			    counter_names[i], s->ok[i]);
+		else
+			o += (size_t)snprintf(buf + o, sizeof(buf) - o, " %s=%d/%d",
+			    counter_names[i], s->ok[i], s->total[i]);
+	}
+	if (ok == total)
+		log_info("disconnect from unknown[%s]%s commands=%d", s->peer.addr,
+		    buf, total);
+	else
+		log_info("disconnect from unknown[%s]%s commands=%d/%d",
+		    s->peer.addr, buf, ok, total);
+}
+
+/* greet - the banner, unless the client talks first */
+static int
+greet(struct session *s)
+{
+	if (io_wait(&s->io, (int)s->cf->smtpd_greet_pause * 1000) > 0) {
+		session_close(s, "pregreet", "554 5.5.1 %s Error: talked before "
+		    "greeting", s->cf->myhostname);
+		return -1;
+	}
+	snprintf(s->reply, sizeof(s->reply), "220 %s", s->cf->smtpd_banner);
+	io_reply(&s->io, s->reply);
+	return 0;
+}
+
+/* session_loop - read and serve commands until QUIT or trouble */
+static void
+session_loop(struct session *s)
+{
+	char line[SMTP_LINE_MAX];
+	enum io_status st;
+	size_t len = 0;
+
+	while (!s->quit) {
+		if (s->errors >= s->cf->smtpd_hard_error_limit) {
+			session_close(s, "too many errors", "421 4.7.0 %s Error: "
+			    "too many errors", s->cf->myhostname);
+			break;
+		}
+		st = io_getline(&s->io, line, &len);
+		if (st == IO_LONG) {
+			s->total[C_UNKNOWN]++;
+			session_reply(s, "500 5.5.2 Error: line too long");
+		} else if (st == IO_TIMEOUT) {
+			session_close(s, "timeout", "421 4.4.2 %s Error: timeout "
+			    "exceeded", s->cf->myhostname);
+		} else if (st != IO_OK) {
+			log_info("lost connection after %s from unknown[%s]",
+			    s->verb, s->peer.addr);
+			break;
+		} else {
+			dispatch(s, line, len);
+		}
+	}
+	(void)io_flush(&s->io);
+}
+
+/* session_run - one whole SMTP session */
+void
+session_run(struct session *s, const struct conf *cf, int rfd, int wfd)
+{
+	memset(s, 0, sizeof(*s));
+	s->cf = cf;
+	s->verb = "CONNECT";
+	peer_find(&s->peer, rfd, &cf->mynetworks);
+	io_init(&s->io, rfd, wfd, (int)cf->smtpd_timeout,
+	    time(NULL) + cf->smtpd_session_deadline);
+	log_info("connect from unknown[%s]", s->peer.addr);
+	if (greet(s) == 0)
+		session_loop(s);
+	session_reset(s);
+	log_disconnect(s);
+}

@@ -62,7 +62,13 @@ tests/unit/t_%: tests/unit/t_%.o tests/unit/tap.o smap/libsmap.a common/libcommo
 
 tests/unit/tap.o: tests/unit/tap.c
 
-check: all $(UNIT_BIN)
+tests: $(UNIT_BIN)
+
+check: all tests
+	prove -f tests/*.t
+
+# The suite without rebuilding (tools/check builds first).
+check-only:
 	prove -f tests/*.t
 
 clean:
@@ -70,7 +76,7 @@ clean:
 		smapd/*.o smapd/*.d smapd/*.a tests/unit/*.o tests/unit/*.d \
 		$(UNIT_BIN) $(PROGS)
 
-.PHONY: all check clean
+.PHONY: all tests check check-only clean
 .SECONDARY:
 
 -include $(wildcard common/*.d smap/*.d smapd/*.d tests/unit/*.d)

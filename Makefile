@@ -30,7 +30,7 @@ LDHARDEN = -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 CAP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcap)
 CAP_LIBS := $(shell $(PKG_CONFIG) --libs libcap)
 
-ALL_CPPFLAGS = -Icommon $(FORTIFY) -D_GNU_SOURCE $(CPPFLAGS)
+ALL_CPPFLAGS = -iquote common $(FORTIFY) -D_GNU_SOURCE $(CPPFLAGS)
 ALL_CFLAGS = $(WARN) $(HARDEN) $(CAP_CFLAGS) $(CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(LDHARDEN) $(SANLD) $(LDFLAGS)
 

@@ -49,12 +49,14 @@ struct conf {
 	int *set_line;
 };
 
-/* Load defaults, then the file. Returns the number of errors (0: ok).
+/* Load defaults, then the file, into a struct that holds nothing (zeroed
+ * or after conf_free). Returns the number of errors (0: ok).
  * Each error is one line "file:line: reason" appended to err (which is
  * always NUL-terminated; later errors are dropped when it is full). */
 int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
 
-/* Defaults only (for -d and for tests). Returns 0. */
+/* Defaults only (for -d and for tests). Returns the number of errors
+ * (non-zero only when gethostname() gives no valid name, or no memory). */
 int conf_defaults(struct conf *c);
 
 void conf_free(struct conf *c);

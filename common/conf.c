@@ -99,6 +99,18 @@ static const struct param params[] = {
 	P(smtpd_timeout, T_TIME, "300s", 1, 3600),
 	P(smtpd_session_deadline, T_TIME, "3600s", 10, 86400),
 	P(smtpd_greet_pause, T_TIME, "0s", 0, 60),
+	P(smapd_user, T_USER, "smap", 1, 32),
+	P(default_transport, T_STR, "maildir:/var/mail/smap/", 1, 4000),
+	P(sendmail_path, T_PATH, "/usr/sbin/sendmail", 1, PATH_MAX - 1),
+	P(smtp_helo_name, T_STR, "$myhostname", 0, 255),
+	P(queue_run_delay, T_TIME, "300s", 1, 86400),
+	P(minimal_backoff_time, T_TIME, "300s", 1, 86400),
+	P(maximal_backoff_time, T_TIME, "4000s", 1, 7 * 86400),
+	P(maximal_queue_lifetime, T_TIME, "5d", 0, 100 * 86400),
+	P(delay_warning_time, T_TIME, "0s", 0, 100 * 86400),
+	P(smtp_connect_timeout, T_TIME, "30s", 1, 3600),
+	P(smtp_helo_timeout, T_TIME, "300s", 1, 3600),
+	P(smtp_data_done_timeout, T_TIME, "600s", 1, 7200),
 };
 
 #define NPARAM (sizeof(params) / sizeof(params[0]))

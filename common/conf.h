@@ -45,6 +45,19 @@ struct conf {
 	long long smtpd_timeout;	/* 300s */
 	long long smtpd_session_deadline;	/* 3600s */
 	long long smtpd_greet_pause;	/* 0s */
+	/* smapd: who, where to, how often */
+	char *smapd_user;		/* "smap" */
+	char *default_transport;	/* "maildir:/var/mail/smap/" */
+	char *sendmail_path;		/* "/usr/sbin/sendmail" */
+	char *smtp_helo_name;		/* "$myhostname" */
+	long long queue_run_delay;	/* 300s */
+	long long minimal_backoff_time;	/* 300s */
+	long long maximal_backoff_time;	/* 4000s */
+	long long maximal_queue_lifetime;	/* 5d */
+	long long delay_warning_time;	/* 0s: off */
+	long long smtp_connect_timeout;	/* 30s */
+	long long smtp_helo_timeout;	/* 300s: greeting, EHLO, MAIL, RCPT */
+	long long smtp_data_done_timeout;	/* 600s: DATA, message, its reply */
 	/* bookkeeping for -n: line where each key was set, 0 if default */
 	int *set_line;
 };

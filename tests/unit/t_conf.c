@@ -318,6 +318,18 @@ golden_roundtrip(const char *name, const struct conf *c)
 	conf_free(&c2);
 }
 
+/* write_file - replace a golden file with what the code produced */
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+
+	if (fp == NULL)
+		return;
+	fputs(text ? text : "", fp);
+	fclose(fp);
+}
+
 /* One golden case: NAME.cf against NAME.out (and NAME.set). */
 static void
 golden_case(const char *dir, const char *name)
@@ -333,6 +345,8 @@ golden_case(const char *dir, const char *name)
 	n = conf_load(&c, cf, err, ERRMAX);
 	got = n == 0 ? host_normalise(print_conf(&c, 1), &c) :
 	    replace(err, pfx, "");
+	if (getenv("SMAP_GOLDEN_WRITE") != NULL)
+		write_file(out, got);	/* regenerate; review with git diff */
 	want = tap_slurp(out, NULL);
 	tap_is(got, want, "golden %s", name);
 	tap_ok(n == count_lines(err), "%s: %d errors, one line each", name, n);

@@ -27,7 +27,7 @@
 #define SMAP_ADDR_H
 
 #include <stddef.h>
-#include "limits.h"
+#include "bounds.h"
 
 enum addr_kind { ADDR_SENDER, ADDR_RECIPIENT };
 

@@ -38,7 +38,7 @@
 #include <unistd.h>
 
 #include "conf.h"
-#include "limits.h"
+#include "bounds.h"
 #include "net.h"
 
 /* <limits.h> is shadowed by common/limits.h under -Icommon. */

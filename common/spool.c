@@ -9,8 +9,9 @@
  * new/ is fsync'd before smap answers 250. The file name is the queue id.
  *
  * FORMAT, version 1: an envelope of LF-terminated records, a blank
- * line, then the message. Every record is "name value" with exactly
- * one space, in this order, each once except rcpt:
+ * line, then the message. Every record is a name, one space and a value
+ * (the client record: two values, one space between), in this order,
+ * each once except rcpt:
  *   SMAP 1                 magic and format version
  *   id 6921A4F30B1C21A2B   queue id, 1..31 uppercase hex digits
  *   arrival 1795412345     seconds since the epoch
@@ -22,7 +23,7 @@
  *   from <a@b.example>     sender path; "<>" is the null sender
  *   rcpt <c@d.example>     one record per recipient, at least one
  *   size 0000000000001234  16 decimal digits: bytes after the blank line
- * Values are printable ASCII without spaces; a record is at most
+ * Values are non-empty printable ASCII without spaces; a record is at most
  * SPOOL_LINE_MAX bytes. Addresses obey addr.h. The message follows the
  * blank line: smap's Received: header, then the data as received after
  * dot-unstuffing, every line ended by CRLF (smap refuses bare CR and LF).
@@ -284,8 +285,9 @@ number_ok(const char *s, size_t max, long long *out)
 			return 0;
 	if (n == 0 || n > max)
 		return 0;
+	errno = 0;
 	*out = strtoll(s, NULL, 10);
-	return 1;
+	return errno == 0;
 }
 
 /* record - read "name value"; value must be a token */

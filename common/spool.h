@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
-#include "limits.h"
+#include "bounds.h"
 
 #define SPOOL_VERSION 1
 #define SPOOL_MAGIC "SMAP"
@@ -24,7 +24,7 @@ struct envelope {
 	long long arrival;		/* seconds since the epoch */
 	char client[64];		/* numeric address, or "unknown" */
 	unsigned port;			/* client port, 0 when unknown */
-	char helo[HELO_MAX + 1];	/* printable, no spaces; may be "" */
+	char helo[HELO_MAX + 1];	/* printable, no spaces, not empty */
 	char proto[8];			/* "SMTP" or "ESMTP" */
 	int body8;			/* BODY=8BITMIME declared or 8-bit seen */
 	off_t body_flag_offset;		/* where the 7 or 8 of "body" is (writer) */
@@ -46,8 +46,8 @@ void spool_make_id(char *id, size_t len);
  * the fd, or -1 with errno. */
 int spool_create(char *id, size_t idlen);
 
-/* Write the envelope records and the blank line that ends them, at the
- * current offset of fd, with the size field as a fixed-width
+/* Write the envelope records and the blank line that ends them at the
+ * start of fd (a new, empty file), with the size field as a fixed-width
  * placeholder; sets e->size_offset. Returns 0 or -1 with errno. */
 int spool_write_envelope(int fd, struct envelope *e);
 

@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 #include <time.h>
-#include "limits.h"
+#include "bounds.h"
 
 enum io_status { IO_OK, IO_LONG, IO_EOF, IO_TIMEOUT, IO_ERROR };
 

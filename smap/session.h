@@ -10,7 +10,7 @@
 
 #include "conf.h"
 #include "io.h"
-#include "limits.h"
+#include "bounds.h"
 #include "peer.h"
 
 enum state { S_INIT, S_HELO, S_MAIL, S_RCPT };

@@ -1,12 +1,12 @@
 /*
- * limits.h - the hard bounds shared by smap and smapd.
+ * bounds.h - the hard bounds shared by smap and smapd.
  *
  * Every read of untrusted bytes is capped by one of these. They are
  * compile-time limits; the tunable ones (message size, recipients,
  * timeouts) live in the configuration and are range-checked there.
  */
-#ifndef SMAP_LIMITS_H
-#define SMAP_LIMITS_H
+#ifndef SMAP_BOUNDS_H
+#define SMAP_BOUNDS_H
 
 /* One SMTP command line including CRLF. RFC 5321 4.5.3.1.4 says 512;
  * SIZE= and BODY= parameters extend it (RFC 1869), so allow 1000. */

@@ -60,7 +60,7 @@ static const char *const bad_cases[] = {
 	"bad-dup-body", "bad-dup-from", "bad-dup-size", "bad-unknown-tail",
 	"bad-unknown-head", "bad-id-lower", "bad-id-nonhex", "bad-id-path",
 	"bad-id-long", "bad-id-empty", "bad-arrival-alpha",
-	"bad-arrival-negative", "bad-arrival-long", "bad-client-noport",
+	"bad-arrival-negative", "bad-arrival-overflow", "bad-arrival-long", "bad-client-noport",
 	"bad-client-emptyport", "bad-client-badaddr", "bad-client-name",
 	"bad-client-scope", "bad-client-port-big", "bad-client-port-sign",
 	"bad-client-twospaces", "bad-helo-space", "bad-helo-twospaces",

@@ -38,10 +38,12 @@ COMMON_SRC = $(wildcard common/*.c)
 COMMON_OBJ = $(COMMON_SRC:.c=.o)
 SMAP_SRC = $(filter-out smap/main.c,$(wildcard smap/*.c))
 SMAP_OBJ = $(SMAP_SRC:.c=.o)
+SMAPD_SRC = $(filter-out smapd/main.c,$(wildcard smapd/*.c))
+SMAPD_OBJ = $(SMAPD_SRC:.c=.o)
 UNIT_SRC = $(wildcard tests/unit/t_*.c)
 UNIT_BIN = $(UNIT_SRC:.c=)
 
-PROGS = smap/smap
+PROGS = smap/smap $(if $(wildcard smapd/main.c),smapd/smapd)
 
 all: $(PROGS)
 
@@ -57,7 +59,13 @@ smap/libsmap.a: $(SMAP_OBJ)
 smap/smap: smap/main.o smap/libsmap.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(LDLIBS)
 
-tests/unit/t_%: tests/unit/t_%.o tests/unit/tap.o smap/libsmap.a common/libcommon.a
+smapd/libsmapd.a: $(SMAPD_OBJ)
+	$(AR) rcs $@ $^
+
+smapd/smapd: smapd/main.o smapd/libsmapd.a common/libcommon.a
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(LDLIBS)
+
+tests/unit/t_%: tests/unit/t_%.o tests/unit/tap.o smap/libsmap.a smapd/libsmapd.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(LDLIBS)
 
 tests/unit/tap.o: tests/unit/tap.c

@@ -95,9 +95,9 @@ become(uid_t uid, gid_t gid, char *why, size_t len)
 	return 0;
 }
 
-/* clear_caps - empty every capability set of this process */
+/* clear_caps - empty every capability set; no_new_privs unless told not to */
 static int
-clear_caps(char *why, size_t len)
+clear_caps(int flags, char *why, size_t len)
 {
 	cap_t none = cap_init();
 	int rc;
@@ -111,7 +111,8 @@ clear_caps(char *why, size_t len)
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 &&
 	    errno != EINVAL)
 		return say(why, len, "clear ambient capabilities", errno);
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+	if (!(flags & JAIL_ALLOW_SETGID) &&
+	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return say(why, len, "no_new_privs", errno);
 	return 0;
 }
@@ -139,7 +140,7 @@ caps_empty(int bounding)
 
 /* verify - check that the drop held */
 static int
-verify(uid_t uid, gid_t gid, int was_root, char *why, size_t len)
+verify(uid_t uid, gid_t gid, int was_root, int flags, char *why, size_t len)
 {
 	uid_t ru, eu, su;
 	gid_t rg, eg, sg, groups[2];
@@ -156,14 +157,14 @@ verify(uid_t uid, gid_t gid, int was_root, char *why, size_t len)
 		return say(why, len, "setuid(0) check", 0);
 	if (!caps_empty(was_root))
 		return say(why, len, "capability check", 0);
-	if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
+	if (!(flags & JAIL_ALLOW_SETGID) && prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
 		return say(why, len, "no_new_privs check", 0);
 	return 0;
 }
 
 /* jail_enter - the whole sequence; see jail.h */
 int
-jail_enter(const char *root, const char *user, char *why, size_t len)
+jail_enter(const char *root, const char *user, int flags, char *why, size_t len)
 {
 	struct passwd *pw;
 	int was_root = getuid() == 0 && geteuid() == 0;
@@ -181,7 +182,7 @@ jail_enter(const char *root, const char *user, char *why, size_t len)
 	if (root != NULL && enter_root(root, why, len) < 0)
 		return -1;
 	if (drop_bounding(why, len) < 0 || become(uid, gid, why, len) < 0 ||
-	    clear_caps(why, len) < 0)
+	    clear_caps(flags, why, len) < 0)
 		return -1;
-	return verify(uid, gid, was_root, why, len);
+	return verify(uid, gid, was_root, flags, why, len);
 }

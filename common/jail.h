@@ -19,6 +19,11 @@
  * AmbientCapabilities=). Refuses uid 0 as the target. Returns 0, or
  * -1 with the step that failed in why.
  */
-int jail_enter(const char *root, const char *user, char *why, size_t whylen);
+int jail_enter(const char *root, const char *user, int flags, char *why,
+    size_t whylen);
+
+/* flags: keep no_new_privs off, so that a setgid program (Postfix's
+ * sendmail, setgid postdrop) still works when smapd runs it. */
+#define JAIL_ALLOW_SETGID 1
 
 #endif

@@ -98,7 +98,7 @@ main(int argc, char **argv)
 	}
 	if (!connected())
 		return EX_USAGE;
-	if (jail_enter(cf.spool_directory, cf.mail_owner, err, sizeof(err)) < 0) {
+	if (jail_enter(cf.spool_directory, cf.mail_owner, 0, err, sizeof(err)) < 0) {
 		log_fatal("cannot enter the jail %s as %s: %s", cf.spool_directory,
 		    cf.mail_owner, err);
 		return EX_OSERR;

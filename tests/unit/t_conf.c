@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "conf.h"
-#include "limits.h"
+#include "bounds.h"
 #include "tap.h"
 
 #define ERRMAX 65536

@@ -16,7 +16,8 @@
 #include "log.h"
 
 static int log_fd = -1;		/* file or stderr; -1: syslog */
-static char log_ident[64];
+static char log_ident_buf[64];
+static int log_fac = LOG_MAIL;
 static char log_host[64];
 
 static const struct {
@@ -49,7 +50,8 @@ log_open(const char *ident, const char *facility, const char *file)
 	int fac = log_facility(facility);
 	char *dot;
 
-	snprintf(log_ident, sizeof(log_ident), "%s", ident);
+	log_fac = fac < 0 ? LOG_MAIL : fac;
+	snprintf(log_ident_buf, sizeof(log_ident_buf), "%s", ident);
 	if (gethostname(log_host, sizeof(log_host)) != 0)
 		snprintf(log_host, sizeof(log_host), "localhost");
 	log_host[sizeof(log_host) - 1] = '\0';
@@ -57,7 +59,7 @@ log_open(const char *ident, const char *facility, const char *file)
 		*dot = '\0';
 	tzset();
 	if (file == NULL || *file == '\0') {
-		openlog(log_ident, LOG_PID | LOG_NDELAY, fac < 0 ? LOG_MAIL : fac);
+		openlog(log_ident_buf, LOG_PID | LOG_NDELAY, log_fac);
 		return 0;
 	}
 	if (strcmp(file, "/dev/stderr") == 0)
@@ -66,6 +68,15 @@ log_open(const char *ident, const char *facility, const char *file)
 		log_fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
 		    O_NOCTTY, 0640);
 	return log_fd < 0 ? -1 : 0;
+}
+
+/* log_ident - the program name on later lines */
+void
+log_ident(const char *ident)
+{
+	snprintf(log_ident_buf, sizeof(log_ident_buf), "%s", ident);
+	if (log_fd < 0)
+		openlog(log_ident_buf, LOG_PID | LOG_NDELAY, log_fac);
 }
 
 /* log_msg - one line, prefixed like a syslog file line when not syslog */
@@ -88,7 +99,7 @@ log_msg(int prio, const char *fmt, ...)
 	localtime_r(&now, &tm);
 	n = (int)strftime(line, sizeof(line), "%b %e %H:%M:%S ", &tm);
 	n += snprintf(line + n, sizeof(line) - (size_t)n, "%s %s[%ld]: ",
-	    log_host, log_ident, (long)getpid());
+	    log_host, log_ident_buf, (long)getpid());
 	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	va_end(ap);
 	if (m < 0)

@@ -16,6 +16,9 @@
  * Returns 0, or -1 with errno set when the file cannot be opened. */
 int log_open(const char *ident, const char *facility, const char *file);
 
+/* Change the ident of later lines ("smap/qmgr", "smap/smtp"). */
+void log_ident(const char *ident);
+
 void log_msg(int prio, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -1,0 +1,173 @@
+/*
+ * bounce.c - compose a multipart/report DSN (RFC 3462/3464) and queue it.
+ *
+ * Trusts the envelope and state (already checked); the original headers
+ * come from the spool file and are copied with a byte cap and with
+ * canonical CRLF line ends, never interpreted.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bounce.h"
+
+#define HEADERS_MAX 65536	/* of the original message, attached */
+
+/* Text of the DSN being built. */
+struct text {
+	char *p;
+	size_t n, cap;
+	int failed;
+};
+
+/* add - append formatted text */
+static void
+add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+add(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->failed)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->p + t->n, t->cap - t->n, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			t->failed = 1;
+			return;
+		}
+		if ((size_t)n < t->cap - t->n)
+			break;
+		t->cap = (t->cap + (size_t)n) * 2;
+		if ((t->p = realloc(t->p, t->cap)) == NULL) {
+			t->failed = 1;
+			return;
+		}
+	}
+	t->n += (size_t)n;
+}
+
+/* bare - an address without its angle brackets */
+static const char *
+bare(const char *path, char *buf, size_t len)
+{
+	size_t n = strlen(path);
+
+	snprintf(buf, len, "%.*s", n >= 2 ? (int)n - 2 : 0, path + 1);
+	return buf;
+}
+
+/* headers - the original header section, CRLF line ends, capped */
+static void
+headers(struct text *t, const struct envelope *e, int fd)
+{
+	char buf[HEADERS_MAX];
+	size_t len = e->size < HEADERS_MAX ? (size_t)e->size : HEADERS_MAX;
+	ssize_t got = pread(fd, buf, len, e->body_offset);
+	size_t i, start = 0;
+
+	for (i = 0; got > 0 && i < (size_t)got; i++) {
+		if (buf[i] != '\n')
+			continue;
+		if (i == start || (i == start + 1 && buf[start] == '\r'))
+			break;	/* the empty line: end of the header */
+		add(t, "%.*s\r\n", (int)(i - start - (buf[i - 1] == '\r')),
+		    buf + start);
+		start = i + 1;
+	}
+}
+
+/* rfc5322_date - "Mon, 23 Nov 2026 05:07:15 +0000" */
+static void
+rfc5322_date(long long when, char *buf, size_t len)
+{
+	time_t t = (time_t)when;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+/* compose - the whole DSN message */
+static void
+compose(struct text *t, const struct conf *cf, const struct envelope *e,
+    int fd, const struct state *st, const char *id)
+{
+	char date[64], arrived[64], a[ADDR_PATH_MAX + 1];
+	size_t i;
+
+	rfc5322_date((long long)time(NULL), date, sizeof(date));
+	rfc5322_date(e->arrival, arrived, sizeof(arrived));
+	add(t, "Date: %s\r\nFrom: MAILER-DAEMON@%s (Mail Delivery System)\r\n"
+	    "To: %s\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+	    "Auto-Submitted: auto-replied\r\nMessage-ID: <%s.dsn@%s>\r\n"
+	    "MIME-Version: 1.0\r\nContent-Type: multipart/report; "
+	    "report-type=delivery-status;\r\n\tboundary=\"%s/%s\"\r\n\r\n"
+	    "This is a MIME-encapsulated message.\r\n\r\n", date, cf->myhostname,
+	    e->sender, id, cf->myhostname, id, cf->myhostname);
+	add(t, "--%s/%s\r\nContent-Description: Notification\r\nContent-Type: "
+	    "text/plain; charset=us-ascii\r\n\r\nThis is the mail system at host "
+	    "%s.\r\n\r\nYour message of %s could not be delivered to the "
+	    "recipients below.\r\nIts header is attached.\r\n\r\n", id,
+	    cf->myhostname, cf->myhostname, arrived);
+	for (i = 0; i < st->n; i++)
+		if (st->r[i].status == R_BOUNCE)
+			add(t, "%s: %s\r\n", e->rcpt[i], st->r[i].text);
+	add(t, "\r\n--%s/%s\r\nContent-Description: Delivery report\r\n"
+	    "Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; %s"
+	    "\r\nX-Smap-Queue-ID: %s\r\nArrival-Date: %s\r\n", id, cf->myhostname,
+	    cf->myhostname, e->id, arrived);
+	for (i = 0; i < st->n; i++)
+		if (st->r[i].status == R_BOUNCE)
+			add(t, "\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\n"
+			    "Status: %s\r\nDiagnostic-Code: smtp; %s\r\n",
+			    bare(e->rcpt[i], a, sizeof(a)), st->r[i].dsn, st->r[i].text);
+	add(t, "\r\n--%s/%s\r\nContent-Description: Undelivered Message Headers"
+	    "\r\nContent-Type: text/rfc822-headers\r\n\r\n", id, cf->myhostname);
+	headers(t, e, fd);
+	add(t, "\r\n--%s/%s--\r\n", id, cf->myhostname);
+}
+
+/* bounce_create - compose and commit the DSN as a new spool file */
+int
+bounce_create(const struct conf *cf, const struct envelope *e, int fd,
+    const struct state *st, char *id, size_t idlen)
+{
+	struct envelope b;
+	struct text t = { NULL, 0, 0, 0 };
+	char *rcpt[1];
+	int out, rc = -1;
+
+	memset(&b, 0, sizeof(b));
+	id[0] = '\0';
+	if ((out = spool_create(id, idlen)) < 0)
+		return -1;
+	compose(&t, cf, e, fd, st, id);
+	snprintf(b.id, sizeof(b.id), "%s", id);
+	b.arrival = (long long)time(NULL);
+	snprintf(b.client, sizeof(b.client), "unknown");
+	snprintf(b.helo, sizeof(b.helo), "%s", cf->myhostname);
+	snprintf(b.proto, sizeof(b.proto), "ESMTP");
+	snprintf(b.sender, sizeof(b.sender), "<>");
+	rcpt[0] = (char *)e->sender;
+	b.rcpt = rcpt;
+	b.nrcpt = 1;
+	b.size = (long long)t.n;
+	if (!t.failed && spool_write_envelope(out, &b) == 0 &&
+	    spool_write(out, t.p, t.n) == 0 && spool_write_final(out, &b) == 0) {
+		rc = spool_commit(out, id);
+		out = -1;
+	}
+	if (rc < 0)
+		spool_abort(out, id);
+	free(t.p);
+	return rc;
+}

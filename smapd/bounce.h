@@ -1,0 +1,21 @@
+/*
+ * bounce.h - the non-delivery notification (RFC 3464) to the sender.
+ */
+#ifndef SMAPD_BOUNCE_H
+#define SMAPD_BOUNCE_H
+
+#include <stddef.h>
+#include "conf.h"
+#include "spool.h"
+#include "state.h"
+
+/*
+ * Write a DSN for the bounced recipients of e (st) as a new spool file
+ * in new/ (null sender, to e->sender), committed like any message smap
+ * accepts, with the original message's headers attached. Never called
+ * for a null-sender message. Returns 0 with the new id, or -1 (errno).
+ */
+int bounce_create(const struct conf *cf, const struct envelope *e, int fd,
+    const struct state *st, char *id, size_t idlen);
+
+#endif

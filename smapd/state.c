@@ -1,0 +1,186 @@
+/*
+ * state.c - reading and writing state/ID (see state.h).
+ *
+ * FORMAT: LF-terminated lines. "SMAPSTATE 1", "attempts N", "next T",
+ * "warned 0|1", then one line per decided or deferred recipient:
+ * "rcpt INDEX sent|deferred|bounced DSN TEXT", TEXT printable ASCII.
+ * Only smapd writes these files (state/ is smapd's, mode 0700), but they
+ * are read with the same bounds as anything else.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "spool.h"
+#include "state.h"
+
+#define STATE_DIR "state"
+
+static const char *st_names[] = { "pending", "sent", "deferred", "bounced" };
+
+/* state_path - "state/ID" plus a suffix */
+static void
+state_path(char *buf, size_t len, const char *id, const char *suffix)
+{
+	snprintf(buf, len, "%s/%s%s", STATE_DIR, id, suffix);
+}
+
+/* parse_rcpt - one "rcpt ..." line into st */
+static int
+parse_rcpt(char *line, struct state *st)
+{
+	char status[16], dsn[16];
+	unsigned long idx;
+	int off = 0, k;
+
+	if (sscanf(line, "rcpt %lu %15s %15s %n", &idx, status, dsn, &off) != 3 ||
+	    off == 0 || idx >= st->n)
+		return -1;
+	for (k = 1; k < 4; k++)
+		if (strcmp(status, st_names[k]) == 0)
+			break;
+	if (k == 4)
+		return -1;
+	st->r[idx].status = k == R_DEFER ? R_PENDING : (enum rstatus)k;
+	snprintf(st->r[idx].dsn, sizeof(st->r[idx].dsn), "%s", dsn);
+	snprintf(st->r[idx].text, sizeof(st->r[idx].text), "%s", line + off);
+	return 0;
+}
+
+/* parse_line - one line of a state file */
+static int
+parse_line(char *line, struct state *st)
+{
+	if (strncmp(line, "rcpt ", 5) == 0)
+		return parse_rcpt(line, st);
+	if (sscanf(line, "attempts %lld", &st->attempts) == 1 ||
+	    sscanf(line, "next %lld", &st->next) == 1 ||
+	    sscanf(line, "warned %lld", &st->warned) == 1 ||
+	    strcmp(line, "SMAPSTATE 1") == 0)
+		return 0;
+	return -1;
+}
+
+/* state_load - read state/ID, or start fresh */
+int
+state_load(const char *id, size_t n, struct state *st, char *why, size_t len)
+{
+	char path[128], line[1024];
+	FILE *fp;
+	int rc = 0, lines = 0;
+
+	memset(st, 0, sizeof(*st));
+	st->n = n;
+	if ((st->r = calloc(n ? n : 1, sizeof(*st->r))) == NULL) {
+		snprintf(why, len, "out of memory");
+		return -1;
+	}
+	state_path(path, sizeof(path), id, "");
+	if ((fp = fopen(path, "re")) == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(why, len, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (rc == 0 && fgets(line, sizeof(line), fp) != NULL) {
+		size_t l = strlen(line);
+
+		if (l == 0 || line[l - 1] != '\n' || ++lines > (int)n + 8)
+			rc = -1;
+		else
+			line[l - 1] = '\0';
+		if (rc == 0)
+			rc = parse_line(line, st);
+	}
+	fclose(fp);
+	if (rc < 0)
+		snprintf(why, len, "%s: damaged state file", path);
+	return rc;
+}
+
+/* printable - replace what could break a line with '?' */
+static void
+printable(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+			*s = '?';
+}
+
+/* write_state - the file's text into fp */
+static void
+write_state(FILE *fp, const struct state *st)
+{
+	char text[sizeof(st->r[0].text)], dsn[sizeof(st->r[0].dsn)];
+	size_t i;
+
+	fprintf(fp, "SMAPSTATE 1\nattempts %lld\nnext %lld\nwarned %lld\n",
+	    st->attempts, st->next, st->warned);
+	for (i = 0; i < st->n; i++) {
+		if (st->r[i].status == R_PENDING && st->r[i].text[0] == '\0')
+			continue;
+		snprintf(text, sizeof(text), "%s", st->r[i].text);
+		snprintf(dsn, sizeof(dsn), "%s", st->r[i].dsn[0] ?
+		    st->r[i].dsn : "4.0.0");
+		printable(text);
+		printable(dsn);
+		if (strchr(dsn, ' ') != NULL)
+			snprintf(dsn, sizeof(dsn), "4.0.0");
+		fprintf(fp, "rcpt %zu %s %s %s\n", i, st->r[i].status == R_PENDING ?
+		    "deferred" : st_names[st->r[i].status], dsn, text);
+	}
+}
+
+/* state_save - replace state/ID durably */
+int
+state_save(const char *id, const struct state *st)
+{
+	char tmp[128], path[128];
+	FILE *fp;
+	int fd, rc;
+
+	state_path(tmp, sizeof(tmp), id, ".tmp");
+	state_path(path, sizeof(path), id, "");
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || (fp = fdopen(fd, "w")) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	write_state(fp, st);
+	rc = fflush(fp) == 0 && fsync(fd) == 0 ? 0 : -1;
+	if (fclose(fp) != 0)
+		rc = -1;
+	if (rc == 0)
+		rc = rename(tmp, path);
+	if (rc == 0) {
+		fd = open(STATE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		rc = fd < 0 || fsync(fd) < 0 ? -1 : 0;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (rc < 0)
+		(void)unlink(tmp);
+	return rc;
+}
+
+/* state_remove - forget a finished message */
+void
+state_remove(const char *id)
+{
+	char path[128];
+
+	state_path(path, sizeof(path), id, "");
+	(void)unlink(path);
+}
+
+/* state_free - release the results */
+void
+state_free(struct state *st)
+{
+	free(st->r);
+	st->r = NULL;
+}

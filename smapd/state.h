@@ -1,0 +1,37 @@
+/*
+ * state.h - per-message delivery progress, kept beside the queue file.
+ *
+ * state/ID records, for every recipient that is no longer simply
+ * pending, what happened to it, plus the attempt count and the next
+ * retry time. It is replaced atomically (write, fsync, rename, fsync
+ * the directory) after every delivery attempt, so a retry never goes
+ * to a recipient that already accepted the message.
+ */
+#ifndef SMAPD_STATE_H
+#define SMAPD_STATE_H
+
+#include <stddef.h>
+#include "transport.h"
+
+struct state {
+	long long attempts;
+	long long next;		/* earliest next attempt, epoch seconds */
+	long long warned;	/* a delay warning was sent */
+	size_t n;		/* recipients */
+	struct rcpt_result *r;	/* n results; R_PENDING: not tried or deferred */
+};
+
+/* Read state/ID for a message of n recipients; a missing file means a
+ * fresh message. Returns 0, or -1 with a reason (a damaged file). */
+int state_load(const char *id, size_t n, struct state *st, char *why,
+    size_t whylen);
+
+/* Write state/ID durably. Returns 0 or -1 with errno. */
+int state_save(const char *id, const struct state *st);
+
+/* Remove state/ID (the message is gone). */
+void state_remove(const char *id);
+
+void state_free(struct state *st);
+
+#endif

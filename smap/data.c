@@ -250,6 +250,7 @@ data_receive(struct session *s)
 		return;
 	}
 	io_reply(&s->io, "354 End data with <CR><LF>.<CR><LF>");
+	s->got_354 = 1;
 	s->verb = "DATA";
 	if (swallow(s, &m) < 0) {
 		spool_abort(m.fd, m.env.id);

@@ -393,10 +393,16 @@ cmd_data(struct session *s, char *arg)
 	else
 		session_reply(s, "503 5.5.1 Error: need RCPT command");
 	session_reject_log(s, "DATA", NULL, 0);
+}
+
+/* data_refused - after a refused DATA, the message may follow anyway:
+ * what is already pipelined ends the session, and the next line must
+ * be a command */
+static void
+data_refused(struct session *s)
+{
 	s->after_failed_data = 1;
 	if (io_pending(&s->io)) {
-		/* Pipelined behind a DATA that failed: the message itself,
-		 * which must never run as commands. */
 		(void)io_flush(&s->io);
 		log_info("improper command pipelining after DATA from "
 		    "unknown[%s]", s->peer.addr);
@@ -513,6 +519,7 @@ dispatch(struct session *s, char *line, size_t len)
 	char *arg;
 
 	s->after_failed_data = 0;
+	s->got_354 = 0;
 	if (len == 0 || strlen(line) != len || strpbrk(line, "\r\n") != NULL) {
 		s->verb = "UNKNOWN";
 		s->total[C_UNKNOWN]++;
@@ -536,6 +543,8 @@ dispatch(struct session *s, char *line, size_t len)
 		out_of_order(s, c);
 	if (s->reply[0] == '2' || s->reply[0] == '3')
 		s->ok[c->ctr]++;
+	else if (c->fn == cmd_data && !s->quit && !s->got_354)
+		data_refused(s);
 }
 
 /* log_disconnect - "disconnect from ... ehlo=1 mail=1 rcpt=0/1 ... commands=n" */

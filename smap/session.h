@@ -25,6 +25,7 @@ struct session {
 	struct io io;
 	enum state state;
 	int esmtp, quit, errors, junk, messages, after_failed_data;
+	int got_354;			/* DATA of this command went past 354 */
 	char helo[HELO_MAX + 1];
 	/* the transaction */
 	char id[SPOOL_ID_MAX + 1];	/* given at the first accepted RCPT */

@@ -1,0 +1,469 @@
+/*
+ * t_maildir.c - unit tests for smapd/maildir.c, the maildir transport.
+ *
+ * Usage: t_maildir [golden-dir]   (the argument is not used)
+ *
+ * Works in a fresh directory made with mkdtemp(3) below /tmp: spool
+ * files are written there with common/spool.c's writer (tmp/, new/),
+ * read back with spool_read_envelope() and delivered into Maildirs
+ * below it. Checks the bytes, the name and the mode of the delivered
+ * file, that tmp/ is left empty, that a symlinked Maildir or tmp/ and
+ * a missing parent are deferred, and, on a 16 KiB tmpfs filled up
+ * (skipped when mount(2) is not permitted), that ENOSPC defers and
+ * cleans up. Everything is unmounted and removed at the end.
+ */
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "spool.h"
+#include "../../smapd/transport.h"
+#include "tap.h"
+
+#define PATH_LEN	4096
+#define BIG_LEN		(64 * 1024)
+
+#define MSG		"Received: from client.example\r\nSubject: test\r\n" \
+			"\r\nline one\r\n.dot line\r\n..\r\nlast line\r\n"
+#define MSG_LF		"Received: from client.example\nSubject: test\n" \
+			"\nline one\n.dot line\n..\nlast line\n"
+#define UNSAFE_HEAD	"Return-Path: <a@b.example>\nDelivered-To: e@f.example\n"
+#define HOST		"mx/a:b.example"
+#define NAME_RE		"^[0-9]+\\.M[0-9]+P[0-9]+Q[0-9]+\\.mx\\\\057a\\\\072b\\.example$"
+
+static char work[] = "/tmp/t_maildir.XXXXXX";
+static char full[PATH_LEN];	/* the tmpfs mount point */
+static int made, mounted;
+
+/* A spool file, read back. */
+struct msg {
+	int fd;
+	struct envelope env;
+};
+
+static struct msg small, nullsender, big;
+static struct conf cf;
+static char relay[320];
+
+static void	fatal(const char *);
+static int	rm_entry(const char *, const struct stat *, int,
+		    struct FTW *);
+static void	cleanup(void);
+static void	make_msg(struct msg *, const char *, const char *, size_t);
+static void	setup(void);
+static void	wpath(char *, size_t, const char *);
+static void	deliver(const char *, const struct msg *, const size_t *,
+		    size_t, struct rcpt_result *);
+static int	check(const struct rcpt_result *, enum rstatus, const char *,
+		    const char *, const char *);
+static int	entries(const char *, char *, size_t);
+static char	*delivered(const char *, const char *);
+static void	test_deliver(void);
+static void	test_second(void);
+static void	test_null_subset(void);
+static void	test_unsafe(void);
+static void	test_symlink(void);
+static void	test_missing_parent(void);
+static int	fill(const char *);
+static void	test_full(void);
+
+/* fatal - the test cannot go on */
+static void
+fatal(const char *what)
+{
+	tap_ok(0, "%s: %s", what, strerror(errno));
+	cleanup();
+	(void)tap_done();
+	exit(1);
+}
+
+/* rm_entry - nftw callback: remove one name (no symlink is followed) */
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	if (remove(path) < 0)
+		tap_diag("remove %s: %s", path, strerror(errno));
+	return 0;
+}
+
+/* cleanup - unmount the tmpfs, remove the temp tree */
+static void
+cleanup(void)
+{
+	if (mounted && umount2(full, MNT_DETACH) < 0)
+		tap_diag("umount %s: %s", full, strerror(errno));
+	mounted = 0;
+	if (!made)
+		return;
+	made = 0;
+	if (chdir("/") < 0 || nftw(work, rm_entry, 16,
+	    FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
+		tap_diag("cannot remove %s: %s", work, strerror(errno));
+}
+
+/* make_msg - write a committed spool file, open and read it back */
+static void
+make_msg(struct msg *m, const char *sender, const char *body, size_t len)
+{
+	static char *rcpt[] = { "<c@d.example>", "<e@f.example>",
+	    "<postmaster>" };
+	struct envelope e;
+	char id[SPOOL_ID_MAX + 1] = "", path[64], why[256];
+	int fd;
+
+	memset(&e, 0, sizeof(e));
+	if ((fd = spool_create(id, sizeof(id))) < 0)
+		fatal("spool_create");
+	snprintf(e.id, sizeof(e.id), "%s", id);
+	e.arrival = time(NULL);
+	snprintf(e.client, sizeof(e.client), "192.0.2.1");
+	e.port = 4711;
+	snprintf(e.helo, sizeof(e.helo), "client.example");
+	snprintf(e.proto, sizeof(e.proto), "ESMTP");
+	snprintf(e.sender, sizeof(e.sender), "%s", sender);
+	e.rcpt = rcpt;
+	e.nrcpt = 3;
+	e.size = (long long)len;
+	if (spool_write_envelope(fd, &e) < 0 || spool_write(fd, body, len) < 0 ||
+	    spool_write_final(fd, &e) < 0 || spool_commit(fd, id) < 0)
+		fatal("spool write");
+	snprintf(path, sizeof(path), "%s/%s", SPOOL_NEW, id);
+	if ((m->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		fatal("open spool file");
+	if (spool_read_envelope(m->fd, &m->env, 100, why, sizeof(why)) < 0) {
+		tap_diag("spool_read_envelope: %s", why);
+		fatal("spool_read_envelope");
+	}
+}
+
+/* setup - temp dir as cwd, spool dirs, the messages, the conf */
+static void
+setup(void)
+{
+	char *body;
+	size_t i;
+
+	if (mkdtemp(work) == NULL)
+		fatal("mkdtemp");
+	made = 1;
+	if (chdir(work) < 0 || mkdir(SPOOL_TMP, 0700) < 0 ||
+	    mkdir(SPOOL_NEW, 0700) < 0 || mkdir("mail", 0755) < 0)
+		fatal("directories");
+	if (conf_defaults(&cf) != 0)
+		fatal("conf_defaults");
+	free(cf.myhostname);
+	if ((cf.myhostname = strdup(HOST)) == NULL)
+		fatal("strdup");
+	make_msg(&small, "<a@b.example>", MSG, strlen(MSG));
+	make_msg(&nullsender, "<>", MSG, strlen(MSG));
+	if ((body = malloc(BIG_LEN)) == NULL)
+		fatal("malloc");
+	for (i = 0; i < BIG_LEN; i++)
+		body[i] = i % 64 == 62 ? '\r' : i % 64 == 63 ? '\n' : 'x';
+	make_msg(&big, "<a@b.example>", body, BIG_LEN);
+	free(body);
+}
+
+/* wpath - <work>/rel into buf */
+static void
+wpath(char *buf, size_t len, const char *rel)
+{
+	if (snprintf(buf, len, "%s/%s", work, rel) >= (int)len) {
+		errno = ENAMETOOLONG;
+		fatal("path");
+	}
+}
+
+/* deliver - run the transport for "maildir:<work>/<rel>" */
+static void
+deliver(const char *rel, const struct msg *m, const size_t *idx, size_t n,
+    struct rcpt_result *res)
+{
+	struct transport t;
+	struct delivery d;
+	char spec[PATH_LEN + 16], why[256];
+
+	snprintf(spec, sizeof(spec), "maildir:%s/%s", work, rel);
+	if (transport_parse(spec, &t, why, sizeof(why)) < 0)
+		fatal("transport_parse");
+	memset(&d, 0, sizeof(d));
+	memset(res, 0x55, n * sizeof(*res));	/* not R_PENDING */
+	d.env = &m->env;
+	d.fd = m->fd;
+	d.idx = idx;
+	d.n = n;
+	d.res = res;
+	deliver_maildir(&t, &cf, &d);
+	snprintf(relay, sizeof(relay), "%s", d.relay);
+}
+
+/* check - one result has this status, code and (when text) text */
+static int
+check(const struct rcpt_result *r, enum rstatus st, const char *dsn,
+    const char *text, const char *name)
+{
+	int ok = r->status == st && strcmp(r->dsn, dsn) == 0 &&
+	    (text == NULL || strcmp(r->text, text) == 0);
+
+	tap_ok(ok, "%s: status %d dsn %s%s%s", name, (int)st, dsn,
+	    text ? " text " : "", text ? text : "");
+	if (!ok)
+		tap_diag("got status %d dsn '%s' text '%s'", (int)r->status,
+		    r->dsn, r->text);
+	return ok;
+}
+
+/* entries - names in <work>/rel (-1: none such); the last one to name */
+static int
+entries(const char *rel, char *name, size_t len)
+{
+	char path[PATH_LEN];
+	struct dirent *e;
+	DIR *dp;
+	int n = 0;
+
+	wpath(path, sizeof(path), rel);
+	if ((dp = opendir(path)) == NULL)
+		return -1;
+	while ((e = readdir(dp)) != NULL)
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+			n++;
+			if (name != NULL)
+				snprintf(name, len, "%s", e->d_name);
+		}
+	closedir(dp);
+	return n;
+}
+
+/* delivered - the bytes of <work>/rel/name, malloc'd */
+static char *
+delivered(const char *rel, const char *name)
+{
+	char path[PATH_LEN * 2];
+
+	snprintf(path, sizeof(path), "%s/%s/%s", work, rel, name);
+	return tap_slurp(path, NULL);
+}
+
+/* test_deliver - a new Maildir: made, one file in new/, exact bytes */
+static void
+test_deliver(void)
+{
+	static const size_t idx[] = { 0, 1, 2 };
+	struct rcpt_result res[3];
+	char name[256] = "", path[PATH_LEN], *got;
+	struct stat st;
+	regex_t re;
+
+	deliver("mail/Maildir/", &small, idx, 3, res);
+	tap_is(relay, "local", "relay is local");
+	check(&res[0], R_SENT, "2.0.0", "delivered to maildir", "first");
+	check(&res[2], R_SENT, "2.0.0", "delivered to maildir", "third");
+	tap_ok(entries("mail/Maildir/new", name, sizeof(name)) == 1 &&
+	    entries("mail/Maildir/tmp", NULL, 0) == 0 &&
+	    entries("mail/Maildir/cur", NULL, 0) == 0,
+	    "one file in new/, tmp/ and cur/ empty");
+	got = delivered("mail/Maildir/new", name);
+	tap_is(got, "Return-Path: <a@b.example>\nDelivered-To: c@d.example\n"
+	    MSG_LF, "bytes: Return-Path, Delivered-To, message with LF");
+	free(got);
+	if (regcomp(&re, NAME_RE, REG_EXTENDED | REG_NOSUB) != 0)
+		fatal("regcomp");
+	tap_ok(regexec(&re, name, 0, NULL, 0) == 0,
+	    "name <sec>.M<usec>P<pid>Q<n>.<host>, / and : escaped: %s", name);
+	regfree(&re);
+	snprintf(path, sizeof(path), "%s/mail/Maildir/new/%s", work, name);
+	tap_ok(lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (st.st_mode & 07777) == 0600, "regular file, mode 0600");
+	wpath(path, sizeof(path), "mail/Maildir/tmp");
+	tap_ok(lstat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    (st.st_mode & 07777) == 0700, "tmp/ made with mode 0700");
+	wpath(path, sizeof(path), "mail/Maildir");
+	tap_ok(lstat(path, &st) == 0 && (st.st_mode & 07777) == 0700,
+	    "Maildir made with mode 0700");
+}
+
+/* test_second - a second delivery: another name, nothing replaced */
+static void
+test_second(void)
+{
+	static const size_t idx[] = { 1 };
+	struct rcpt_result res[1];
+
+	deliver("mail/Maildir", &small, idx, 1, res);
+	check(&res[0], R_SENT, "2.0.0", "delivered to maildir", "second");
+	tap_ok(entries("mail/Maildir/new", NULL, 0) == 2,
+	    "two files in new/ after two deliveries");
+}
+
+/* test_null_subset - "<>" sender; Delivered-To is the first of idx */
+static void
+test_null_subset(void)
+{
+	static const size_t idx[] = { 2, 0 };
+	struct rcpt_result res[2];
+	char name[256] = "", *got;
+
+	deliver("mail/Null/", &nullsender, idx, 2, res);
+	check(&res[0], R_SENT, "2.0.0", NULL, "null sender");
+	check(&res[1], R_SENT, "2.0.0", NULL, "null sender");
+	entries("mail/Null/new", name, sizeof(name));
+	got = delivered("mail/Null/new", name);
+	tap_is(got, "Return-Path: <>\nDelivered-To: postmaster\n" MSG_LF,
+	    "null sender: Return-Path: <>, Delivered-To the first of idx");
+	free(got);
+}
+
+/* test_unsafe - nothing unprintable goes into a header */
+static void
+test_unsafe(void)
+{
+	static const size_t idx[] = { 0, 1 };
+	struct rcpt_result res[2];
+	char *saved = small.env.rcpt[0], name[256] = "", *got;
+
+	small.env.rcpt[0] = "<x\nBcc: y@z.example>";
+	deliver("mail/Unsafe/", &small, idx, 2, res);
+	small.env.rcpt[0] = saved;
+	check(&res[0], R_BOUNCE, "5.1.3", "unsafe address", "LF in address");
+	check(&res[1], R_SENT, "2.0.0", NULL, "the safe recipient");
+	entries("mail/Unsafe/new", name, sizeof(name));
+	got = delivered("mail/Unsafe/new", name);
+	tap_ok(got != NULL && strncmp(got, UNSAFE_HEAD,
+	    strlen(UNSAFE_HEAD)) == 0,
+	    "Delivered-To is the first safe recipient");
+	free(got);
+}
+
+/* test_symlink - a symlinked Maildir or tmp/ is refused */
+static void
+test_symlink(void)
+{
+	static const size_t idx[] = { 0 };
+	struct rcpt_result res[1];
+	char target[PATH_LEN], link[PATH_LEN];
+
+	wpath(target, sizeof(target), "mail/Maildir");
+	wpath(link, sizeof(link), "mail/Link");
+	if (symlink(target, link) < 0)
+		fatal("symlink");
+	deliver("mail/Link/", &small, idx, 1, res);
+	check(&res[0], R_DEFER, "4.3.0", NULL, "symlinked Maildir");
+	tap_ok(strstr(res[0].text, "symbolic link") != NULL, "reason: %s",
+	    res[0].text);
+	tap_ok(entries("mail/Maildir/new", NULL, 0) == 2 &&
+	    entries("mail/Maildir/tmp", NULL, 0) == 0,
+	    "nothing written through the symlink");
+	if (mkdir("mail/Tmplink", 0700) < 0 || mkdir("mail/elsewhere", 0700) < 0 ||
+	    symlink("../elsewhere", "mail/Tmplink/tmp") < 0)
+		fatal("symlinked tmp/");
+	deliver("mail/Tmplink/", &small, idx, 1, res);
+	check(&res[0], R_DEFER, "4.3.0", NULL, "symlinked tmp/");
+	tap_ok(entries("mail/elsewhere", NULL, 0) == 0,
+	    "nothing written through tmp -> ../elsewhere");
+}
+
+/* test_missing_parent - the parent is never created */
+static void
+test_missing_parent(void)
+{
+	static const size_t idx[] = { 0, 1 };
+	struct rcpt_result res[2];
+
+	deliver("nope/Maildir/", &small, idx, 2, res);
+	check(&res[0], R_DEFER, "4.3.0", NULL, "missing parent");
+	check(&res[1], R_DEFER, "4.3.0", NULL, "missing parent");
+	tap_ok(strstr(res[0].text, "No such file or directory") != NULL,
+	    "reason: %s", res[0].text);
+	tap_ok(entries("nope", NULL, 0) == -1, "parent not created");
+}
+
+/* fill - write to <dir>/filler until the file system is full */
+static int
+fill(const char *dir)
+{
+	char buf[4096], path[PATH_LEN];
+	int fd, rc = -1;
+
+	memset(buf, 'f', sizeof(buf));
+	if (snprintf(path, sizeof(path), "%s/filler", dir) >= (int)sizeof(path))
+		return -1;
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600)) < 0)
+		return -1;
+	for (;;)
+		if (write(fd, buf, sizeof(buf)) < 0) {
+			rc = errno == ENOSPC ? 0 : -1;
+			break;
+		}
+	(void)close(fd);
+	return rc;
+}
+
+/* test_full - ENOSPC on a full 16 KiB tmpfs: deferred, tmp/ cleaned */
+static void
+test_full(void)
+{
+	static const size_t idx[] = { 0, 1 };
+	struct rcpt_result res[2];
+
+	wpath(full, sizeof(full), "full");
+	if (mkdir(full, 0700) < 0)
+		fatal("mkdir full");
+	if (mount("tmpfs", full, "tmpfs", MS_NOSUID | MS_NODEV,
+	    "size=16k,mode=0700") < 0) {
+		tap_ok(1, "# skip cannot mount a tmpfs: %s", strerror(errno));
+		return;
+	}
+	mounted = 1;
+	deliver("full/Maildir/", &small, idx, 1, res);
+	check(&res[0], R_SENT, "2.0.0", NULL, "first delivery on the tmpfs");
+	tap_ok(fill(full) == 0, "tmpfs filled up (ENOSPC)");
+	deliver("full/Maildir/", &big, idx, 2, res);
+	check(&res[0], R_DEFER, "4.3.0", NULL, "full file system");
+	check(&res[1], R_DEFER, "4.3.0", NULL, "full file system");
+	tap_ok(strstr(res[0].text, "No space left on device") != NULL,
+	    "reason: %s", res[0].text);
+	tap_ok(entries("full/Maildir/tmp", NULL, 0) == 0 &&
+	    entries("full/Maildir/new", NULL, 0) == 1,
+	    "tmp/ cleaned up, new/ holds only the first message");
+	if (umount2(full, 0) < 0)
+		tap_diag("umount %s: %s", full, strerror(errno));
+	else
+		mounted = 0;
+}
+
+int
+main(void)
+{
+	setup();
+	test_deliver();
+	test_second();
+	test_null_subset();
+	test_unsafe();
+	test_symlink();
+	test_missing_parent();
+	test_full();
+	close(small.fd);
+	close(nullsender.fd);
+	close(big.fd);
+	spool_free_envelope(&small.env);
+	spool_free_envelope(&nullsender.env);
+	spool_free_envelope(&big.env);
+	conf_free(&cf);
+	cleanup();
+	return tap_done();
+}

@@ -79,12 +79,20 @@ check: all tests
 check-only:
 	prove -f tests/*.t
 
+# Static analysis with the committed .clang-tidy; both must be silent.
+LINT_SRC = $(wildcard common/*.c smap/*.c smapd/*.c)
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
+		--std=c11 --inline-suppr -D_GNU_SOURCE -I common $(LINT_SRC)
+	clang-tidy --quiet $(LINT_SRC) -- -D_GNU_SOURCE -iquote common -std=gnu11 \
+		$(CAP_CFLAGS)
+
 clean:
 	rm -f common/*.o common/*.d common/*.a smap/*.o smap/*.d smap/*.a \
 		smapd/*.o smapd/*.d smapd/*.a tests/unit/*.o tests/unit/*.d \
 		$(UNIT_BIN) $(PROGS)
 
-.PHONY: all tests check check-only clean
+.PHONY: all tests check check-only lint clean
 .SECONDARY:
 
 -include $(wildcard common/*.d smap/*.d smapd/*.d tests/unit/*.d)

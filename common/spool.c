@@ -294,7 +294,7 @@ number_ok(const char *s, size_t max, long long *out)
 static int
 record(struct rd *r, const char *name, char *val, size_t cap, const char **why)
 {
-	char line[SPOOL_LINE_MAX];
+	char line[SPOOL_LINE_MAX] = "";
 	size_t nl = strlen(name);
 
 	if (rd_line(r, line, sizeof(line), why) < 0)

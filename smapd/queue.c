@@ -455,9 +455,8 @@ deliver_one(struct qctx *q, const char *id, long long now)
 		close(fd);
 		return 0;	/* another smapd has it, or had it */
 	}
-	if (spool_read_envelope(fd, &e, RCPT_LIMIT_MAX, why, sizeof(why)) < 0) {
-		quarantine(QDIR, id, why);
-	} else if (state_load(id, e.nrcpt, &st, why, sizeof(why)) < 0) {
+	if (spool_read_envelope(fd, &e, RCPT_LIMIT_MAX, why, sizeof(why)) < 0 ||
+	    state_load(id, e.nrcpt, &st, why, sizeof(why)) < 0) {
 		quarantine(QDIR, id, why);
 	} else if (!q->flush && st.next > now) {
 		next = st.next;

@@ -28,37 +28,58 @@ state_path(char *buf, size_t len, const char *id, const char *suffix)
 	snprintf(buf, len, "%s/%s%s", STATE_DIR, id, suffix);
 }
 
-/* parse_rcpt - one "rcpt ..." line into st */
-static int
-parse_rcpt(char *line, struct state *st)
+/* number - "NAME digits" at the start of line; the rest after one space */
+static const char *
+number(const char *line, const char *name, long long *v)
 {
-	char status[16], dsn[16];
-	unsigned long idx;
-	int off = 0, k;
+	size_t n = strlen(name);
+	char *end;
 
-	if (sscanf(line, "rcpt %lu %15s %15s %n", &idx, status, dsn, &off) != 3 ||
-	    off == 0 || idx >= st->n)
+	if (strncmp(line, name, n) != 0 || line[n] < '0' || line[n] > '9')
+		return NULL;
+	errno = 0;
+	*v = strtoll(line + n, &end, 10);
+	if (errno != 0 || (*end != '\0' && *end != ' '))
+		return NULL;
+	return *end == ' ' ? end + 1 : end;
+}
+
+/* parse_rcpt - "rcpt INDEX STATUS DSN TEXT" into st */
+static int
+parse_rcpt(const char *line, struct state *st)
+{
+	const char *p, *sp;
+	long long idx;
+	size_t n;
+	int k;
+
+	if ((p = number(line, "rcpt ", &idx)) == NULL || idx < 0 ||
+	    (size_t)idx >= st->n)
 		return -1;
-	for (k = 1; k < 4; k++)
-		if (strcmp(status, st_names[k]) == 0)
+	for (k = 1; k < 4; k++) {
+		n = strlen(st_names[k]);
+		if (strncmp(p, st_names[k], n) == 0 && p[n] == ' ')
 			break;
-	if (k == 4)
+	}
+	if (k == 4 || (sp = strchr(p + n + 1, ' ')) == NULL ||
+	    (size_t)(sp - (p + n + 1)) >= sizeof(st->r[0].dsn))
 		return -1;
 	st->r[idx].status = k == R_DEFER ? R_PENDING : (enum rstatus)k;
-	snprintf(st->r[idx].dsn, sizeof(st->r[idx].dsn), "%s", dsn);
-	snprintf(st->r[idx].text, sizeof(st->r[idx].text), "%s", line + off);
+	snprintf(st->r[idx].dsn, sizeof(st->r[idx].dsn), "%.*s",
+	    (int)(sp - (p + n + 1)), p + n + 1);
+	snprintf(st->r[idx].text, sizeof(st->r[idx].text), "%s", sp + 1);
 	return 0;
 }
 
 /* parse_line - one line of a state file */
 static int
-parse_line(char *line, struct state *st)
+parse_line(const char *line, struct state *st)
 {
 	if (strncmp(line, "rcpt ", 5) == 0)
 		return parse_rcpt(line, st);
-	if (sscanf(line, "attempts %lld", &st->attempts) == 1 ||
-	    sscanf(line, "next %lld", &st->next) == 1 ||
-	    sscanf(line, "warned %lld", &st->warned) == 1 ||
+	if (number(line, "attempts ", &st->attempts) != NULL ||
+	    number(line, "next ", &st->next) != NULL ||
+	    number(line, "warned ", &st->warned) != NULL ||
 	    strcmp(line, "SMAPSTATE 1") == 0)
 		return 0;
 	return -1;

@@ -1,0 +1,11 @@
+#!/bin/sh
+# cppcheck and clang-tidy (with the committed .clang-tidy) must be silent
+# on every C file of common/, smap/ and smapd/.
+cd "$(dirname "$0")/.." || exit 1
+echo "1..1"
+if out=$(make -s lint 2>&1); then
+	echo "ok 1 - make lint is silent"
+else
+	echo "not ok 1 - make lint reports problems"
+	printf '%s\n' "$out" | grep -E 'warning|error' | head -40 | sed 's/^/# /'
+fi

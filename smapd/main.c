@@ -1,0 +1,230 @@
+/*
+ * main.c - smapd: hand every message smap spooled to the backend.
+ *
+ * Runs in the foreground (systemd Type=notify), wakes when smap commits
+ * a file into new/ (inotify) and rescans every queue_run_delay. Started
+ * as root it prepares its directories, then drops to smapd_user with no
+ * capabilities. Trusts its command line and configuration file; every
+ * spool file is hostile (queue.c).
+ *
+ * Exit status: 0; 64 bad usage; 71 cannot drop privileges; 78 a bad
+ * configuration (-t prints every error as file:line: reason).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/inotify.h>
+
+#include "conf.h"
+#include "jail.h"
+#include "log.h"
+#include "notify.h"
+#include "queue.h"
+
+#define EX_USAGE 64
+#define EX_OSERR 71
+#define EX_CONFIG 78
+
+static volatile sig_atomic_t stop, reload;
+static const char *conf_path = "/etc/smap/smap.conf";
+
+/* on_signal - TERM/INT stop after the delivery in progress; HUP reloads */
+static void
+on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		reload = 1;
+	else
+		stop = 1;
+}
+
+/* load - configuration and transport; prints every error; 0 or -1 */
+static int
+load(struct conf *cf, struct transport *t)
+{
+	static char err[8192];
+	char why[512];
+
+	memset(cf, 0, sizeof(*cf));
+	if (conf_load(cf, conf_path, err, sizeof(err)) != 0) {
+		fputs(err, stderr);
+		log_fatal("%s: bad configuration: %.400s", conf_path, err);
+		conf_free(cf);
+		return -1;
+	}
+	if (transport_parse(cf->default_transport, t, why, sizeof(why)) < 0) {
+		fprintf(stderr, "%s: %s\n", conf_path, why);
+		log_fatal("%s: %s", conf_path, why);
+		conf_free(cf);
+		return -1;
+	}
+	return 0;
+}
+
+/* uid_of - a user's uid (and gid), or exit */
+static uid_t
+uid_of(const char *user, gid_t *gid)
+{
+	struct passwd *pw = getpwnam(user);
+
+	if (pw == NULL) {
+		log_fatal("unknown user %s", user);
+		exit(EX_CONFIG);
+	}
+	if (gid)
+		*gid = pw->pw_gid;
+	return pw->pw_uid;
+}
+
+/* signals - handlers without SA_RESTART, so poll() wakes up */
+static void
+signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* setup - log, spool directory, privileges; exits on failure */
+static void
+setup(struct conf *cf, struct qctx *q)
+{
+	char why[512];
+	gid_t gid;
+	uid_t uid = uid_of(cf->smapd_user, &gid);
+
+	if (log_open("smap/qmgr", cf->syslog_facility, cf->maillog_file) < 0) {
+		fprintf(stderr, "smapd: cannot open %s: %s\n", cf->maillog_file,
+		    strerror(errno));
+		exit(EX_CONFIG);
+	}
+	q->spool_uid = uid_of(cf->mail_owner, NULL);
+	if (chdir(cf->spool_directory) < 0 ||
+	    queue_prepare(cf, uid, gid, why, sizeof(why)) < 0) {
+		if (errno != 0 && why[0] == '\0')
+			snprintf(why, sizeof(why), "%s", strerror(errno));
+		log_fatal("%s: %s", cf->spool_directory, why);
+		exit(EX_OSERR);
+	}
+	if (jail_enter(NULL, cf->smapd_user, q->t.kind == T_SENDMAIL ?
+	    JAIL_ALLOW_SETGID : 0, why, sizeof(why)) < 0) {
+		log_fatal("cannot drop privileges to %s: %s", cf->smapd_user, why);
+		exit(EX_OSERR);
+	}
+	q->self_uid = getuid();
+}
+
+/* do_reload - SIGHUP: the new configuration, if it is good */
+static void
+do_reload(struct conf *cf, struct qctx *q)
+{
+	struct conf fresh;
+	struct transport t;
+
+	reload = 0;
+	notify("RELOADING=1");
+	if (load(&fresh, &t) == 0) {
+		conf_free(cf);
+		*cf = fresh;
+		q->t = t;
+		log_info("reloaded %s", conf_path);
+	} else {
+		log_warn("%s has errors; keeping the running configuration",
+		    conf_path);
+	}
+	notify("READY=1");
+}
+
+/* wait_for - new files in new/, a signal, or the timeout */
+static void
+wait_for(int ino, long long seconds)
+{
+	struct pollfd p = { ino, POLLIN, 0 };
+	char buf[4096];
+
+	if (seconds > 86400)
+		seconds = 86400;
+	if (poll(&p, ino >= 0 ? 1 : 0, (int)seconds * 1000) > 0)
+		while (read(ino, buf, sizeof(buf)) > 0)
+			;	/* what changed does not matter: new/ is rescanned */
+}
+
+/* status - the queue counts for systemctl status */
+static void
+status(const struct qctx *q)
+{
+	char msg[128];
+
+	snprintf(msg, sizeof(msg), "STATUS=%lld queued, %lld deferred",
+	    q->active, q->deferred);
+	notify(msg);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct conf cf;
+	static struct qctx q;
+	int ch, once = 0, check = 0, ino = -1;
+	long long wait = 0;
+	time_t full_at = 0;
+
+	while ((ch = getopt(argc, argv, "c:1tf")) != -1) {
+		if (ch == 'c')
+			conf_path = optarg;
+		else if (ch == '1')
+			once = 1;
+		else if (ch == 't')
+			check = 1;
+		else if (ch == 'f')
+			q.flush = 1;
+		else {
+			fprintf(stderr, "usage: smapd [-c config] [-1 [-f] | -t]\n");
+			return EX_USAGE;
+		}
+	}
+	if (optind != argc || load(&cf, &q.t) < 0)
+		return optind != argc ? EX_USAGE : EX_CONFIG;
+	if (check)
+		return 0;
+	q.cf = &cf;
+	q.stop = &stop;
+	setup(&cf, &q);
+	signals();
+	if (!once && (ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0 &&
+	    inotify_add_watch(ino, SPOOL_NEW, IN_MOVED_TO | IN_CLOSE_WRITE) < 0)
+		log_warn("inotify on %s: %s", SPOOL_NEW, strerror(errno));
+	log_info("started, delivering by %s", cf.default_transport);
+	notify("READY=1");
+	while (!stop) {
+		int full = time(NULL) >= full_at;
+
+		wait = queue_run(&q, full);
+		if (full) {
+			queue_clean_tmp(&q);
+			full_at = time(NULL) + wait;
+			status(&q);
+		}
+		if (once)
+			break;
+		wait_for(ino, full_at - time(NULL) > 0 ? full_at - time(NULL) : 0);
+		if (reload)
+			do_reload(&cf, &q);
+	}
+	notify("STOPPING=1");
+	log_info("stopped");
+	conf_free(&cf);
+	return 0;
+}

@@ -101,7 +101,7 @@ signals(void)
 static void
 setup(struct conf *cf, struct qctx *q)
 {
-	char why[512];
+	char why[512] = "";
 	gid_t gid;
 	uid_t uid = uid_of(cf->smapd_user, &gid);
 

@@ -298,6 +298,9 @@ attempt(struct qctx *q, struct delivery *d, struct state *st)
 		deliver_smtp(&q->t, q->cf, d);
 	clock_gettime(CLOCK_REALTIME, &t1);
 	took = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	/* Nobody answered: the rest of this run would only wait the same. */
+	q->down = d->n > 0 && d->res[0].status == R_DEFER &&
+	    strncmp(d->res[0].dsn, "4.4.1", 5) == 0;
 	for (i = 0; i < d->n; i++) {
 		struct rcpt_result *r = &st->r[d->idx[i]];
 
@@ -517,8 +520,9 @@ queue_run(struct qctx *q, int full)
 		q->active = (long long)n;
 		q->deferred = 0;
 	}
+	q->down = 0;
 	for (i = 0; i < n; i++) {
-		if (!*q->stop) {
+		if (!*q->stop && !q->down) {
 			next = deliver_one(q, ids[i], now);
 			if (next > now && next - now < wait)
 				wait = next - now;

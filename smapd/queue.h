@@ -25,6 +25,7 @@ struct qctx {
 	int flush;		/* deliver everything now, ignoring backoff */
 	volatile sig_atomic_t *stop;
 	long long active, deferred;	/* counts after the last run */
+	int down;		/* the backend could not be reached in this run */
 };
 
 /* Create queue/, state/ and quarantine/ owned by uid:gid (as root). */

@@ -390,6 +390,9 @@ conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
 		st->next = now + backoff(q->cf, st->attempts);
 		if (state_save(e->id, st) < 0)
 			log_warn("%s: cannot save state: %s", e->id, strerror(errno));
+		log_ident("smap/qmgr");
+		log_info("%s: deferred after attempt %lld, next attempt in %llds",
+		    e->id, st->attempts, st->next - now);
 		q->deferred++;
 		return;
 	}

@@ -96,10 +96,17 @@ rfc5322_date(long long when, char *buf, size_t len)
 	strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
 }
 
-/* compose - the whole DSN message */
+/* listed - is recipient i part of this report? */
+static int
+listed(const struct state *st, size_t i, int delay)
+{
+	return st->r[i].status == (delay ? R_PENDING : R_BOUNCE);
+}
+
+/* compose - the whole DSN message: failures, or (delay) a warning */
 static void
 compose(struct text *t, const struct conf *cf, const struct envelope *e,
-    int fd, const struct state *st, const char *id)
+    int fd, const struct state *st, const char *id, int delay)
 {
 	char date[64], arrived[64], a[ADDR_PATH_MAX + 1];
 	size_t i;
@@ -107,39 +114,43 @@ compose(struct text *t, const struct conf *cf, const struct envelope *e,
 	rfc5322_date((long long)time(NULL), date, sizeof(date));
 	rfc5322_date(e->arrival, arrived, sizeof(arrived));
 	add(t, "Date: %s\r\nFrom: MAILER-DAEMON@%s (Mail Delivery System)\r\n"
-	    "To: %s\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+	    "To: %s\r\nSubject: %s\r\n"
 	    "Auto-Submitted: auto-replied\r\nMessage-ID: <%s.dsn@%s>\r\n"
 	    "MIME-Version: 1.0\r\nContent-Type: multipart/report; "
 	    "report-type=delivery-status;\r\n\tboundary=\"%s/%s\"\r\n\r\n"
 	    "This is a MIME-encapsulated message.\r\n\r\n", date, cf->myhostname,
-	    e->sender, id, cf->myhostname, id, cf->myhostname);
+	    e->sender, delay ? "Delayed Mail (still being retried)" :
+	    "Undelivered Mail Returned to Sender", id, cf->myhostname, id,
+	    cf->myhostname);
 	add(t, "--%s/%s\r\nContent-Description: Notification\r\nContent-Type: "
 	    "text/plain; charset=us-ascii\r\n\r\nThis is the mail system at host "
-	    "%s.\r\n\r\nYour message of %s could not be delivered to the "
-	    "recipients below.\r\nIts header is attached.\r\n\r\n", id,
-	    cf->myhostname, cf->myhostname, arrived);
+	    "%s.\r\n\r\nYour message of %s %s the recipients below.\r\n"
+	    "Its header is attached.\r\n\r\n", id, cf->myhostname,
+	    cf->myhostname, arrived, delay ? "has not yet been delivered to; "
+	    "delivery is still being retried for" : "could not be delivered to");
 	for (i = 0; i < st->n; i++)
-		if (st->r[i].status == R_BOUNCE)
+		if (listed(st, i, delay))
 			add(t, "%s: %s\r\n", e->rcpt[i], st->r[i].text);
 	add(t, "\r\n--%s/%s\r\nContent-Description: Delivery report\r\n"
 	    "Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; %s"
 	    "\r\nX-Smap-Queue-ID: %s\r\nArrival-Date: %s\r\n", id, cf->myhostname,
 	    cf->myhostname, e->id, arrived);
 	for (i = 0; i < st->n; i++)
-		if (st->r[i].status == R_BOUNCE)
-			add(t, "\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\n"
+		if (listed(st, i, delay))
+			add(t, "\r\nFinal-Recipient: rfc822; %s\r\nAction: %s\r\n"
 			    "Status: %s\r\nDiagnostic-Code: smtp; %s\r\n",
-			    bare(e->rcpt[i], a, sizeof(a)), st->r[i].dsn, st->r[i].text);
+			    bare(e->rcpt[i], a, sizeof(a)), delay ? "delayed" : "failed",
+			    st->r[i].dsn[0] ? st->r[i].dsn : "4.0.0", st->r[i].text);
 	add(t, "\r\n--%s/%s\r\nContent-Description: Undelivered Message Headers"
 	    "\r\nContent-Type: text/rfc822-headers\r\n\r\n", id, cf->myhostname);
 	headers(t, e, fd);
 	add(t, "\r\n--%s/%s--\r\n", id, cf->myhostname);
 }
 
-/* bounce_create - compose and commit the DSN as a new spool file */
-int
-bounce_create(const struct conf *cf, const struct envelope *e, int fd,
-    const struct state *st, char *id, size_t idlen)
+/* report - compose and commit a DSN as a new spool file */
+static int
+report(const struct conf *cf, const struct envelope *e, int fd,
+    const struct state *st, char *id, size_t idlen, int delay)
 {
 	struct envelope b;
 	struct text t = { NULL, 0, 0, 0 };
@@ -150,7 +161,7 @@ bounce_create(const struct conf *cf, const struct envelope *e, int fd,
 	id[0] = '\0';
 	if ((out = spool_create(id, idlen)) < 0)
 		return -1;
-	compose(&t, cf, e, fd, st, id);
+	compose(&t, cf, e, fd, st, id, delay);
 	snprintf(b.id, sizeof(b.id), "%s", id);
 	b.arrival = (long long)time(NULL);
 	snprintf(b.client, sizeof(b.client), "unknown");
@@ -170,4 +181,20 @@ bounce_create(const struct conf *cf, const struct envelope *e, int fd,
 		spool_abort(out, id);
 	free(t.p);
 	return rc;
+}
+
+/* bounce_create - the failures of a message, to its sender */
+int
+bounce_create(const struct conf *cf, const struct envelope *e, int fd,
+    const struct state *st, char *id, size_t idlen)
+{
+	return report(cf, e, fd, st, id, idlen, 0);
+}
+
+/* bounce_delay - a warning that a message is still queued */
+int
+bounce_delay(const struct conf *cf, const struct envelope *e, int fd,
+    const struct state *st, char *id, size_t idlen)
+{
+	return report(cf, e, fd, st, id, idlen, 1);
 }

@@ -18,4 +18,9 @@
 int bounce_create(const struct conf *cf, const struct envelope *e, int fd,
     const struct state *st, char *id, size_t idlen);
 
+/* The same for a delay warning: the recipients still pending, with
+ * Action: delayed (delay_warning_time). */
+int bounce_delay(const struct conf *cf, const struct envelope *e, int fd,
+    const struct state *st, char *id, size_t idlen);
+
 #endif

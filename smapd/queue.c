@@ -368,6 +368,27 @@ remove_message(const char *id)
 	log_info("%s: removed", id);
 }
 
+/* warn_delay - once, after delay_warning_time, tell the sender */
+static void
+warn_delay(const struct qctx *q, const struct envelope *e, int fd,
+    struct state *st, long long now)
+{
+	char bid[SPOOL_ID_MAX + 1];
+
+	if (q->cf->delay_warning_time == 0 || st->warned ||
+	    now - e->arrival < q->cf->delay_warning_time ||
+	    strcmp(e->sender, "<>") == 0)
+		return;
+	if (bounce_delay(q->cf, e, fd, st, bid, sizeof(bid)) < 0) {
+		log_warn("%s: cannot create the delay notification: %s", e->id,
+		    strerror(errno));
+		return;
+	}
+	st->warned = 1;
+	log_ident("smap/bounce");
+	log_info("%s: sender delay notification: %s", e->id, bid);
+}
+
 /* conclude - after an attempt: done, bounce, or wait for the next one */
 static void
 conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
@@ -386,6 +407,7 @@ conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
 		pending = 0;
 	}
 	if (pending > 0) {
+		warn_delay(q, e, fd, st, now);
 		st->attempts++;
 		st->next = now + backoff(q->cf, st->attempts);
 		if (state_save(e->id, st) < 0)

@@ -124,10 +124,11 @@ compose(struct text *t, const struct conf *cf, const struct envelope *e,
 	    cf->myhostname);
 	add(t, "--%s/%s\r\nContent-Description: Notification\r\nContent-Type: "
 	    "text/plain; charset=us-ascii\r\n\r\nThis is the mail system at host "
-	    "%s.\r\n\r\nYour message of %s %s the recipients below.\r\n"
+	    "%s.\r\n\r\nYour message of %s %s.\r\n"
 	    "Its header is attached.\r\n\r\n", id, cf->myhostname,
-	    cf->myhostname, arrived, delay ? "has not yet been delivered to; "
-	    "delivery is still being retried for" : "could not be delivered to");
+	    cf->myhostname, arrived, delay ? "has not yet been delivered to "
+	    "the recipients below;\r\ndelivery is still being retried" :
+	    "could not be delivered to the recipients below");
 	for (i = 0; i < st->n; i++)
 		if (listed(st, i, delay))
 			add(t, "%s: %s\r\n", e->rcpt[i], st->r[i].text);

@@ -147,18 +147,29 @@ do_reload(struct conf *cf, struct qctx *q)
 	notify("READY=1");
 }
 
-/* wait_for - new files in new/, a signal, or the timeout */
-static void
+/* wait_for - new files in new/, a flush request, a signal, or the
+ * timeout; returns 1 when smapq asked for a flush (queue/.flush) */
+static int
 wait_for(int ino, long long seconds)
 {
 	struct pollfd p = { ino, POLLIN, 0 };
-	char buf[4096];
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	const struct inotify_event *ev;
+	ssize_t n, off;
+	int flush = 0;
 
 	if (seconds > 86400)
 		seconds = 86400;
-	if (poll(&p, ino >= 0 ? 1 : 0, (int)seconds * 1000) > 0)
-		while (read(ino, buf, sizeof(buf)) > 0)
-			;	/* what changed does not matter: new/ is rescanned */
+	if (poll(&p, ino >= 0 ? 1 : 0, (int)seconds * 1000) <= 0)
+		return 0;
+	while ((n = read(ino, buf, sizeof(buf))) > 0)
+		for (off = 0; off + (ssize_t)sizeof(*ev) <= n;
+		    off += (ssize_t)sizeof(*ev) + ev->len) {
+			ev = (const struct inotify_event *)(buf + off);
+			if (ev->len > 0 && strcmp(ev->name, FLUSH_FILE) == 0)
+				flush = 1;
+		}
+	return flush;
 }
 
 /* status - the queue counts for systemctl status */
@@ -204,14 +215,17 @@ main(int argc, char **argv)
 	setup(&cf, &q);
 	signals();
 	if (!once && (ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0 &&
-	    inotify_add_watch(ino, SPOOL_NEW, IN_MOVED_TO | IN_CLOSE_WRITE) < 0)
+	    (inotify_add_watch(ino, SPOOL_NEW, IN_MOVED_TO | IN_CLOSE_WRITE) < 0 ||
+	    inotify_add_watch(ino, QUEUE_DIR, IN_CLOSE_WRITE | IN_ATTRIB) < 0))
 		log_warn("inotify on %s: %s", SPOOL_NEW, strerror(errno));
 	log_info("started, delivering by %s", cf.default_transport);
 	notify("READY=1");
 	while (!stop) {
-		int full = time(NULL) >= full_at;
+		int full = time(NULL) >= full_at || q.flush;
 
 		wait = queue_run(&q, full);
+		if (!once)
+			q.flush = 0;
 		if (full) {
 			queue_clean_tmp(&q);
 			full_at = time(NULL) + wait;
@@ -219,7 +233,8 @@ main(int argc, char **argv)
 		}
 		if (once)
 			break;
-		wait_for(ino, full_at - time(NULL) > 0 ? full_at - time(NULL) : 0);
+		if (wait_for(ino, full_at - time(NULL) > 0 ? full_at - time(NULL) : 0))
+			q.flush = 1;
 		if (reload)
 			do_reload(&cf, &q);
 	}

@@ -26,7 +26,7 @@
 #include "spool.h"
 #include "state.h"
 
-#define QDIR "queue"
+#define QDIR QUEUE_DIR
 #define QUAR "quarantine"
 #define SCAN_MAX 100000		/* files looked at in one directory scan */
 
@@ -56,7 +56,7 @@ sync_dir(const char *dir)
 int
 queue_prepare(const struct conf *cf, uid_t uid, gid_t gid, char *why, size_t len)
 {
-	static const char *dirs[] = { QDIR, "state", QUAR };
+	static const char *dirs[] = { QDIR, "state", QUAR, HOLD_DIR };
 	size_t i;
 
 	(void)cf;

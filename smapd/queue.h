@@ -8,6 +8,9 @@
  *                one smapd delivers them)
  *   state/       per-message delivery progress (state.h)
  *   quarantine/  files refused as hostile or undeliverable, with ID.why
+ *   hold/        messages put on hold by smapq; not delivered until released
+ * Writing queue/.flush (smapq flush) makes a running smapd try every
+ * message at once.
  */
 #ifndef SMAPD_QUEUE_H
 #define SMAPD_QUEUE_H
@@ -16,6 +19,10 @@
 #include <sys/types.h>
 #include "conf.h"
 #include "transport.h"
+
+#define QUEUE_DIR "queue"
+#define HOLD_DIR "hold"
+#define FLUSH_FILE ".flush"
 
 struct qctx {
 	const struct conf *cf;

@@ -29,9 +29,11 @@ LDHARDEN = -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 
 CAP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcap)
 CAP_LIBS := $(shell $(PKG_CONFIG) --libs libcap)
+SSL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libssl libcrypto)
+SSL_LIBS := $(shell $(PKG_CONFIG) --libs libssl libcrypto)
 
 ALL_CPPFLAGS = -iquote common $(FORTIFY) -D_GNU_SOURCE $(CPPFLAGS)
-ALL_CFLAGS = $(WARN) $(HARDEN) $(CAP_CFLAGS) $(CFLAGS) -MMD -MP
+ALL_CFLAGS = $(WARN) $(HARDEN) $(CAP_CFLAGS) $(SSL_CFLAGS) $(CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(LDHARDEN) $(SANLD) $(LDFLAGS)
 
 COMMON_SRC = $(wildcard common/*.c)
@@ -57,16 +59,16 @@ smap/libsmap.a: $(SMAP_OBJ)
 	$(AR) rcs $@ $^
 
 smap/smap: smap/main.o smap/libsmap.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(LDLIBS)
 
 smapd/libsmapd.a: $(SMAPD_OBJ)
 	$(AR) rcs $@ $^
 
 smapd/smapd: smapd/main.o smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(LDLIBS)
 
 tests/unit/t_%: tests/unit/t_%.o tests/unit/tap.o smap/libsmap.a smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(LDLIBS)
 
 tests/unit/tap.o: tests/unit/tap.c
 

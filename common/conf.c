@@ -59,6 +59,8 @@ enum ptype {
 	T_PATH,		/* an absolute path */
 	T_USER,		/* a user name */
 	T_FACILITY,	/* a syslog facility name */
+	T_SLEVEL,	/* smtpd_tls_security_level: none, may, encrypt */
+	T_CLEVEL,	/* smtp_tls_security_level: "", none ... fingerprint */
 	T_INT,		/* an integer */
 	T_SIZE,		/* bytes, an integer */
 	T_TIME,		/* seconds; units s m h d w */
@@ -111,6 +113,21 @@ static const struct param params[] = {
 	P(smtp_connect_timeout, T_TIME, "30s", 1, 3600),
 	P(smtp_helo_timeout, T_TIME, "300s", 1, 3600),
 	P(smtp_data_done_timeout, T_TIME, "600s", 1, 7200),
+	P(smtpd_tls_security_level, T_SLEVEL, "none", 1, 16),
+	P(smtpd_tls_cert_file, T_PATH, "", 0, PATH_MAX - 1),
+	P(smtpd_tls_key_file, T_PATH, "$smtpd_tls_cert_file", 0, PATH_MAX - 1),
+	P(smtpd_tls_CAfile, T_PATH, "", 0, PATH_MAX - 1),
+	P(smtpd_tls_wrappermode, T_BOOL, "no", 0, 1),
+	P(smtpd_starttls_timeout, T_TIME, "60s", 1, 3600),
+	P(relay_clientcerts, T_STR, "", 0, 65536),
+	P(smtp_tls_security_level, T_CLEVEL, "", 0, 16),
+	P(smtp_tls_CAfile, T_PATH, "", 0, PATH_MAX - 1),
+	P(smtp_tls_CApath, T_PATH, "", 0, PATH_MAX - 1),
+	P(smtp_tls_cert_file, T_PATH, "", 0, PATH_MAX - 1),
+	P(smtp_tls_key_file, T_PATH, "$smtp_tls_cert_file", 0, PATH_MAX - 1),
+	P(smtp_tls_fingerprint_cert_match, T_STR, "", 0, 65536),
+	P(smtp_sasl_password_maps, T_PATH, "", 0, PATH_MAX - 1),
+	P(smtp_starttls_timeout, T_TIME, "300s", 1, 3600),
 };
 
 #define NPARAM (sizeof(params) / sizeof(params[0]))
@@ -182,6 +199,8 @@ static int valid_host(const char *);
 static int valid_path(const char *);
 static int valid_user(const char *);
 static int valid_facility(const char *);
+static int valid_slevel(const char *);
+static int valid_clevel(const char *);
 static int valid_any(const char *);
 static int range_check(const struct param *, long long, const char *, char *,
     size_t);
@@ -212,6 +231,11 @@ static const struct ptype_ops ops[] = {
 	[T_FACILITY] = { parse_text, print_text, free_text, valid_facility,
 	    "is not a syslog facility (use mail, daemon, user or "
 	    "local0 to local7)" },
+	[T_SLEVEL] = { parse_text, print_text, free_text, valid_slevel,
+	    "is not a TLS level (use none, may or encrypt)" },
+	[T_CLEVEL] = { parse_text, print_text, free_text, valid_clevel,
+	    "is not a TLS level (use none, may, encrypt, verify or "
+	    "fingerprint)" },
 	[T_INT] = { parse_int, print_int, free_none, NULL, NULL },
 	[T_SIZE] = { parse_int, print_int, free_none, NULL, NULL },
 	[T_TIME] = { parse_time, print_time, free_none, NULL, NULL },
@@ -762,7 +786,8 @@ static int
 valid_key(const char *s)
 {
 	return *s != '\0' &&
-	    s[strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_")] == '\0';
+	    s[strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")] == '\0';
 }
 
 /* LDH labels of 1..63 bytes joined by dots, <= 255 bytes; dot_ok
@@ -827,6 +852,22 @@ valid_facility(const char *s)
 		if (strcmp(s, facilities[i]) == 0)
 			return 1;
 	return 0;
+}
+
+/* A server TLS level. */
+static int
+valid_slevel(const char *s)
+{
+	return strcmp(s, "none") == 0 || strcmp(s, "may") == 0 ||
+	    strcmp(s, "encrypt") == 0;
+}
+
+/* A client TLS level; empty means "by the next hop" (see smapd(8)). */
+static int
+valid_clevel(const char *s)
+{
+	return *s == '\0' || valid_slevel(s) || strcmp(s, "verify") == 0 ||
+	    strcmp(s, "fingerprint") == 0;
 }
 
 /* Any text is fine (control bytes are refused before). */

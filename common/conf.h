@@ -58,6 +58,23 @@ struct conf {
 	long long smtp_connect_timeout;	/* 30s */
 	long long smtp_helo_timeout;	/* 300s: greeting, EHLO, MAIL, RCPT */
 	long long smtp_data_done_timeout;	/* 600s: DATA, message, its reply */
+	/* TLS: smap as a server */
+	char *smtpd_tls_security_level;	/* none | may | encrypt */
+	char *smtpd_tls_cert_file;	/* "" */
+	char *smtpd_tls_key_file;	/* "$smtpd_tls_cert_file" */
+	char *smtpd_tls_CAfile;		/* "": for client certificates */
+	int smtpd_tls_wrappermode;	/* no: STARTTLS; yes: TLS from the start */
+	long long smtpd_starttls_timeout;	/* 60s: the handshake */
+	char *relay_clientcerts;	/* SHA-256 fingerprints that may relay */
+	/* TLS: smapd as a client */
+	char *smtp_tls_security_level;	/* "": verify for a name, may for [addr] */
+	char *smtp_tls_CAfile;		/* "" */
+	char *smtp_tls_CApath;		/* "" */
+	char *smtp_tls_cert_file;	/* "": no client certificate */
+	char *smtp_tls_key_file;	/* "$smtp_tls_cert_file" */
+	char *smtp_tls_fingerprint_cert_match;	/* SHA-256 pins */
+	char *smtp_sasl_password_maps;	/* "": no AUTH; else a file */
+	long long smtp_starttls_timeout;	/* 300s */
 	/* bookkeeping for -n: line where each key was set, 0 if default */
 	int *set_line;
 };

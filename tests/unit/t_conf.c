@@ -194,7 +194,7 @@ static const struct bad bad[] = {
 	  "$name, ${name}, or $$ for a literal \"$\")" },
 	{ "smtpd_banner = $smtpd_banner x",
 	  "smtpd_banner: expansion of \"smtpd_banner\" loops" },
-	{ "Myhostname = x", "bad parameter name \"Myhostname\"" },
+	{ "Myhostname = x", "unknown parameter \"Myhostname\"; did you mean \"myhostname\"?" },
 	{ "my-hostname = x", "bad parameter name \"my-hostname\"" },
 	{ "= x", "bad parameter name \"\"" },
 	{ "myhostname x", "missing \"=\" in \"myhostname x\"" },

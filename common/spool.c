@@ -17,7 +17,11 @@
  *   arrival 1795412345     seconds since the epoch
  *   client 192.0.2.1 4711  client address (or "unknown") and port
  *   helo mail.example      HELO/EHLO argument: printable ASCII, no space
- *   proto ESMTP            SMTP or ESMTP
+ *   proto ESMTP            SMTP, ESMTP, or ESMTPS after STARTTLS
+ *   tls TLSv1.3 CIPHER     optional: the protocol and cipher of STARTTLS
+ *   ccert FP SUBJECT       optional: a client certificate that verified or
+ *                          is listed in relay_clientcerts: its SHA-256
+ *                          fingerprint and its subject, \xHH-escaped
  *   body 8BIT              7BIT, or 8BIT when BODY=8BITMIME was declared
  *                          or the message holds bytes above 127
  *   from <a@b.example>     sender path; "<>" is the null sender
@@ -45,6 +49,7 @@
 
 #include "addr.h"
 #include "spool.h"
+#include "tls.h"
 
 #define SIZE_DIGITS 16
 
@@ -117,9 +122,10 @@ spool_write_envelope(int fd, struct envelope *e)
 	int n;
 
 	n = snprintf(head, sizeof(head), "%s %d\nid %s\narrival %lld\n"
-	    "client %s %u\nhelo %s\nproto %s\nbody ", SPOOL_MAGIC,
+	    "client %s %u\nhelo %s\nproto %s\n%s%s%s%s%s%sbody ", SPOOL_MAGIC,
 	    SPOOL_VERSION, e->id, e->arrival, e->client, e->port, e->helo,
-	    e->proto);
+	    e->proto, e->tls[0] ? "tls " : "", e->tls, e->tls[0] ? "\n" : "",
+	    e->ccert[0] ? "ccert " : "", e->ccert, e->ccert[0] ? "\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(head)) {
 		errno = EINVAL;
 		return -1;
@@ -344,6 +350,23 @@ id_ok(const char *id)
 	return n > 0 && n <= SPOOL_ID_MAX;
 }
 
+/* pair_ok - "A B": two tokens, A shorter than alen; copied into out */
+static int
+pair_ok(const char *val, char *out, size_t len, size_t alen)
+{
+	const char *sp = strchr(val, ' ');
+	char a[SPOOL_LINE_MAX];
+
+	if (sp == NULL || (size_t)(sp - val) >= alen || strlen(val) >= len)
+		return 0;
+	memcpy(a, val, (size_t)(sp - val));
+	a[sp - val] = '\0';
+	if (!token_ok(a, alen) || !token_ok(sp + 1, len))
+		return 0;
+	memcpy(out, val, strlen(val) + 1);
+	return 1;
+}
+
 /* fail - set the reason and return -1 */
 static int
 fail(const char **why, const char *reason)
@@ -374,11 +397,20 @@ read_head(struct rd *r, struct envelope *e, const char **why)
 	if (record(r, "helo", e->helo, sizeof(e->helo), why) < 0)
 		return fail(why, "bad helo record");
 	if (record(r, "proto", e->proto, sizeof(e->proto), why) < 0 ||
-	    (strcmp(e->proto, "SMTP") != 0 && strcmp(e->proto, "ESMTP") != 0))
+	    (strcmp(e->proto, "SMTP") != 0 && strcmp(e->proto, "ESMTP") != 0 &&
+	    strcmp(e->proto, "ESMTPS") != 0))
 		return fail(why, "bad proto record");
-	if (record(r, "body", v, 5, why) < 0 ||
-	    (strcmp(v, "7BIT") != 0 && strcmp(v, "8BIT") != 0))
+	if (rd_line(r, v, sizeof(v), why) < 0)
+		return -1;
+	if (strncmp(v, "tls ", 4) == 0 && (!pair_ok(v + 4, e->tls, sizeof(e->tls),
+	    sizeof(e->tls)) || rd_line(r, v, sizeof(v), why) < 0))
+		return fail(why, "bad tls record");
+	if (strncmp(v, "ccert ", 6) == 0 && (!pair_ok(v + 6, e->ccert,
+	    sizeof(e->ccert), TLS_FP_LEN) || rd_line(r, v, sizeof(v), why) < 0))
+		return fail(why, "bad ccert record");
+	if ((strcmp(v, "body 7BIT") != 0 && strcmp(v, "body 8BIT") != 0))
 		return fail(why, "bad body record");
+	v[0] = v[5];
 	e->body8 = v[0] == '8';
 	return 0;
 }

@@ -25,7 +25,9 @@ struct envelope {
 	char client[64];		/* numeric address, or "unknown" */
 	unsigned port;			/* client port, 0 when unknown */
 	char helo[HELO_MAX + 1];	/* printable, no spaces, not empty */
-	char proto[8];			/* "SMTP" or "ESMTP" */
+	char proto[8];			/* "SMTP", "ESMTP" or "ESMTPS" */
+	char tls[160];			/* "" or "PROTOCOL CIPHER" */
+	char ccert[512];		/* "" or "FINGERPRINT SUBJECT" */
 	int body8;			/* BODY=8BITMIME declared or 8-bit seen */
 	off_t body_flag_offset;		/* where the 7 or 8 of "body" is (writer) */
 	char sender[ADDR_PATH_MAX + 3];	/* with angle brackets: "<>" */

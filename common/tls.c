@@ -170,3 +170,27 @@ tls_token(char *dst, size_t len, const char *s)
 	if (len > 0)
 		dst[o < len ? o : len - 1] = '\0';
 }
+
+/* tls_describe - protocol, cipher and the peer's certificate */
+int
+tls_describe(SSL *ssl, char *info, size_t infolen, char *fp, char *subject,
+    size_t sublen)
+{
+	char proto[32], cipher[96], name[512];
+	X509 *peer = SSL_get1_peer_certificate(ssl);
+	int ok = 0;
+
+	tls_token(proto, sizeof(proto), SSL_get_version(ssl));
+	tls_token(cipher, sizeof(cipher), SSL_get_cipher_name(ssl));
+	snprintf(info, infolen, "%s %s", proto, cipher);
+	fp[0] = subject[0] = '\0';
+	if (peer != NULL) {
+		if (tls_fingerprint(peer, fp) < 0)
+			fp[0] = '\0';
+		X509_NAME_oneline(X509_get_subject_name(peer), name, sizeof(name));
+		tls_token(subject, sublen, name);
+		ok = SSL_get_verify_result(ssl) == X509_V_OK;
+		X509_free(peer);
+	}
+	return ok;
+}

@@ -39,6 +39,13 @@ int tls_fp_listed(const char *fp, const char *list);
  * is, anything else as \xHH; always NUL-terminated, cut to fit. */
 void tls_token(char *dst, size_t len, const char *s);
 
+/* What a connection negotiated: info = "PROTOCOL CIPHER" (tokens); when
+ * the peer sent a certificate, its fingerprint into fp (else "") and its
+ * subject as a token into subject; returns 1 when that certificate
+ * verified against the context's CAs, else 0. */
+int tls_describe(SSL *ssl, char *info, size_t infolen, char *fp,
+    char *subject, size_t sublen);
+
 /* The last OpenSSL error as text (for logs); empties the error queue. */
 const char *tls_error(void);
 

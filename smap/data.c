@@ -61,7 +61,7 @@ out(struct msg *m, const char *p, size_t n)
 static void
 received(struct session *s, struct msg *m)
 {
-	char line[1024], date[64], forpart[ADDR_PATH_MAX + 16] = "";
+	char line[1024], date[64], forpart[ADDR_PATH_MAX + 16] = "", tls[200] = "";
 	time_t now = (time_t)m->env.arrival;
 	struct tm tm;
 	int n;
@@ -70,8 +70,10 @@ received(struct session *s, struct msg *m)
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	if (s->nrcpt == 1)
 		snprintf(forpart, sizeof(forpart), "\r\n\tfor %s", s->rcpt[0]);
+	if (s->tls_info[0])
+		snprintf(tls, sizeof(tls), "\t(using %s)\r\n", s->tls_info);
 	n = snprintf(line, sizeof(line), "Received: from %s (unknown [%s])\r\n"
-	    "\tby %s with %s id %s%s; %s\r\n", s->helo, s->peer.addr,
+	    "%s\tby %s with %s id %s%s; %s\r\n", s->helo, s->peer.addr, tls,
 	    s->cf->myhostname, m->env.proto, s->id, forpart, date);
 	if (n > 0 && (size_t)n < sizeof(line))
 		out(m, line, (size_t)n);
@@ -89,7 +91,10 @@ open_spool(struct session *s, struct msg *m)
 	snprintf(e->client, sizeof(e->client), "%s", s->peer.addr);
 	e->port = s->peer.port;
 	snprintf(e->helo, sizeof(e->helo), "%s", s->helo);
-	snprintf(e->proto, sizeof(e->proto), "%s", s->esmtp ? "ESMTP" : "SMTP");
+	snprintf(e->proto, sizeof(e->proto), "%s", !s->esmtp ? "SMTP" :
+	    s->io.ssl ? "ESMTPS" : "ESMTP");
+	snprintf(e->tls, sizeof(e->tls), "%s", s->tls_info);
+	snprintf(e->ccert, sizeof(e->ccert), "%s", s->ccert);
 	snprintf(e->sender, sizeof(e->sender), "%s", s->sender);
 	e->body8 = s->body8;
 	e->rcpt = s->rcpt;

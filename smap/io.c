@@ -53,23 +53,58 @@ io_poll(struct io *io, int fd, short ev, int ms)
 	return n < 0 ? -1 : n;
 }
 
+/* ssl_want - map an SSL result to EAGAIN with the event to wait for */
+static ssize_t
+ssl_want(struct io *io, int r, short *ev)
+{
+	switch (SSL_get_error(io->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		*ev = POLLIN;
+		break;
+	case SSL_ERROR_WANT_WRITE:
+		*ev = POLLOUT;
+		break;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		errno = EIO;
+		return -1;
+	}
+	errno = EAGAIN;
+	return -1;
+}
+
+/* raw_io - one read or write, plain or TLS; sets *ev to wait for on EAGAIN */
+static ssize_t
+raw_io(struct io *io, int wr, void *buf, size_t n, short *ev)
+{
+	int r;
+
+	*ev = wr ? POLLOUT : POLLIN;
+	if (io->ssl == NULL)
+		return wr ? write(io->wfd, buf, n) : read(io->rfd, buf, n);
+	r = wr ? SSL_write(io->ssl, buf, (int)n) : SSL_read(io->ssl, buf, (int)n);
+	return r > 0 ? r : ssl_want(io, r, ev);
+}
+
 /* io_flush - send every queued reply, within the timeout */
 int
 io_flush(struct io *io)
 {
 	size_t done = 0, want = io->olen;
+	short ev;
 	ssize_t w;
 
 	io->olen = 0;
 	while (done < want) {
-		w = write(io->wfd, io->out + done, want - done);
+		w = raw_io(io, 1, io->out + done, want - done, &ev);
 		if (w > 0) {
 			done += (size_t)w;
-		} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+		} else if (w == 0 || (errno != EAGAIN && errno != EINTR)) {
 			io->err = IO_ERROR;
 			break;
-		} else if (w < 0 && errno == EAGAIN &&
-		    io_poll(io, io->wfd, POLLOUT, wait_ms(io)) <= 0) {
+		} else if (errno == EAGAIN && io_poll(io, ev == POLLIN ? io->rfd :
+		    io->wfd, ev, wait_ms(io)) <= 0) {
 			break;
 		}
 	}
@@ -96,6 +131,7 @@ static size_t
 io_fill(struct io *io)
 {
 	ssize_t r;
+	short ev;
 
 	if (io_flush(io) < 0)
 		return 0;
@@ -103,7 +139,7 @@ io_fill(struct io *io)
 	io->ilen -= io->ipos;
 	io->ipos = 0;
 	for (;;) {
-		r = read(io->rfd, io->in + io->ilen, sizeof(io->in) - io->ilen);
+		r = raw_io(io, 0, io->in + io->ilen, sizeof(io->in) - io->ilen, &ev);
 		if (r > 0) {
 			io->ilen += (size_t)r;
 			return (size_t)r;
@@ -112,7 +148,8 @@ io_fill(struct io *io)
 			io->err = r == 0 ? IO_EOF : IO_ERROR;
 			return 0;
 		}
-		if (errno == EAGAIN && io_poll(io, io->rfd, POLLIN, wait_ms(io)) <= 0)
+		if (errno == EAGAIN && io_poll(io, ev == POLLIN ? io->rfd : io->wfd,
+		    ev, wait_ms(io)) <= 0)
 			return 0;
 	}
 }
@@ -130,7 +167,27 @@ io_wait(struct io *io, int ms)
 int
 io_pending(struct io *io)
 {
-	return io_wait(io, 0) > 0;
+	return (io->ssl && SSL_pending(io->ssl) > 0) || io_wait(io, 0) > 0;
+}
+
+/* io_starttls - the server side of the handshake, bounded by ms */
+int
+io_starttls(struct io *io, SSL_CTX *ctx, int ms)
+{
+	time_t end = time(NULL) + (ms + 999) / 1000;
+	short ev = POLLIN;
+	int r;
+
+	if ((io->ssl = SSL_new(ctx)) == NULL || SSL_set_rfd(io->ssl, io->rfd) != 1 ||
+	    SSL_set_wfd(io->ssl, io->wfd) != 1)
+		return -1;
+	while ((r = SSL_accept(io->ssl)) != 1) {
+		if (ssl_want(io, r, &ev) != -1 || errno != EAGAIN ||
+		    io_poll(io, ev == POLLIN ? io->rfd : io->wfd, ev,
+		    (int)(end - time(NULL)) * 1000) <= 0)
+			return -1;
+	}
+	return 0;
 }
 
 /* io_discard - drop buffered input */

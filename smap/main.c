@@ -22,6 +22,7 @@
 #include "jail.h"
 #include "log.h"
 #include "session.h"
+#include "tls.h"
 
 #define EX_USAGE 64
 #define EX_OSERR 71
@@ -52,6 +53,28 @@ connected(void)
 	return 0;
 }
 
+/* tls_setup - the server context, made before the jail; NULL when off */
+static SSL_CTX *
+tls_setup(const struct conf *cf, char *why, size_t len)
+{
+	SSL_CTX *ctx;
+
+	if (strcmp(cf->smtpd_tls_security_level, "none") == 0 &&
+	    !cf->smtpd_tls_wrappermode)
+		return NULL;
+	if (cf->smtpd_tls_cert_file[0] == '\0') {
+		log_fatal("TLS is on but smtpd_tls_cert_file is empty");
+		exit(EX_CONFIG);
+	}
+	ctx = tls_server_ctx(cf->smtpd_tls_cert_file, cf->smtpd_tls_key_file,
+	    cf->smtpd_tls_CAfile, cf->relay_clientcerts[0] != '\0', why, len);
+	if (ctx == NULL) {
+		log_fatal("TLS: %s", why);
+		exit(EX_CONFIG);
+	}
+	return ctx;
+}
+
 /* load - the configuration, or exit 78 with every error on stderr */
 static void
 load(struct conf *cf, char *err, size_t errlen)
@@ -71,6 +94,7 @@ main(int argc, char **argv)
 	static struct session s;
 	static char err[8192];
 	struct conf cf;
+	SSL_CTX *tls;
 	char ident[80];
 	int ch, mode = 0;
 
@@ -98,6 +122,7 @@ main(int argc, char **argv)
 	}
 	if (!connected())
 		return EX_USAGE;
+	tls = tls_setup(&cf, err, sizeof(err));
 	if (jail_enter(cf.spool_directory, cf.mail_owner, 0, err, sizeof(err)) < 0) {
 		log_fatal("cannot enter the jail %s as %s: %s", cf.spool_directory,
 		    cf.mail_owner, err);
@@ -106,6 +131,6 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* A backstop beyond every timeout: no session outlives this. */
 	alarm((unsigned)(cf.smtpd_session_deadline + cf.smtpd_timeout + 60));
-	session_run(&s, &cf, STDIN_FILENO, STDOUT_FILENO);
+	session_run(&s, &cf, tls, STDIN_FILENO, STDOUT_FILENO);
 	return 0;
 }

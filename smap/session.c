@@ -19,6 +19,7 @@
 #include "log.h"
 #include "session.h"
 #include "spool.h"
+#include "tls.h"
 
 #define ANY ((1u << S_INIT) | (1u << S_HELO) | (1u << S_MAIL) | (1u << S_RCPT))
 #define TRANS ((1u << S_MAIL) | (1u << S_RCPT))
@@ -40,6 +41,7 @@ static void cmd_noop(struct session *, char *);
 static void cmd_vrfy(struct session *, char *);
 static void cmd_help(struct session *, char *);
 static void cmd_quit(struct session *, char *);
+static void cmd_starttls(struct session *, char *);
 static void cmd_unimpl(struct session *, char *);
 static void cmd_http(struct session *, char *);
 static void cmd_unknown(struct session *, char *);
@@ -56,7 +58,7 @@ static const struct cmd cmds[] = {
 	{ "HELP", cmd_help, ANY, C_HELP, 1 },
 	{ "QUIT", cmd_quit, ANY, C_QUIT, 0 },
 	{ "EXPN", cmd_unimpl, ANY, C_EXPN, 0 },
-	{ "STARTTLS", cmd_unimpl, ANY, C_UNIMPL, 0 },
+	{ "STARTTLS", cmd_starttls, ANY, C_STARTTLS, 0 },
 	{ "AUTH", cmd_unimpl, ANY, C_UNIMPL, 0 },
 	{ "BDAT", cmd_unimpl, ANY, C_UNIMPL, 0 },
 	{ "ETRN", cmd_unimpl, ANY, C_UNIMPL, 0 },
@@ -75,7 +77,7 @@ static const struct cmd cmds[] = {
 
 static const char *counter_names[C_NCOUNTERS] = { "helo", "ehlo", "mail",
 	"rcpt", "data", "rset", "noop", "vrfy", "expn", "help", "quit",
-	"unimplemented", "unknown" };
+	"starttls", "unimplemented", "unknown" };
 
 /* session_reply - format, queue, remember; 4xx/5xx count as errors */
 void
@@ -179,6 +181,8 @@ cmd_helo(struct session *s, char *arg)
 	    s->cf->message_size_limit);
 	io_reply(&s->io, s->reply);
 	io_reply(&s->io, "250-8BITMIME");
+	if (s->tls != NULL && s->io.ssl == NULL)
+		io_reply(&s->io, "250-STARTTLS");
 	session_reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
@@ -278,6 +282,11 @@ cmd_mail(struct session *s, char *arg)
 	if (s->messages >= s->cf->smtpd_message_limit) {
 		session_close(s, "too many messages", "421 4.7.0 %s Error: too "
 		    "many messages in one session", s->cf->myhostname);
+		return;
+	}
+	if (s->io.ssl == NULL && strcmp(s->cf->smtpd_tls_security_level,
+	    "encrypt") == 0) {
+		session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return;
 	}
 	if ((p = path_arg(s, arg, "FROM:", "MAIL FROM:<address>")) == NULL)
@@ -458,6 +467,55 @@ cmd_quit(struct session *s, char *arg)
 	s->quit = 1;
 }
 
+/* tls_start - the handshake and what follows from it; -1 ends the session */
+static int
+tls_start(struct session *s)
+{
+	long long left = s->io.deadline - time(NULL);
+	char fp[TLS_FP_LEN], subject[300];
+	int verified;
+
+	if (left > s->cf->smtpd_starttls_timeout)
+		left = s->cf->smtpd_starttls_timeout;
+	if (io_starttls(&s->io, s->tls, (int)left * 1000) < 0) {
+		log_info("TLS handshake failed after %s from unknown[%s]: %s",
+		    s->verb, s->peer.addr, tls_error());
+		return -1;
+	}
+	verified = tls_describe(s->io.ssl, s->tls_info, sizeof(s->tls_info), fp,
+	    subject, sizeof(subject));
+	if (fp[0] && tls_fp_listed(fp, s->cf->relay_clientcerts))
+		s->peer.trusted = 1;
+	if (fp[0] && (verified || s->peer.trusted))
+		snprintf(s->ccert, sizeof(s->ccert), "%s %s", fp, subject);
+	log_info("TLS connection established from unknown[%s]: %s%s%s",
+	    s->peer.addr, s->tls_info, s->ccert[0] ? " client certificate " : "",
+	    s->ccert);
+	return 0;
+}
+
+/* cmd_starttls - RFC 3207: forget everything sent before, then TLS */
+static void
+cmd_starttls(struct session *s, char *arg)
+{
+	if (s->tls == NULL)
+		session_reply(s, "502 5.5.1 Error: command not implemented");
+	else if (s->io.ssl != NULL)
+		session_reply(s, "554 5.5.1 Error: TLS already active");
+	else if (*arg != '\0')
+		session_reply(s, "501 5.5.4 Syntax: STARTTLS");
+	else {
+		session_reply(s, "220 2.0.0 Ready to start TLS");
+		(void)io_flush(&s->io);
+		io_discard(&s->io);	/* never act on bytes sent in plaintext */
+		session_reset(s);
+		s->state = S_INIT;
+		s->helo[0] = '\0';
+		if (tls_start(s) < 0)
+			s->quit = 1;
+	}
+}
+
 /* cmd_unimpl - a real SMTP verb that smap does not offer */
 static void
 cmd_unimpl(struct session *s, char *arg)
@@ -624,16 +682,18 @@ session_loop(struct session *s)
 
 /* session_run - one whole SMTP session */
 void
-session_run(struct session *s, const struct conf *cf, int rfd, int wfd)
+session_run(struct session *s, const struct conf *cf, SSL_CTX *tls, int rfd,
+    int wfd)
 {
 	memset(s, 0, sizeof(*s));
 	s->cf = cf;
+	s->tls = tls;
 	s->verb = "CONNECT";
 	peer_find(&s->peer, rfd, &cf->mynetworks);
 	io_init(&s->io, rfd, wfd, (int)cf->smtpd_timeout,
 	    time(NULL) + cf->smtpd_session_deadline);
 	log_info("connect from unknown[%s]", s->peer.addr);
-	if (greet(s) == 0)
+	if ((!cf->smtpd_tls_wrappermode || tls_start(s) == 0) && greet(s) == 0)
 		session_loop(s);
 	session_reset(s);
 	log_disconnect(s);

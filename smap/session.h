@@ -17,7 +17,8 @@ enum state { S_INIT, S_HELO, S_MAIL, S_RCPT };
 
 /* Per-command counters for the "disconnect" log line. */
 enum counter { C_HELO, C_EHLO, C_MAIL, C_RCPT, C_DATA, C_RSET, C_NOOP,
-	C_VRFY, C_EXPN, C_HELP, C_QUIT, C_UNIMPL, C_UNKNOWN, C_NCOUNTERS };
+	C_VRFY, C_EXPN, C_HELP, C_QUIT, C_STARTTLS, C_UNIMPL, C_UNKNOWN,
+	C_NCOUNTERS };
 
 struct session {
 	const struct conf *cf;
@@ -35,12 +36,17 @@ struct session {
 	char **rcpt;			/* "<...>" each */
 	size_t nrcpt, rcpt_refused;
 	int ok[C_NCOUNTERS], total[C_NCOUNTERS];
+	SSL_CTX *tls;			/* NULL: no STARTTLS */
+	char tls_info[160];		/* after STARTTLS: "PROTOCOL CIPHER" */
+	char ccert[512];		/* a trusted client certificate: "FP SUBJECT" */
 	const char *verb;		/* the command being served, for logs */
 	char reply[512];		/* the last reply sent */
 };
 
-/* Run one session on fds rfd/wfd; returns when it is over. */
-void session_run(struct session *s, const struct conf *cf, int rfd, int wfd);
+/* Run one session on fds rfd/wfd, offering TLS when tls is not NULL;
+ * returns when it is over. */
+void session_run(struct session *s, const struct conf *cf, SSL_CTX *tls,
+    int rfd, int wfd);
 
 /* Send a reply; a 4xx or 5xx counts as an error of the client. */
 void session_reply(struct session *s, const char *fmt, ...)

@@ -40,12 +40,13 @@ COMMON_SRC = $(wildcard common/*.c)
 COMMON_OBJ = $(COMMON_SRC:.c=.o)
 SMAP_SRC = $(filter-out smap/main.c,$(wildcard smap/*.c))
 SMAP_OBJ = $(SMAP_SRC:.c=.o)
-SMAPD_SRC = $(filter-out smapd/main.c,$(wildcard smapd/*.c))
+SMAPD_SRC = $(filter-out smapd/main.c smapd/smapq.c,$(wildcard smapd/*.c))
 SMAPD_OBJ = $(SMAPD_SRC:.c=.o)
 UNIT_SRC = $(wildcard tests/unit/t_*.c)
 UNIT_BIN = $(UNIT_SRC:.c=)
 
-PROGS = smap/smap $(if $(wildcard smapd/main.c),smapd/smapd)
+PROGS = smap/smap $(if $(wildcard smapd/main.c),smapd/smapd) \
+	$(if $(wildcard smapd/smapq.c),smapd/smapq)
 
 all: $(PROGS)
 
@@ -65,6 +66,9 @@ smapd/libsmapd.a: $(SMAPD_OBJ)
 	$(AR) rcs $@ $^
 
 smapd/smapd: smapd/main.o smapd/libsmapd.a common/libcommon.a
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(LDLIBS)
+
+smapd/smapq: smapd/smapq.o smapd/libsmapd.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(LDLIBS)
 
 tests/unit/t_%: tests/unit/t_%.o tests/unit/tap.o smap/libsmap.a smapd/libsmapd.a common/libcommon.a
@@ -88,6 +92,96 @@ lint:
 		--std=c11 --inline-suppr -D_GNU_SOURCE -I common $(LINT_SRC)
 	clang-tidy --quiet $(LINT_SRC) -- -D_GNU_SOURCE -iquote common -std=gnu11 \
 		$(CAP_CFLAGS)
+
+# ---- install ----------------------------------------------------------
+# make install DESTDIR=/tmp/stage PREFIX=/usr
+#   $(SBINDIR)            $(PROGS): smap, smapd, smapq
+#   $(MANDIR)/man8, man5  the manual pages
+#   $(SYSTEMDUNITDIR)     smap.socket, smap@.service, smapd.service,
+#                         smapd-run.service, smapd.timer (paths adjusted
+#                         to SBINDIR and SYSCONFDIR)
+#   $(SYSUSERSDIR)/smap.conf, $(TMPFILESDIR)/smap.conf
+#   $(SYSCONFDIR)/smap/smap.conf   only when there is none: never replaced
+#   $(EXAMPLEDIR)         the sample smap.conf, xinetd, fail2ban, logcheck
+#                         and the Postfix sendmail drop-in: examples to
+#                         copy, because each changes what another
+#                         daemon does once it is in /etc
+#   $(SPOOLDIR)           the spool (and $(MAILDIR)): owners are set only
+#                         when installing as root without DESTDIR
+LOCALSTATEDIR ?= /var
+SPOOLDIR ?= $(LOCALSTATEDIR)/spool/smap
+MAILDIR ?= $(LOCALSTATEDIR)/mail/smap
+DOCDIR ?= $(PREFIX)/share/doc/smap
+EXAMPLEDIR ?= $(DOCDIR)/examples
+SYSTEMDUNITDIR ?= $(or $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
+SYSUSERSDIR ?= $(or $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/null),/usr/lib/sysusers.d)
+TMPFILESDIR ?= $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null),/usr/lib/tmpfiles.d)
+INSTALL ?= install
+SMAP_USER ?= smap
+UNITS = systemd/smap.socket systemd/smap@.service systemd/smapd.service \
+	systemd/smapd-run.service systemd/smapd.timer
+MAN8 = smap/smap.8 smapd/smapd.8 $(wildcard smapd/smapq.8)
+MAN5 = smap/smap.conf.5 common/smap-spool.5
+# Installed paths in units and examples follow SBINDIR and SYSCONFDIR.
+INSTALL_SED = sed -e 's|/usr/sbin/|$(SBINDIR)/|g' \
+	-e 's|/etc/smap/|$(SYSCONFDIR)/smap/|g'
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/smap $(DESTDIR)$(DOCDIR) \
+		$(DESTDIR)$(EXAMPLEDIR)/xinetd.d \
+		$(DESTDIR)$(EXAMPLEDIR)/fail2ban/filter.d \
+		$(DESTDIR)$(EXAMPLEDIR)/fail2ban/jail.d \
+		$(DESTDIR)$(EXAMPLEDIR)/logcheck/ignore.d.server \
+		$(DESTDIR)$(EXAMPLEDIR)/smapd.service.d
+	$(INSTALL) -m 0755 $(PROGS) $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	$(INSTALL) -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	for u in $(UNITS); do \
+		$(INSTALL_SED) $$u >$(DESTDIR)$(SYSTEMDUNITDIR)/$${u#systemd/} && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${u#systemd/} || exit 1; \
+	done
+	$(INSTALL) -m 0644 conf/sysusers.d/smap.conf $(DESTDIR)$(SYSUSERSDIR)/smap.conf
+	$(INSTALL) -m 0644 systemd/smap.tmpfiles $(DESTDIR)$(TMPFILESDIR)/smap.conf
+	$(INSTALL) -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	$(INSTALL) -m 0644 conf/smap.conf $(DESTDIR)$(EXAMPLEDIR)/smap.conf
+	$(INSTALL_SED) conf/xinetd.d/smap >$(DESTDIR)$(EXAMPLEDIR)/xinetd.d/smap
+	$(INSTALL) -m 0644 conf/fail2ban/filter.d/smap.conf \
+		$(DESTDIR)$(EXAMPLEDIR)/fail2ban/filter.d/smap.conf
+	$(INSTALL) -m 0644 conf/fail2ban/jail.d/smap.conf \
+		$(DESTDIR)$(EXAMPLEDIR)/fail2ban/jail.d/smap.conf
+	$(INSTALL) -m 0644 conf/logcheck/ignore.d.server/smap \
+		$(DESTDIR)$(EXAMPLEDIR)/logcheck/ignore.d.server/smap
+	$(INSTALL) -m 0644 systemd/smapd.service.d/sendmail-postfix.conf.example \
+		$(DESTDIR)$(EXAMPLEDIR)/smapd.service.d/sendmail-postfix.conf
+	chmod 0644 $(DESTDIR)$(EXAMPLEDIR)/xinetd.d/smap
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/smap/smap.conf ]; then \
+		echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/smap/smap.conf" \
+		    "(the new sample is $(DESTDIR)$(EXAMPLEDIR)/smap.conf)"; \
+	else \
+		echo "$(INSTALL) -m 0644 conf/smap.conf $(DESTDIR)$(SYSCONFDIR)/smap/smap.conf"; \
+		$(INSTALL) -m 0644 conf/smap.conf $(DESTDIR)$(SYSCONFDIR)/smap/smap.conf; \
+	fi
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SPOOLDIR)
+	$(INSTALL) -d -m 0750 $(DESTDIR)$(SPOOLDIR)/tmp $(DESTDIR)$(SPOOLDIR)/new
+	$(INSTALL) -d -m 0700 $(DESTDIR)$(SPOOLDIR)/queue \
+		$(DESTDIR)$(SPOOLDIR)/state $(DESTDIR)$(SPOOLDIR)/quarantine \
+		$(DESTDIR)$(SPOOLDIR)/hold $(DESTDIR)$(MAILDIR)
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+		getent passwd $(SMAP_USER) >/dev/null || \
+		    systemd-sysusers $(SYSUSERSDIR)/smap.conf 2>/dev/null || \
+		    useradd --system --home-dir $(SPOOLDIR) \
+			--shell /usr/sbin/nologin $(SMAP_USER) || exit 1; \
+		echo "chown root:root $(SPOOLDIR); chown $(SMAP_USER): its subdirectories, $(MAILDIR)"; \
+		chown root:root $(SPOOLDIR) && \
+		chown $(SMAP_USER):$(SMAP_USER) $(SPOOLDIR)/tmp $(SPOOLDIR)/new \
+		    $(SPOOLDIR)/queue $(SPOOLDIR)/state $(SPOOLDIR)/quarantine \
+		    $(SPOOLDIR)/hold $(MAILDIR) || exit 1; \
+	fi
+
+.PHONY: install
 
 clean:
 	rm -f common/*.o common/*.d common/*.a smap/*.o smap/*.d smap/*.a \

@@ -147,8 +147,8 @@ do_reload(struct conf *cf, struct qctx *q)
 	notify("READY=1");
 }
 
-/* wait_for - new files in new/, a flush request, a signal, or the
- * timeout; returns 1 when smapq asked for a flush (queue/.flush) */
+/* wait_for - new files in new/, a request from smapq, a signal, or the
+ * timeout; returns 2 for queue/.flush, 1 for queue/.run, else 0 */
 static int
 wait_for(int ino, long long seconds)
 {
@@ -167,6 +167,9 @@ wait_for(int ino, long long seconds)
 		    off += (ssize_t)sizeof(*ev) + ev->len) {
 			ev = (const struct inotify_event *)(buf + off);
 			if (ev->len > 0 && strcmp(ev->name, FLUSH_FILE) == 0)
+				flush = 2;
+			else if (ev->len > 0 && strcmp(ev->name, RUN_FILE) == 0 &&
+			    flush == 0)
 				flush = 1;
 		}
 	return flush;
@@ -233,8 +236,14 @@ main(int argc, char **argv)
 		}
 		if (once)
 			break;
-		if (wait_for(ino, full_at - time(NULL) > 0 ? full_at - time(NULL) : 0))
+		switch (wait_for(ino, full_at > time(NULL) ? full_at - time(NULL) : 0)) {
+		case 2:
 			q.flush = 1;
+			break;
+		case 1:
+			full_at = 0;
+			break;
+		}
 		if (reload)
 			do_reload(&cf, &q);
 	}

@@ -10,7 +10,8 @@
  *   quarantine/  files refused as hostile or undeliverable, with ID.why
  *   hold/        messages put on hold by smapq; not delivered until released
  * Writing queue/.flush (smapq flush) makes a running smapd try every
- * message at once.
+ * message at once; queue/.run (smapq release) makes it look at the whole
+ * queue now.
  */
 #ifndef SMAPD_QUEUE_H
 #define SMAPD_QUEUE_H
@@ -22,7 +23,8 @@
 
 #define QUEUE_DIR "queue"
 #define HOLD_DIR "hold"
-#define FLUSH_FILE ".flush"
+#define FLUSH_FILE ".flush"	/* smapq flush: try everything now */
+#define RUN_FILE ".run"		/* smapq release: a full run, as scheduled */
 
 struct qctx {
 	const struct conf *cf;

@@ -91,7 +91,7 @@ state_load(const char *id, size_t n, struct state *st, char *why, size_t len)
 {
 	char path[128], line[1024];
 	FILE *fp;
-	int rc = 0, lines = 0;
+	int fd, rc = 0, lines = 0;
 
 	memset(st, 0, sizeof(*st));
 	st->n = n;
@@ -100,10 +100,13 @@ state_load(const char *id, size_t n, struct state *st, char *why, size_t len)
 		return -1;
 	}
 	state_path(path, sizeof(path), id, "");
-	if ((fp = fopen(path, "re")) == NULL) {
-		if (errno == ENOENT)
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 || (fp = fdopen(fd, "r")) == NULL) {
+		if (fd < 0 && errno == ENOENT)
 			return 0;
 		snprintf(why, len, "%s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return -1;
 	}
 	while (rc == 0 && fgets(line, sizeof(line), fp) != NULL) {

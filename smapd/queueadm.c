@@ -1,0 +1,784 @@
+/*
+ * queueadm.c - smapq's work on the spool (see queueadm.h, smapq(8)).
+ *
+ * Runs as smapd_user in spool_directory. TRUSTS NOTHING IN THE SPOOL:
+ * only names that are queue ids are looked at; files are opened with
+ * O_NOFOLLOW and O_NONBLOCK and must be regular files; envelopes go
+ * through spool_read_envelope() and must carry their file's name, state
+ * through state_load(); every byte printed from them is escaped (\xHH,
+ * or JSON \u00HH). A message is moved or removed only under the flock
+ * smapd takes to deliver it (LOCK_EX|LOCK_NB), checked to still name the
+ * file, so smapq never changes a message smapd is delivering. Messages
+ * still in new/ belong to smapd's pickup and are only listed and shown.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include "bounds.h"
+#include "log.h"
+#include "queue.h"
+#include "queueadm.h"
+#include "spool.h"
+#include "state.h"
+
+#define SCAN_MAX 100000		/* names looked at in one directory */
+#define HEADERS_MAX 65536	/* bytes of a message that show reads */
+#define STATE_DIR "state"
+#define EMPTY_ADDR "MAILER-DAEMON"	/* Postfix's name for <> */
+
+enum where { W_NEW, W_QUEUE, W_HOLD };
+
+static const char *dirs[] = { SPOOL_NEW, QUEUE_DIR, HOLD_DIR };
+
+static int wake(const struct qadm *, const char *);
+
+struct msg {
+	enum where w;
+	int locked;		/* smapd holds its delivery lock */
+	int has_state;		/* state/ID exists */
+	struct envelope e;
+	struct state st;
+};
+
+/* qadm_id_ok - 1..SPOOL_ID_MAX upper-case hex digits */
+int
+qadm_id_ok(const char *s)
+{
+	size_t n = strspn(s, "0123456789ABCDEF");
+
+	return n > 0 && n <= SPOOL_ID_MAX && s[n] == '\0';
+}
+
+/* msg_path - "dir/id" (ids are checked, so it always fits) */
+static void
+msg_path(char *buf, size_t len, enum where w, const char *id)
+{
+	snprintf(buf, len, "%s/%.*s", dirs[w], SPOOL_ID_MAX, id);
+}
+
+/* exists - is there anything at dir/id? */
+static int
+exists(enum where w, const char *id)
+{
+	char path[64];
+	struct stat st;
+
+	msg_path(path, sizeof(path), w, id);
+	return lstat(path, &st) == 0;
+}
+
+/* state_exists - is state/id a regular file? */
+static int
+state_exists(const char *id)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%.*s", STATE_DIR, SPOOL_ID_MAX, id);
+	return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* open_msg - a regular file, never through a link; fd or -1 with errno */
+static int
+open_msg(const char *path)
+{
+	struct stat st;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	return fd;
+}
+
+/* still_named - is the open file still dir/id, with one link? */
+static int
+still_named(int fd, const char *path)
+{
+	struct stat a, b;
+
+	return fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_nlink == 1 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* lock_msg - open dir/id under smapd's delivery lock: fd, or -1 with
+ * errno ENOENT (not there) or EWOULDBLOCK (being delivered) */
+static int
+lock_msg(enum where w, const char *id)
+{
+	char path[64];
+	int fd;
+
+	msg_path(path, sizeof(path), w, id);
+	if ((fd = open_msg(path)) < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		errno = EWOULDBLOCK;
+		return -1;
+	}
+	if (!still_named(fd, path)) {
+		close(fd);
+		errno = ENOENT;
+		return -1;
+	}
+	return fd;
+}
+
+/* fail - say why id was not handled; returns 1 */
+static int
+fail(const struct qadm *a, const char *id, int err)
+{
+	if (err == EWOULDBLOCK)
+		fprintf(a->err, "smapq: %s is being delivered, try again\n", id);
+	else if (err == ENOENT && exists(W_NEW, id))
+		fprintf(a->err, "smapq: %s is waiting in %s/ for smapd, try "
+		    "again\n", id, SPOOL_NEW);
+	else if (err == ENOENT)
+		fprintf(a->err, "smapq: %s: not found\n", id);
+	else
+		fprintf(a->err, "smapq: %s: %s\n", id, strerror(err));
+	return 1;
+}
+
+/* sync_dir - fsync a directory */
+static void
+sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		(void)fsync(fd);
+		close(fd);
+	}
+}
+
+/* by_name - qsort order of ids */
+static int
+by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* list_ids - the queue ids in a directory, sorted, malloc'd into *v;
+ * 0, or -1 with errno when the directory cannot be read */
+static int
+list_ids(const char *dir, char ***v, size_t *n)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	char **nv;
+	size_t cap = 0, seen = 0;
+
+	*v = NULL;
+	*n = 0;
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL && seen++ < SCAN_MAX) {
+		if (!qadm_id_ok(de->d_name))
+			continue;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			if ((nv = realloc(*v, cap * sizeof(**v))) == NULL)
+				break;
+			*v = nv;
+		}
+		if (((*v)[*n] = strdup(de->d_name)) != NULL)
+			(*n)++;
+	}
+	closedir(d);
+	if (*n > 0)
+		qsort(*v, *n, sizeof(**v), by_name);
+	return 0;
+}
+
+/* unreadable - complain about a directory that list_ids could not read
+ * (a missing one is empty); 1, or 0 when it is missing */
+static int
+unreadable(const struct qadm *a, const char *dir)
+{
+	if (errno == ENOENT)
+		return 0;
+	fprintf(a->err, "smapq: %s: %s\n", dir, strerror(errno));
+	return 1;
+}
+
+/* free_ids - what list_ids returned */
+static void
+free_ids(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* read_msg - envelope (naming id) and state of an open message */
+static int
+read_msg(int fd, const char *id, struct msg *m, char *why, size_t len)
+{
+	if (spool_read_envelope(fd, &m->e, RCPT_LIMIT_MAX, why, len) < 0)
+		return -1;
+	if (strcmp(m->e.id, id) != 0) {
+		snprintf(why, len, "id record does not match the file name");
+		spool_free_envelope(&m->e);
+		return -1;
+	}
+	m->has_state = state_exists(id);
+	if (state_load(id, m->e.nrcpt, &m->st, why, len) < 0) {
+		state_free(&m->st);
+		spool_free_envelope(&m->e);
+		return -1;
+	}
+	return 0;
+}
+
+/* free_msg - what read_msg filled in */
+static void
+free_msg(struct msg *m)
+{
+	state_free(&m->st);
+	spool_free_envelope(&m->e);
+}
+
+/* is_locked - does smapd hold the delivery lock of an open file? */
+static int
+is_locked(int fd)
+{
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+		(void)flock(fd, LOCK_UN);
+		return 0;
+	}
+	return errno == EWOULDBLOCK;
+}
+
+/* open_read - open dir/id and read it into m: fd, or -1 (said why,
+ * unless the file simply went away) */
+static int
+open_read(const struct qadm *a, enum where w, const char *id, struct msg *m)
+{
+	char path[64], why[256];
+	int fd;
+
+	memset(m, 0, sizeof(*m));
+	m->w = w;
+	msg_path(path, sizeof(path), w, id);
+	if ((fd = open_msg(path)) < 0) {
+		if (errno != ENOENT)
+			fprintf(a->err, "smapq: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	m->locked = w == W_QUEUE && is_locked(fd);
+	if (read_msg(fd, id, m, why, sizeof(why)) < 0) {
+		fprintf(a->err, "smapq: %s: %s\n", path, why);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* queue_name - Postfix-like name of where the message is */
+static const char *
+queue_name(const struct msg *m)
+{
+	if (m->w == W_NEW)
+		return "new";
+	if (m->w == W_HOLD)
+		return "hold";
+	return !m->locked && m->st.attempts > 0 ? "deferred" : "active";
+}
+
+/* printable - may this byte be printed as it is? */
+static int
+printable(unsigned char c, int tab)
+{
+	return (c >= 0x20 && c < 0x7f) || (tab && c == '\t');
+}
+
+/* put_esc - n bytes of s, others than printable ASCII as \xHH */
+static void
+put_esc(FILE *fp, const char *s, size_t n, int tab)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (printable((unsigned char)s[i], tab))
+			putc(s[i], fp);
+		else
+			fprintf(fp, "\\x%02X", (unsigned char)s[i]);
+	}
+}
+
+/* esc_len - how long put_esc makes s */
+static size_t
+esc_len(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += printable((unsigned char)*s, 0) ? 1 : 4;
+	return n;
+}
+
+/* bare - an address without its angle brackets; <> is MAILER-DAEMON */
+static const char *
+bare(char *buf, size_t len, const char *addr)
+{
+	size_t n = strlen(addr);
+
+	if (strcmp(addr, "<>") == 0)
+		return EMPTY_ADDR;
+	if (n >= 2 && addr[0] == '<' && addr[n - 1] == '>')
+		snprintf(buf, len, "%.*s", (int)(n - 2), addr + 1);
+	else
+		snprintf(buf, len, "%s", addr);
+	return buf;
+}
+
+/* put_addr - bare address, escaped */
+static void
+put_addr(FILE *fp, const char *addr)
+{
+	char buf[ADDR_PATH_MAX + 3];
+	const char *b = bare(buf, sizeof(buf), addr);
+
+	put_esc(fp, b, strlen(b), 0);
+}
+
+/* when - "Wkd Mon DD HH:MM:SS" in local time, as asctime() has it */
+static const char *
+when(char *buf, size_t len, long long t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (localtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, len, "%a %b %e %H:%M:%S", &tm) == 0)
+		snprintf(buf, len, "%lld", t);
+	return buf;
+}
+
+/* print_reason - Postfix's "(reason)" line, right-aligned to column 78 */
+static void
+print_reason(FILE *fp, const char *text)
+{
+	const char *show = *text ? text : "reason unavailable";
+	int pad = 76 - (int)esc_len(show);
+
+	fprintf(fp, "%*s(", pad > 0 ? pad : 0, "");
+	put_esc(fp, show, strlen(show), 0);
+	fputs(")\n", fp);
+}
+
+/* print_text - one message, as Postfix's mailq shows it */
+static void
+print_text(FILE *fp, const struct msg *m)
+{
+	char id[SPOOL_ID_MAX + 2], t[32];
+	const char *last = "";
+	size_t i;
+
+	snprintf(id, sizeof(id), "%s%s", m->e.id, m->w == W_HOLD ? "!" :
+	    m->locked ? "*" : "");
+	fprintf(fp, "%-11s %7lld %-20.20s ", id, m->e.size,
+	    when(t, sizeof(t), m->e.arrival));
+	put_addr(fp, m->e.sender);
+	putc('\n', fp);
+	for (i = 0; i < m->e.nrcpt; i++) {
+		const struct rcpt_result *r = &m->st.r[i];
+
+		if (r->status != R_PENDING)
+			continue;
+		if (strcmp(last, r->text) != 0)
+			print_reason(fp, r->text);
+		last = r->text;
+		fprintf(fp, "%41s", "");
+		put_addr(fp, m->e.rcpt[i]);
+		putc('\n', fp);
+	}
+}
+
+/* qadm_json_string - a JSON string of printable ASCII */
+void
+qadm_json_string(FILE *fp, const char *s)
+{
+	putc('"', fp);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(fp, "\\%c", c);
+		else if (!printable(c, 0))
+			fprintf(fp, "\\u%04x", c);
+		else
+			putc(c, fp);
+	}
+	putc('"', fp);
+}
+
+/* print_json - one message, close to one line of postqueue -j */
+static void
+print_json(FILE *fp, const struct msg *m)
+{
+	char buf[ADDR_PATH_MAX + 3];
+	size_t i, k = 0;
+
+	fprintf(fp, "{\"queue_name\": \"%s\", \"queue_id\": ", queue_name(m));
+	qadm_json_string(fp, m->e.id);
+	fprintf(fp, ", \"arrival_time\": %lld, \"message_size\": %lld, "
+	    "\"forced_expire\": false, \"sender\": ", m->e.arrival, m->e.size);
+	qadm_json_string(fp, bare(buf, sizeof(buf), m->e.sender));
+	fputs(", \"recipients\": [", fp);
+	for (i = 0; i < m->e.nrcpt; i++) {
+		if (m->st.r[i].status != R_PENDING)
+			continue;
+		fputs(k++ ? ", {\"address\": " : "{\"address\": ", fp);
+		qadm_json_string(fp, bare(buf, sizeof(buf), m->e.rcpt[i]));
+		if (m->st.r[i].text[0] != '\0') {
+			fputs(", \"delay_reason\": ", fp);
+			qadm_json_string(fp, m->st.r[i].text);
+		}
+		putc('}', fp);
+	}
+	fputs("]}\n", fp);
+}
+
+/* list_dir - every readable message of one directory; adds to the
+ * totals; 1 when the directory cannot be read */
+static int
+list_dir(const struct qadm *a, enum where w, unsigned long *count,
+    unsigned long long *bytes)
+{
+	struct msg m;
+	size_t i, n;
+	char **ids;
+	int fd;
+
+	if (list_ids(dirs[w], &ids, &n) < 0)
+		return unreadable(a, dirs[w]);
+	for (i = 0; i < n; i++) {
+		if ((fd = open_read(a, w, ids[i], &m)) < 0)
+			continue;
+		close(fd);
+		if (a->json) {
+			print_json(a->out, &m);
+		} else {
+			if (*count == 0)
+				fprintf(a->out, "%-11s %7s %-20s %s\n", "-Queue ID-",
+				    "--Size--", "----Arrival Time----",
+				    "-Sender/Recipient-------");
+			else
+				putc('\n', a->out);
+			print_text(a->out, &m);
+		}
+		(*count)++;
+		*bytes += (unsigned long long)m.e.size;
+		free_msg(&m);
+	}
+	free_ids(ids, n);
+	return 0;
+}
+
+/* qadm_list - new/, queue/, hold/; then Postfix's summary line */
+int
+qadm_list(const struct qadm *a)
+{
+	unsigned long count = 0;
+	unsigned long long bytes = 0;
+	int rc = list_dir(a, W_NEW, &count, &bytes);
+
+	rc |= list_dir(a, W_QUEUE, &count, &bytes);
+	rc |= list_dir(a, W_HOLD, &count, &bytes);
+	if (a->json || rc != 0)
+		return rc;	/* no summary that would pass for the truth */
+	if (count == 0)
+		fputs("Mail queue is empty\n", a->out);
+	else
+		fprintf(a->out, "\n-- %llu Kbytes in %lu Request%s.\n",
+		    bytes / 1024, count, count == 1 ? "" : "s");
+	return rc;
+}
+
+/* show_envelope - the envelope records, one "name: value" line each */
+static void
+show_envelope(FILE *fp, const struct msg *m)
+{
+	const struct envelope *e = &m->e;
+	char t[32];
+
+	fprintf(fp, "queue_id: %s\nqueue_name: %s\n", e->id, queue_name(m));
+	fprintf(fp, "arrival_time: %lld (%s)\nmessage_size: %lld\nclient: ",
+	    e->arrival, when(t, sizeof(t), e->arrival), e->size);
+	put_esc(fp, e->client, strlen(e->client), 0);
+	fprintf(fp, " port %u\nhelo: ", e->port);
+	put_esc(fp, e->helo, strlen(e->helo), 0);
+	fprintf(fp, "\nprotocol: %.8s\nbody: %s\nsender: ", e->proto,
+	    e->body8 ? "8BIT" : "7BIT");
+	put_esc(fp, e->sender, strlen(e->sender), 0);
+	putc('\n', fp);
+}
+
+/* show_state - attempts, next attempt, and every recipient's status */
+static void
+show_state(FILE *fp, const struct msg *m)
+{
+	static const char *names[] = { "pending", "sent", "deferred", "bounced" };
+	char t[32];
+	size_t i;
+
+	if (m->has_state)
+		fprintf(fp, "attempts: %lld\nnext_attempt: %lld (%s)\n"
+		    "delay_warning: %s\n", m->st.attempts, m->st.next,
+		    m->st.next > 0 ? when(t, sizeof(t), m->st.next) : "now",
+		    m->st.warned ? "sent" : "no");
+	for (i = 0; i < m->e.nrcpt; i++) {
+		const struct rcpt_result *r = &m->st.r[i];
+		int k = r->status == R_PENDING && r->text[0] ? R_DEFER :
+		    (int)r->status;
+
+		fputs("recipient: ", fp);
+		put_esc(fp, m->e.rcpt[i], strlen(m->e.rcpt[i]), 0);
+		fprintf(fp, " %s", names[k >= 0 && k < 4 ? k : 0]);
+		if (r->text[0] != '\0') {
+			putc(' ', fp);
+			put_esc(fp, r->dsn, strnlen(r->dsn, sizeof(r->dsn)), 0);
+			fputs(" (", fp);
+			put_esc(fp, r->text, strnlen(r->text, sizeof(r->text)), 0);
+			putc(')', fp);
+		}
+		putc('\n', fp);
+	}
+}
+
+/* show_headers - the header lines of the message, escaped */
+static void
+show_headers(FILE *fp, int fd, const struct envelope *e)
+{
+	size_t cap = e->size < HEADERS_MAX ? (size_t)e->size : HEADERS_MAX;
+	size_t n = 0, at = 0, end, len;
+	char *buf = malloc(cap + 1), *lf;
+	ssize_t r;
+
+	if (buf == NULL)
+		return;
+	while (n < cap && (r = pread(fd, buf + n, cap - n,
+	    e->body_offset + (off_t)n)) > 0)
+		n += (size_t)r;
+	putc('\n', fp);
+	while (at < n) {
+		lf = memchr(buf + at, '\n', n - at);
+		end = lf != NULL ? (size_t)(lf - buf) : n;
+		len = end - at;
+		if (len > 0 && buf[end - 1] == '\r')
+			len--;
+		if (len == 0)
+			break;
+		put_esc(fp, buf + at, len, 1);
+		putc('\n', fp);
+		at = end + 1;
+	}
+	if (at >= n && n == cap && cap < (size_t)e->size)
+		fputs("(headers cut short)\n", fp);
+	free(buf);
+}
+
+/* qadm_show - one message in queue/, hold/ or new/ */
+int
+qadm_show(const struct qadm *a, const char *id)
+{
+	static const enum where order[] = { W_QUEUE, W_HOLD, W_NEW };
+	struct msg m;
+	size_t i;
+	int fd = -1;
+
+	for (i = 0; i < 3 && fd < 0; i++)
+		if ((fd = open_read(a, order[i], id, &m)) < 0 &&
+		    exists(order[i], id))
+			return 1;	/* there, but bad: open_read said why */
+	if (fd < 0)
+		return fail(a, id, ENOENT);
+	show_envelope(a->out, &m);
+	show_state(a->out, &m);
+	show_headers(a->out, fd, &m.e);
+	close(fd);
+	free_msg(&m);
+	return 0;
+}
+
+/* move_msg - rename dir/id to another directory, never over a file */
+static int
+move_msg(const struct qadm *a, enum where from, enum where to, const char *id)
+{
+	char src[64], dst[64];
+
+	msg_path(src, sizeof(src), from, id);
+	msg_path(dst, sizeof(dst), to, id);
+	if (renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
+		fprintf(a->err, "smapq: %s: rename %s to %s: %s\n", id, src, dst,
+		    strerror(errno));
+		return 1;
+	}
+	sync_dir(dirs[to]);
+	sync_dir(dirs[from]);
+	return 0;
+}
+
+/* qadm_hold - queue/id to hold/id; a message already held is fine */
+int
+qadm_hold(const struct qadm *a, const char *id)
+{
+	int fd = lock_msg(W_QUEUE, id), err = errno, rc;
+
+	if (fd < 0) {
+		if (err == ENOENT && exists(W_HOLD, id))
+			return 0;
+		return fail(a, id, err);
+	}
+	if ((rc = move_msg(a, W_QUEUE, W_HOLD, id)) == 0)
+		log_info("%s: placed on hold (by smapq)", id);
+	close(fd);
+	return rc;
+}
+
+/* due_now - set next = 0 in state/id of a locked message, if it has one */
+static int
+due_now(const struct qadm *a, int fd, const char *id)
+{
+	struct envelope e;
+	struct state st;
+	char why[256];
+	int rc = 0;
+
+	if (!state_exists(id))
+		return 0;
+	if (spool_read_envelope(fd, &e, RCPT_LIMIT_MAX, why, sizeof(why)) < 0) {
+		fprintf(a->err, "smapq: %s: %s\n", id, why);
+		return 1;
+	}
+	if (state_load(id, e.nrcpt, &st, why, sizeof(why)) < 0) {
+		fprintf(a->err, "smapq: %s\n", why);
+		rc = 1;
+	} else if (st.next != 0) {
+		st.next = 0;
+		if (state_save(id, &st) < 0) {
+			fprintf(a->err, "smapq: %s: cannot save its state: %s\n",
+			    id, strerror(errno));
+			rc = 1;
+		}
+	}
+	state_free(&st);
+	spool_free_envelope(&e);
+	return rc;
+}
+
+/* qadm_release - hold/id back to queue/id, due now */
+int
+qadm_release(const struct qadm *a, const char *id)
+{
+	int fd = lock_msg(W_HOLD, id), err = errno, rc;
+
+	if (fd < 0) {
+		if (err == ENOENT && exists(W_QUEUE, id))
+			return 0;	/* not on hold */
+		return fail(a, id, err);
+	}
+	rc = due_now(a, fd, id);
+	if (move_msg(a, W_HOLD, W_QUEUE, id) != 0)
+		rc = 1;
+	else
+		log_info("%s: released from hold (by smapq)", id);
+	close(fd);
+	return rc | wake(a, RUN_FILE);
+}
+
+/* qadm_delete - remove queue/id or hold/id, and its state */
+int
+qadm_delete(const struct qadm *a, const char *id)
+{
+	enum where w = W_QUEUE;
+	char path[64];
+	int fd = lock_msg(w, id), err = errno;
+
+	if (fd < 0 && err == ENOENT) {
+		w = W_HOLD;
+		fd = lock_msg(w, id);
+		err = errno;
+	}
+	if (fd < 0)
+		return fail(a, id, err);
+	msg_path(path, sizeof(path), w, id);
+	if (unlink(path) < 0) {
+		err = errno;
+		close(fd);
+		return fail(a, id, err);
+	}
+	state_remove(id);
+	sync_dir(dirs[w]);
+	sync_dir(STATE_DIR);
+	close(fd);
+	log_info("%s: removed (deleted by smapq)", id);
+	return 0;
+}
+
+/* flush_dir - every message of a directory due now; busy ones are
+ * being tried already */
+static int
+flush_dir(const struct qadm *a, enum where w)
+{
+	size_t i, n;
+	char **ids;
+	int fd, rc = 0;
+
+	if (list_ids(dirs[w], &ids, &n) < 0)
+		return unreadable(a, dirs[w]);
+	for (i = 0; i < n; i++) {
+		if ((fd = lock_msg(w, ids[i])) < 0)
+			continue;
+		if (due_now(a, fd, ids[i]) != 0)
+			rc = 1;
+		close(fd);
+	}
+	free_ids(ids, n);
+	return rc;
+}
+
+/* wake - create queue/name, which a running smapd watches */
+static int
+wake(const struct qadm *a, const char *name)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", QUEUE_DIR, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+	    O_NOCTTY, 0600);
+	if (fd < 0) {
+		fprintf(a->err, "smapq: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* qadm_flush - everything due now, then wake smapd with queue/.flush */
+int
+qadm_flush(const struct qadm *a)
+{
+	int rc = flush_dir(a, W_QUEUE) | flush_dir(a, W_HOLD);
+
+	return wake(a, FLUSH_FILE) | rc;
+}

@@ -1,0 +1,46 @@
+/*
+ * queueadm.h - what smapq(8) does to smapd's queue: list, show, hold,
+ * release, delete, flush.
+ *
+ * Every function works below the current directory, which the caller
+ * has made spool_directory, as smapd_user. Queue ids must have passed
+ * qadm_id_ok() before they reach a path. Each function returns 0, or 1
+ * when a message was not found, was busy or could not be handled (the
+ * reason is one line on a->err).
+ */
+#ifndef SMAPD_QUEUEADM_H
+#define SMAPD_QUEUEADM_H
+
+#include <stdio.h>
+
+struct qadm {
+	FILE *out;		/* listings */
+	FILE *err;		/* one line per complaint */
+	int json;		/* list: one JSON object per message */
+};
+
+/* Is s a queue id: 1..SPOOL_ID_MAX upper-case hex digits? */
+int qadm_id_ok(const char *s);
+
+/* mailq-style listing (or JSON lines) of new/, queue/ and hold/. */
+int qadm_list(const struct qadm *a);
+
+/* Envelope, delivery state and message headers of one message. */
+int qadm_show(const struct qadm *a, const char *id);
+
+/* queue/ID to hold/ID, under smapd's delivery lock. */
+int qadm_hold(const struct qadm *a, const char *id);
+
+/* hold/ID back to queue/ID, due at once. */
+int qadm_release(const struct qadm *a, const char *id);
+
+/* Remove queue/ID (or hold/ID) and state/ID, under the lock. */
+int qadm_delete(const struct qadm *a, const char *id);
+
+/* Every message due now; then queue/.flush wakes a running smapd. */
+int qadm_flush(const struct qadm *a);
+
+/* s as a JSON string, quotes included, ASCII only. */
+void qadm_json_string(FILE *fp, const char *s);
+
+#endif

@@ -473,7 +473,7 @@ tls_start(struct session *s)
 {
 	long long left = s->io.deadline - time(NULL);
 	char fp[TLS_FP_LEN], subject[300];
-	int verified;
+	int verified, listed;
 
 	if (left > s->cf->smtpd_starttls_timeout)
 		left = s->cf->smtpd_starttls_timeout;
@@ -484,9 +484,10 @@ tls_start(struct session *s)
 	}
 	verified = tls_describe(s->io.ssl, s->tls_info, sizeof(s->tls_info), fp,
 	    subject, sizeof(subject));
-	if (fp[0] && tls_fp_listed(fp, s->cf->relay_clientcerts))
+	listed = fp[0] && tls_fp_listed(fp, s->cf->relay_clientcerts);
+	if (listed)
 		s->peer.trusted = 1;
-	if (fp[0] && (verified || s->peer.trusted))
+	if (fp[0] && (verified || listed))
 		snprintf(s->ccert, sizeof(s->ccert), "%s %s", fp, subject);
 	log_info("TLS connection established from unknown[%s]: %s%s%s",
 	    s->peer.addr, s->tls_info, s->ccert[0] ? " client certificate " : "",
@@ -696,5 +697,7 @@ session_run(struct session *s, const struct conf *cf, SSL_CTX *tls, int rfd,
 	if ((!cf->smtpd_tls_wrappermode || tls_start(s) == 0) && greet(s) == 0)
 		session_loop(s);
 	session_reset(s);
+	if (s->io.ssl != NULL)
+		(void)SSL_shutdown(s->io.ssl);	/* close_notify, no waiting */
 	log_disconnect(s);
 }

@@ -22,7 +22,14 @@
  * Errors never stop the parse: all are collected and reported in line
  * order, and the caller refuses to run if there is any. No global
  * mutable state; no DNS.
+ *
+ * Beyond single values, one setting is refused as a whole: mynetworks
+ * with a network wide enough to make an open relay (IPv4 shorter than
+ * /8, IPv6 shorter than /16, outside loopback, RFC 1918, unique-local
+ * and link-local space) is an error unless allow_open_relay = yes.
+ * conf_warnings() reports settings that are legal but risky.
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <linux/limits.h>
 
@@ -52,6 +59,12 @@ _Static_assert(sizeof(long long) == sizeof(int64_t), "long long is 64 bits");
 #define SUGGEST_MAX 64		/* longest key we look for a near miss of */
 #define BLANKS " \t\r\f\v"
 #define LIST_SEP " \t\r\f\v,"
+#define OPEN4 8			/* mynetworks: shorter is an open relay */
+#define OPEN6 16
+#define WIDE4 16		/* shorter draws a warning */
+#define WIDE6 48
+#define WARN_SIZE (100LL * 1024 * 1024)	/* message_size_limit */
+#define WARN_TIMEOUT 600	/* smtpd_timeout, seconds */
 
 enum ptype {
 	T_STR,		/* any text without control characters */
@@ -92,6 +105,7 @@ static const struct param params[] = {
 	P(queue_minfree, T_SIZE, "20480000", 0, 1LL << 40),
 	P(mynetworks, T_NETS, "127.0.0.0/8 [::1]/128", 0, CONF_LIST_MAX),
 	P(relay_domains, T_DOMAINS, "", 0, CONF_LIST_MAX),
+	P(allow_open_relay, T_BOOL, "no", 0, 1),
 	P(message_size_limit, T_SIZE, "10240000", 1024, INT32_MAX),
 	P(smtpd_recipient_limit, T_INT, "1000", 1, RCPT_LIMIT_MAX),
 	P(smtpd_message_limit, T_INT, "100", 1, 10000),
@@ -191,6 +205,11 @@ static int expand_ref(struct ctx *, size_t, int, const char **, char *,
     size_t *);
 static void conf_finish(struct ctx *);
 static void conf_value(struct ctx *, size_t);
+static int net_breadth(const struct net *);
+static void relay_check(struct ctx *);
+static int warn(char *, size_t, size_t *, const char *, int, const char *,
+    ...) __attribute__((format(printf, 6, 7)));
+static int key_line(const struct conf *, const char *);
 static void ctx_init(struct ctx *, struct conf *, const char *, size_t);
 static int ctx_done(struct ctx *, char *, size_t);
 static int valid_key(const char *);
@@ -730,6 +749,7 @@ conf_finish(struct ctx *x)
 	for (i = 0; i < NPARAM; i++)
 		if (expand(x, i, 0) == 0)
 			conf_value(x, i);
+	relay_check(x);
 }
 
 /* Parse key i's expanded text into its field of struct conf. */
@@ -1216,6 +1236,99 @@ free_domains(void *f)
 	l->n = 0;
 }
 
+/* ---- relay policy and warnings ---- */
+
+enum { NET_OK, NET_WIDE, NET_OPEN };
+
+/* How much of the internet a mynetworks entry lets relay: NET_OPEN
+ * (IPv4 shorter than /OPEN4, IPv6 shorter than /OPEN6), NET_WIDE
+ * (shorter than /WIDE4, /WIDE6) or NET_OK. Loopback, RFC 1918,
+ * unique-local and link-local networks are never wide. */
+static int
+net_breadth(const struct net *n)
+{
+	static const struct net local[] = {
+		{ AF_INET, { 127 }, 8 },
+		{ AF_INET, { 10 }, 8 },
+		{ AF_INET, { 172, 16 }, 12 },
+		{ AF_INET, { 192, 168 }, 16 },
+		{ AF_INET6, { 0xfc }, 7 },
+		{ AF_INET6, { 0xfe, 0x80 }, 10 },
+	};
+	struct net one;
+	struct netlist l = { &one, 1 };
+	size_t i;
+	int v6 = n->family == AF_INET6;
+
+	for (i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+		one = local[i];
+		if (n->prefix >= one.prefix && net_match(&l, n->family, n->addr))
+			return NET_OK;
+	}
+	if (n->prefix < (v6 ? OPEN6 : OPEN4))
+		return NET_OPEN;
+	return n->prefix < (v6 ? WIDE6 : WIDE4) ? NET_WIDE : NET_OK;
+}
+
+/* An open relay by mynetworks is an error unless allow_open_relay says
+ * it is meant (a value that does not parse says nothing). */
+static void
+relay_check(struct ctx *x)
+{
+	const struct netlist *l = &x->c->mynetworks;
+	int ln = x->set_line[param_find("mynetworks", strlen("mynetworks"))];
+	char net[80];
+	size_t i;
+
+	if (x->c->allow_open_relay)
+		return;
+	for (i = 0; i < l->n; i++) {
+		if (net_breadth(&l->v[i]) != NET_OPEN)
+			continue;
+		net_format(&l->v[i], net, sizeof(net));
+		conf_err(x, ln, "mynetworks: %s would make this host an open "
+		    "relay (IPv4 networks must be /%d or longer, IPv6 /%d or "
+		    "longer); set allow_open_relay = yes if you mean it", net,
+		    OPEN4, OPEN6);
+	}
+}
+
+/* Append "path:line: warning: ..." to buf when the whole line fits
+ * (*used = len once one did not). Returns 1, the count of a warning. */
+static int
+warn(char *buf, size_t len, size_t *used, const char *path, int line,
+    const char *fmt, ...)
+{
+	char msg[512], ln[16] = "";
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > 0)
+		snprintf(ln, sizeof(ln), ":%d", line);
+	if (buf == NULL || *used >= len)
+		return 1;
+	n = snprintf(buf + *used, len - *used, "%s%s: warning: %s\n", path, ln,
+	    msg);
+	if (n < 0 || (size_t)n >= len - *used) {
+		buf[*used] = '\0';
+		*used = len;
+	} else
+		*used += (size_t)n;
+	return 1;
+}
+
+/* The line where a key was set, 0 for a default. */
+static int
+key_line(const struct conf *c, const char *key)
+{
+	int i = param_find(key, strlen(key));
+
+	return i >= 0 && c->set_line != NULL ? c->set_line[i] : 0;
+}
+
 /* ---- the interface ---- */
 
 /* Load defaults, then the file; collect every error. See conf.h. */
@@ -1311,4 +1424,57 @@ domain_match(const struct strlist *l, const char *domain)
 			return 1;
 	}
 	return 0;
+}
+
+/* Risky but legal settings, one warning line each; see conf.h. */
+int
+conf_warnings(const struct conf *c, const char *path, char *buf, size_t len)
+{
+	const struct netlist *l = &c->mynetworks;
+	const char *d;
+	char net[80];
+	size_t i, used = 0;
+	int n = 0, b, ln = key_line(c, "mynetworks");
+
+	if (buf != NULL && len > 0)
+		buf[0] = '\0';
+	for (i = 0; i < l->n; i++) {
+		if ((b = net_breadth(&l->v[i])) == NET_OK)
+			continue;
+		net_format(&l->v[i], net, sizeof(net));
+		if (b == NET_OPEN)
+			n += warn(buf, len, &used, path, ln, "mynetworks: %s "
+			    "makes this host an open relay (allow_open_relay = "
+			    "yes)", net);
+		else
+			n += warn(buf, len, &used, path, ln, "mynetworks: %s is "
+			    "wider than a /%d of public addresses: every host in "
+			    "it may relay", net, l->v[i].family == AF_INET6 ?
+			    WIDE6 : WIDE4);
+	}
+	ln = key_line(c, "relay_domains");
+	for (i = 0; i < c->relay_domains.n; i++) {
+		d = c->relay_domains.v[i];
+		if (strchr(d + 1, '.') != NULL)
+			continue;
+		if (d[0] == '.')
+			n += warn(buf, len, &used, path, ln, "relay_domains: "
+			    "\"%s\" accepts mail from anyone for every domain "
+			    "under the top-level domain \"%s\"", d, d + 1);
+		else
+			n += warn(buf, len, &used, path, ln, "relay_domains: "
+			    "\"%s\" is a single label (a top-level domain?), "
+			    "not a mail domain", d);
+	}
+	if (c->message_size_limit > WARN_SIZE)
+		n += warn(buf, len, &used, path, key_line(c,
+		    "message_size_limit"), "message_size_limit: %lld is above "
+		    "100 MB (%lld): the spool and the backend must hold "
+		    "messages that large", c->message_size_limit, WARN_SIZE);
+	if (c->smtpd_timeout > WARN_TIMEOUT)
+		n += warn(buf, len, &used, path, key_line(c, "smtpd_timeout"),
+		    "smtpd_timeout: %llds is above %ds: an idle client holds a "
+		    "session (and a connection slot) that long",
+		    c->smtpd_timeout, WARN_TIMEOUT);
+	return n;
 }

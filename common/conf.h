@@ -34,6 +34,7 @@ struct conf {
 	/* relay policy */
 	struct netlist mynetworks;	/* "127.0.0.0/8 [::1]/128" */
 	struct strlist relay_domains;	/* "" */
+	int allow_open_relay;		/* no: a too wide mynetworks is an error */
 	/* limits */
 	long long message_size_limit;	/* 10240000 */
 	long long smtpd_recipient_limit;	/* 1000 */
@@ -90,6 +91,15 @@ int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
 int conf_defaults(struct conf *c);
 
 void conf_free(struct conf *c);
+
+/* Settings that are legal but risky (mynetworks wider than a /16 of
+ * public addresses, a top-level domain in relay_domains, a
+ * message_size_limit above 100 MB, an smtpd_timeout above 600s): one
+ * line "path:line: warning: reason" each into buf (NUL-terminated,
+ * whole lines only; NULL: count only). Returns the number of warnings.
+ * For "-t" (printed on stderr, exit status still 0) and smapd's start. */
+int conf_warnings(const struct conf *c, const char *path, char *buf,
+    size_t len);
 
 /* Print "key = value" lines: every key (all = 1) or only those set in
  * the file (all = 0), in table order, values as the parser reads them. */

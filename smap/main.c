@@ -110,6 +110,8 @@ main(int argc, char **argv)
 		usage();
 	load(&cf, err, sizeof(err));
 	if (mode != 0) {
+		if (mode == 't' && conf_warnings(&cf, conf_path, err, sizeof(err)) > 0)
+			fputs(err, stderr);
 		if (mode != 't')
 			conf_print(stdout, &cf, mode == 'd');
 		return 0;

@@ -297,8 +297,10 @@ cmd_mail(struct session *s, char *arg)
 		session_reject_log(s, "MAIL", NULL, 0);
 		return;
 	}
+	snprintf(s->sender, sizeof(s->sender), "<%s>", a.text);	/* for logs */
 	if (mail_params(s, p + n) < 0) {
 		s->declared_size = s->body8 = 0;
+		s->sender[0] = '\0';
 		return;
 	}
 	if (s->declared_size > s->cf->message_size_limit || !space_ok(s)) {
@@ -308,9 +310,9 @@ cmd_mail(struct session *s, char *arg)
 			session_reply(s, "452 4.3.1 Insufficient system storage");
 		session_reject_log(s, "MAIL", NULL, 0);
 		s->declared_size = s->body8 = 0;
+		s->sender[0] = '\0';
 		return;
 	}
-	snprintf(s->sender, sizeof(s->sender), "<%s>", a.text);
 	s->messages++;
 	s->state = S_MAIL;
 	session_reply(s, "250 2.1.0 Ok");

@@ -191,11 +191,11 @@ main(int argc, char **argv)
 {
 	static struct conf cf;
 	static struct qctx q;
-	int ch, once = 0, check = 0, ino = -1;
+	int ch, once = 0, check = 0, print = 0, ino = -1;
 	long long wait = 0;
 	time_t full_at = 0;
 
-	while ((ch = getopt(argc, argv, "c:1tf")) != -1) {
+	while ((ch = getopt(argc, argv, "c:1tfnd")) != -1) {
 		if (ch == 'c')
 			conf_path = optarg;
 		else if (ch == '1')
@@ -204,15 +204,26 @@ main(int argc, char **argv)
 			check = 1;
 		else if (ch == 'f')
 			q.flush = 1;
+		else if (ch == 'n' || ch == 'd')
+			print = ch;
 		else {
-			fprintf(stderr, "usage: smapd [-c config] [-1 [-f] | -t]\n");
+			fprintf(stderr, "usage: smapd [-c config] [-1 [-f] | -t | -n | -d]\n");
 			return EX_USAGE;
 		}
 	}
 	if (optind != argc || load(&cf, &q.t) < 0)
 		return optind != argc ? EX_USAGE : EX_CONFIG;
-	if (check)
+	if (print) {
+		conf_print(stdout, &cf, print == 'd');
 		return 0;
+	}
+	if (check) {
+		static char warns[8192];
+
+		if (conf_warnings(&cf, conf_path, warns, sizeof(warns)) > 0)
+			fputs(warns, stderr);
+		return 0;
+	}
 	q.cf = &cf;
 	q.stop = &stop;
 	setup(&cf, &q);

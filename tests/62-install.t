@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+# 62-install.t - "make install DESTDIR=... PREFIX=..." puts exactly the
+# expected files in place with the expected modes, never replaces an
+# existing /etc/smap/smap.conf, adjusts the paths in the units and the
+# xinetd example to PREFIX, and the installed config passes "smap -t"
+# and "smapd -t".
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+
+sys.dont_write_bytecode = True
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "lib"))
+from smaptest import TAP, REPO  # noqa: E402
+
+
+def run(argv, timeout=80):
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+def unitdir():
+    rc, out = run(["pkg-config", "--variable=systemdsystemunitdir", "systemd"])
+    return (out.strip() if rc == 0 and out.strip() else "/lib/systemd/system").lstrip("/")
+
+
+def pc(var, default):
+    rc, out = run(["pkg-config", "--variable=" + var, "systemd"])
+    return (out.strip() if rc == 0 and out.strip() else default).lstrip("/")
+
+
+def expected(prefix):
+    """{path relative to DESTDIR: mode} for every file, and the dirs."""
+    p = prefix.lstrip("/")
+    smapq = os.path.exists(os.path.join(REPO, "smapd", "smapq.c"))
+    files = {
+        "etc/smap/smap.conf": 0o644,
+        p + "/sbin/smap": 0o755,
+        p + "/sbin/smapd": 0o755,
+        p + "/share/man/man8/smap.8": 0o644,
+        p + "/share/man/man8/smapd.8": 0o644,
+        p + "/share/man/man5/smap.conf.5": 0o644,
+        p + "/share/man/man5/smap-spool.5": 0o644,
+        p + "/share/doc/smap/README.md": 0o644,
+        p + "/share/doc/smap/examples/smap.conf": 0o644,
+        p + "/share/doc/smap/examples/xinetd.d/smap": 0o644,
+        p + "/share/doc/smap/examples/fail2ban/filter.d/smap.conf": 0o644,
+        p + "/share/doc/smap/examples/fail2ban/jail.d/smap.conf": 0o644,
+        p + "/share/doc/smap/examples/logcheck/ignore.d.server/smap": 0o644,
+        p + "/share/doc/smap/examples/smapd.service.d/sendmail-postfix.conf": 0o644,
+        pc("sysusersdir", "/usr/lib/sysusers.d") + "/smap.conf": 0o644,
+        pc("tmpfilesdir", "/usr/lib/tmpfiles.d") + "/smap.conf": 0o644,
+    }
+    if smapq:
+        files[p + "/sbin/smapq"] = 0o755
+    if os.path.exists(os.path.join(REPO, "smapd", "smapq.8")):
+        files[p + "/share/man/man8/smapq.8"] = 0o644
+    for u in ("smap.socket", "smap@.service", "smapd.service", "smapd-run.service", "smapd.timer"):
+        files[unitdir() + "/" + u] = 0o644
+    dirs = {"var/spool/smap": 0o755, "var/spool/smap/tmp": 0o750, "var/spool/smap/new": 0o750,
+            "var/spool/smap/queue": 0o700, "var/spool/smap/state": 0o700,
+            "var/spool/smap/quarantine": 0o700, "var/spool/smap/hold": 0o700,
+            "var/mail/smap": 0o700}
+    return files, dirs
+
+
+def tree(root):
+    files, dirs = {}, {}
+    for d, dn, fn in os.walk(root):
+        for n in fn:
+            p = os.path.join(d, n)
+            files[os.path.relpath(p, root)] = stat.S_IMODE(os.lstat(p).st_mode)
+        for n in dn:
+            p = os.path.join(d, n)
+            dirs[os.path.relpath(p, root)] = stat.S_IMODE(os.lstat(p).st_mode)
+    return files, dirs
+
+
+def install(t, dest, prefix, desc):
+    rc, out = run(["make", "-s", "-C", REPO, "install", "DESTDIR=" + dest, "PREFIX=" + prefix])
+    t.ok(rc == 0, "%s: make install DESTDIR=%s PREFIX=%s exits 0" % (desc, "TMP", prefix), out[-2000:])
+    return out
+
+
+def test_usr(t, dest):
+    install(t, dest, "/usr", "first install")
+    want, wdirs = expected("/usr")
+    got, gdirs = tree(dest)
+    t.is_(sorted(got), sorted(want), "the installed files, every one")
+    for path, mode in sorted(want.items()):
+        if path in got:
+            t.is_(oct(got[path]), oct(mode), "%s mode %o" % (path, mode))
+    for path, mode in sorted(wdirs.items()):
+        t.is_(oct(gdirs.get(path, 0)), oct(mode), "directory %s mode %o" % (path, mode))
+        st = os.stat(os.path.join(dest, path))
+        t.ok(st.st_uid == os.geteuid(), "%s: no chown under DESTDIR" % path)
+    with open(os.path.join(REPO, "conf", "smap.conf"), "rb") as f:
+        sample = f.read()
+    with open(os.path.join(dest, "etc/smap/smap.conf"), "rb") as f:
+        t.ok(f.read() == sample, "etc/smap/smap.conf is conf/smap.conf")
+    ud = os.path.join(dest, unitdir())
+    with open(os.path.join(ud, "smap@.service")) as f:
+        t.like(f.read(), r"(?m)^ExecStart=-/usr/sbin/smap -c /etc/smap/smap\.conf$",
+               "smap@.service runs /usr/sbin/smap -c /etc/smap/smap.conf")
+    with open(os.path.join(dest, "usr/share/doc/smap/examples/xinetd.d/smap")) as f:
+        t.like(f.read(), r"(?m)^\s*server\s*=\s*/usr/sbin/smap$", "xinetd example: server = /usr/sbin/smap")
+    conf = os.path.join(dest, "etc/smap/smap.conf")
+    for prog in ("smap", "smapd"):
+        rc, out = run([os.path.join(dest, "usr/sbin", prog), "-t", "-c", conf])
+        t.ok(rc == 0 and out == "", "installed %s -t -c TMP/etc/smap/smap.conf: exit 0, silent" % prog,
+             "exit %d: %s" % (rc, out[-1000:]))
+    # A second install keeps an edited config and says so.
+    with open(conf, "ab") as f:
+        f.write(b"\n# edited by the admin\nmyhostname = edited.example.org\n")
+    with open(conf, "rb") as f:
+        edited = f.read()
+    os.chmod(conf, 0o640)
+    out = install(t, dest, "/usr", "second install")
+    with open(conf, "rb") as f:
+        t.ok(f.read() == edited, "second install leaves the edited etc/smap/smap.conf alone")
+    t.is_(oct(stat.S_IMODE(os.stat(conf).st_mode)), oct(0o640), "and its mode")
+    t.like(out, r"keeping .*etc/smap/smap\.conf", "second install says it keeps the config")
+    got2, _ = tree(dest)
+    t.is_(sorted(got2), sorted(want), "second install: the same files")
+    rc, out = run([os.path.join(dest, "usr/sbin/smap"), "-n", "-c", conf])
+    t.is_((rc, out), (0, "myhostname = edited.example.org\n"), "smap -n shows the admin's setting")
+
+
+def test_local(t, dest):
+    install(t, dest, "/usr/local", "PREFIX=/usr/local")
+    want, _ = expected("/usr/local")
+    got, _ = tree(dest)
+    t.is_(sorted(got), sorted(want), "PREFIX=/usr/local: the installed files")
+    ud = os.path.join(dest, unitdir())
+    for u in ("smap@.service", "smapd.service", "smapd-run.service"):
+        with open(os.path.join(ud, u)) as f:
+            text = f.read()
+        t.ok("/usr/local/sbin/smap" in text and not re.search(r"(?<!local)/sbin/smap", text),
+             "PREFIX=/usr/local: %s runs /usr/local/sbin/..." % u)
+    with open(os.path.join(dest, "usr/local/share/doc/smap/examples/xinetd.d/smap")) as f:
+        t.like(f.read(), r"(?m)^\s*server\s*=\s*/usr/local/sbin/smap$",
+               "PREFIX=/usr/local: xinetd example server = /usr/local/sbin/smap")
+
+
+def main(t):
+    base = tempfile.mkdtemp(prefix="smaptest.install.")
+    try:
+        t.run("usr", test_usr, t, os.path.join(base, "usr"))
+        t.run("local", test_local, t, os.path.join(base, "local"))
+    finally:
+        if not os.environ.get("SMAPTEST_KEEP"):
+            shutil.rmtree(base, ignore_errors=True)
+
+
+TAP(watchdog=85).main(main)

@@ -39,7 +39,39 @@
  * or a deadline.
  * No shell, no MX lookup: a name is resolved with getaddrinfo(3), an
  * [address] literal never is. All socket I/O after connect(2) goes
- * through io_read() and io_write(), where a TLS layer will go.
+ * through io_read() and io_write(), plain or TLS.
+ *
+ * TLS: smtp_tls_security_level "" is verify for a host name and may for
+ * an [address] or lmtp:unix. After EHLO, may, encrypt, verify and
+ * fingerprint send STARTTLS when it is offered. may goes on in
+ * plaintext when it is not offered or refused (454); every other level
+ * then defers every recipient (4.7.4 not offered, 4.7.5 refused) and
+ * never speaks plaintext past EHLO. A handshake that fails or outlasts
+ * smtp_starttls_timeout defers at every level (4.7.5): no plaintext
+ * retry on that connection. Bytes buffered when the 220 to STARTTLS
+ * arrived were sent in plaintext and are thrown away (CVE-2011-0411);
+ * EHLO is repeated over TLS and only its capabilities count. verify
+ * wants a chain to a CA of smtp_tls_CAfile/smtp_tls_CApath (OpenSSL's
+ * default store when neither is set) and a match of the next-hop name
+ * (SNI too) or, for an [address], of its IP address; fingerprint wants
+ * the certificate's SHA-256 in smtp_tls_fingerprint_cert_match; either
+ * failing defers with 4.7.5. The peer is verified with a callback that
+ * only records errors, under SSL_VERIFY_PEER so that a verification
+ * that could not run at all ends the handshake. One line per TLS
+ * session is logged, Postfix style. The SSL_CTX is made on first use
+ * (after the privilege drop: its files must be readable by smapd_user)
+ * and kept until its settings change. OpenSSL writes with write(2):
+ * smapd ignores SIGPIPE (main.c).
+ *
+ * AUTH: with smtp_sasl_password_maps set, sasl.c is asked on every new
+ * connection, after the (TLS) EHLO, for "[host]:port" then "[host]"
+ * ("host:port", "host"; "unix:/path"); a file it refuses defers with
+ * 4.7.0. When there are credentials and the server offers AUTH, they
+ * are sent only over TLS (else 4.7.0, nothing sent), by PLAIN, else
+ * LOGIN (else 4.7.0: no common mechanism). Any reply but 235 defers
+ * (never bounces: a wrong password is ours to fix), with the server's
+ * words. Credentials go straight from wiped buffers to io_write(), are
+ * never logged, and are wiped after use.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -56,8 +88,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "log.h"
 #include "reply.h"
+#include "sasl.h"
+#include "tls.h"
 #include "transport.h"
 
 #define SMTP_ADDRS_MAX	8	/* addresses of one name tried */
@@ -73,7 +112,20 @@
 #define XF_IDENT	0x10
 #define XF_SOURCE	0x20
 
+/* AUTH mechanisms the server named that we can use. */
+#define AUTH_OFFERED	0x01	/* AUTH with any mechanism */
+#define AUTH_PLAIN	0x02
+#define AUTH_LOGIN	0x04
+
 enum ioerr { IO_OK, IO_LOST, IO_TIMEOUT, IO_GARBAGE };
+
+enum tlslevel { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY, TLS_FPRINT };
+
+/* One word of an EHLO keyword's list and its bit. */
+struct word {
+	const char *name;
+	unsigned bit;
+};
 
 struct conn {
 	int fd;			/* -1: none */
@@ -88,6 +140,13 @@ struct conn {
 	int pipelining, eightbit, size, starttls;
 	long long size_max;	/* SIZE limit; 0: none */
 	unsigned xforward;	/* XF_* */
+	unsigned auth;		/* AUTH_* */
+	enum tlslevel level;	/* what smtp_tls_security_level asks */
+	SSL *ssl;		/* after STARTTLS; NULL: plaintext */
+	int named;		/* a name or address to match the cert to */
+	int seen;		/* the verify callback saw the leaf */
+	int chain_err;		/* first X509_V_ERR_* but a name mismatch */
+	int name_err;		/* first name or address mismatch */
 	struct reply_parser rp;
 	size_t inpos, inlen;
 	char in[4096];
@@ -111,6 +170,7 @@ static struct conn cache = { .fd = -1 };
 static long long now_ms(void);
 static long long deadline_s(long long);
 static int	wait_fd(int, short, long long);
+static int	tls_retry(struct conn *, int, long long);
 static int	io_write(struct conn *, const char *, size_t, long long);
 static ssize_t	io_read(struct conn *, char *, size_t, long long);
 static int	read_reply(struct conn *, long long, struct reply *);
@@ -139,9 +199,35 @@ static int	try_addr(struct conn *, const struct transport *,
 static int	open_tcp(struct conn *, const struct transport *,
 		    const struct conf *, struct delivery *);
 static int	word_is(const char *, size_t, const char *, size_t *);
-static void	ehlo_xforward(struct conn *, const char *, size_t);
+static unsigned	ehlo_words(const char *, size_t, const struct word *,
+		    size_t);
 static void	ehlo_features(struct conn *, const struct reply *);
 static int	hello(struct conn *, const struct conf *, struct delivery *);
+static enum tlslevel tls_level(const struct conf *,
+		    const struct transport *);
+static int	verify_cb(int, X509_STORE_CTX *);
+static SSL_CTX	*client_ctx(const struct conf *, char *, size_t);
+static int	tls_new(struct conn *, SSL_CTX *, char *, size_t);
+static int	handshake(struct conn *, const struct conf *, SSL_CTX *,
+		    struct delivery *);
+static void	tls_log(const struct conn *, const char *, const char *);
+static int	tls_check(struct conn *, const struct conf *,
+		    struct delivery *);
+static int	starttls(struct conn *, const struct conf *,
+		    struct delivery *);
+static void	sasl_keys(const struct transport *, char [2][4200]);
+static size_t	b64_line(char *, size_t, const char *, const char *,
+		    size_t);
+static int	secret(struct conn *, long long, char *, size_t,
+		    struct reply *);
+static int	auth_plain(struct conn *, long long, const struct sasl_cred *,
+		    struct reply *);
+static int	auth_login(struct conn *, long long, const struct sasl_cred *,
+		    struct reply *);
+static int	auth_with(struct conn *, const struct conf *,
+		    const struct sasl_cred *, struct delivery *);
+static int	authenticate(struct conn *, const struct conf *,
+		    struct delivery *);
 static int	greet(struct conn *, const struct conf *, struct delivery *);
 static int	same_relay(const struct conn *, const struct transport *);
 static int	stale(const struct conn *);
@@ -203,14 +289,46 @@ wait_fd(int fd, short ev, long long deadline)
 	}
 }
 
+/* tls_retry - an SSL call returned ret: wait for what it wants and
+ * return 1 (call it again), or 0 with c->err (failed, timed out) */
+static int
+tls_retry(struct conn *c, int ret, long long deadline)
+{
+	int e = SSL_get_error(c->ssl, ret), rc;
+
+	ERR_clear_error();
+	if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+		c->err = IO_LOST;
+		return 0;
+	}
+	rc = wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+	    deadline);
+	if (rc <= 0)
+		c->err = rc == 0 ? IO_TIMEOUT : IO_LOST;
+	return rc > 0;
+}
+
 /* io_write - all of p before deadline, or -1 with c->err */
 static int
 io_write(struct conn *c, const char *p, size_t n, long long deadline)
 {
+	size_t done;
 	ssize_t w;
 	int rc;
 
 	while (n > 0) {
+		if (c->ssl != NULL) {
+			ERR_clear_error();
+			/* no partial writes: on retry, the same p and n */
+			if ((rc = SSL_write_ex(c->ssl, p, n, &done)) != 1) {
+				if (!tls_retry(c, rc, deadline))
+					return -1;
+				continue;
+			}
+			p += done;
+			n -= done;
+			continue;
+		}
 		if ((rc = wait_fd(c->fd, POLLOUT, deadline)) <= 0) {
 			c->err = rc == 0 ? IO_TIMEOUT : IO_LOST;
 			return -1;
@@ -232,10 +350,20 @@ io_write(struct conn *c, const char *p, size_t n, long long deadline)
 static ssize_t
 io_read(struct conn *c, char *buf, size_t len, long long deadline)
 {
+	size_t done;
 	ssize_t got;
 	int rc;
 
 	for (;;) {
+		if (c->ssl != NULL) {
+			/* read first: OpenSSL may hold decrypted bytes */
+			ERR_clear_error();
+			if ((rc = SSL_read_ex(c->ssl, buf, len, &done)) == 1)
+				return (ssize_t)done;
+			if (!tls_retry(c, rc, deadline))
+				return -1;
+			continue;
+		}
 		if ((rc = wait_fd(c->fd, POLLIN, deadline)) <= 0) {
 			c->err = rc == 0 ? IO_TIMEOUT : IO_LOST;
 			return -1;
@@ -338,6 +466,11 @@ conn_close(struct conn *c, int quit)
 		return;
 	if (quit && !c->broken)
 		(void)command(c, SMTP_QUIT_WAIT, &r, "QUIT");
+	/* No close_notify: after QUIT the server hangs up itself, and
+	 * a broken session gets nothing more. */
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	ERR_clear_error();
 	(void)close(c->fd);
 	c->fd = -1;
 }
@@ -569,31 +702,36 @@ word_is(const char *s, size_t n, const char *w, size_t *after)
 	return 1;
 }
 
-/* ehlo_xforward - the attribute names after XFORWARD */
-static void
-ehlo_xforward(struct conn *c, const char *s, size_t n)
+/* ehlo_words - the bits of the words of list w found in s (any case) */
+static unsigned
+ehlo_words(const char *s, size_t n, const struct word *w, size_t nw)
 {
-	static const struct { const char *name; unsigned bit; } attr[] = {
-		{ "ADDR", XF_ADDR }, { "PORT", XF_PORT }, { "HELO", XF_HELO },
-		{ "PROTO", XF_PROTO }, { "IDENT", XF_IDENT },
-		{ "SOURCE", XF_SOURCE },
-	};
-	size_t i, a, len;
+	size_t i, k, len;
+	unsigned bits = 0;
 
 	for (i = 0; i < n; i += len + 1) {
 		for (len = 0; i + len < n && s[i + len] != ' '; len++)
 			;
-		for (a = 0; a < sizeof(attr) / sizeof(attr[0]); a++)
-			if (len == strlen(attr[a].name) &&
-			    strncasecmp(s + i, attr[a].name, len) == 0)
-				c->xforward |= attr[a].bit;
+		for (k = 0; k < nw; k++)
+			if (len == strlen(w[k].name) &&
+			    strncasecmp(s + i, w[k].name, len) == 0)
+				bits |= w[k].bit;
 	}
+	return bits;
 }
 
 /* ehlo_features - what the lines after the first announce */
 static void
 ehlo_features(struct conn *c, const struct reply *r)
 {
+	static const struct word xf[] = {
+		{ "ADDR", XF_ADDR }, { "PORT", XF_PORT }, { "HELO", XF_HELO },
+		{ "PROTO", XF_PROTO }, { "IDENT", XF_IDENT },
+		{ "SOURCE", XF_SOURCE },
+	};
+	static const struct word mech[] = {
+		{ "PLAIN", AUTH_PLAIN }, { "LOGIN", AUTH_LOGIN },
+	};
 	const char *s;
 	size_t i, n, at;
 	char *end, num[24];
@@ -607,7 +745,11 @@ ehlo_features(struct conn *c, const struct reply *r)
 		else if (word_is(s, n, "STARTTLS", &at))
 			c->starttls = 1;
 		else if (word_is(s, n, "XFORWARD", &at))
-			ehlo_xforward(c, s + at, n - at);
+			c->xforward |= ehlo_words(s + at, n - at, xf,
+			    sizeof(xf) / sizeof(xf[0]));
+		else if (word_is(s, n, "AUTH", &at))
+			c->auth |= AUTH_OFFERED | ehlo_words(s + at, n - at,
+			    mech, sizeof(mech) / sizeof(mech[0]));
 		else if (word_is(s, n, "SIZE", &at)) {
 			c->size = 1;
 			snprintf(num, sizeof(num), "%.*s", (int)(n - at), s + at);
@@ -640,6 +782,9 @@ hello(struct conn *c, const struct conf *cf, struct delivery *d)
 
 	c->stage = c->lmtp ? "performing the LHLO handshake" :
 	    "performing the EHLO handshake";
+	c->pipelining = c->eightbit = c->size = c->starttls = 0;
+	c->size_max = 0;
+	c->xforward = c->auth = 0;
 	if (command(c, cf->smtp_helo_timeout, &r, "%s %s", cmd,
 	    helo_name(cf)) < 0)
 		return -1;
@@ -660,11 +805,408 @@ hello(struct conn *c, const struct conf *cf, struct delivery *d)
 	return 1;
 }
 
-/* greet - the 220 greeting and EHLO; 0, 1 (decided) or -1 (I/O) */
+/* tls_level - smtp_tls_security_level, "" decided by the next hop */
+static enum tlslevel
+tls_level(const struct conf *cf, const struct transport *t)
+{
+	static const char *const names[] = { "none", "may", "encrypt",
+	    "verify", "fingerprint" };
+	const char *l = cf->smtp_tls_security_level;
+	size_t i;
+
+	if (l == NULL || *l == '\0')
+		return t->literal || t->path[0] ? TLS_MAY : TLS_VERIFY;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(l, names[i]) == 0)
+			return (enum tlslevel)i;
+	return TLS_VERIFY;	/* conf.c lets nothing else through */
+}
+
+/* verify_cb - note what is wrong with the peer's chain, go on: the
+ * level decides after the handshake (tls_check) */
+static int
+verify_cb(int ok, X509_STORE_CTX *sctx)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(sctx,
+	    SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct conn *c = ssl ? SSL_get_app_data(ssl) : NULL;
+	int err = X509_STORE_CTX_get_error(sctx);
+
+	if (c == NULL)
+		return 0;
+	if (X509_STORE_CTX_get_error_depth(sctx) == 0)
+		c->seen = 1;
+	if (ok)
+		return 1;
+	if (err == X509_V_ERR_HOSTNAME_MISMATCH ||
+	    err == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+		if (c->name_err == 0)
+			c->name_err = err;
+	} else if (c->chain_err == 0)
+		c->chain_err = err != X509_V_OK ? err : X509_V_ERR_UNSPECIFIED;
+	return 1;
+}
+
+/* client_ctx - the SSL_CTX for smtp_tls_*, made once per settings */
+static SSL_CTX *
+client_ctx(const struct conf *cf, char *why, size_t len)
+{
+	static SSL_CTX *ctx;
+	static char *made;	/* the settings ctx was made from */
+	const char *ca = cf->smtp_tls_CAfile ? cf->smtp_tls_CAfile : "";
+	const char *cp = cf->smtp_tls_CApath ? cf->smtp_tls_CApath : "";
+	const char *cert = cf->smtp_tls_cert_file ? cf->smtp_tls_cert_file : "";
+	const char *key = cf->smtp_tls_key_file ? cf->smtp_tls_key_file : "";
+	char *want;
+
+	if (asprintf(&want, "%s\n%s\n%s\n%s", ca, cp, cert, key) < 0) {
+		snprintf(why, len, "out of memory");
+		return NULL;
+	}
+	if (ctx != NULL && strcmp(want, made) == 0) {
+		free(want);
+		return ctx;
+	}
+	SSL_CTX_free(ctx);
+	free(made);
+	made = NULL;
+	ctx = tls_client_ctx(ca, cp, cert, key, why, len);
+	/* Neither CAfile nor CApath: OpenSSL's default store. */
+	if (ctx != NULL && *ca == '\0' && *cp == '\0' &&
+	    SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		snprintf(why, len, "default CA locations: %s", tls_error());
+		SSL_CTX_free(ctx);
+		ctx = NULL;
+	}
+	if (ctx == NULL)
+		free(want);
+	else
+		made = want;
+	return ctx;
+}
+
+/* tls_new - c->ssl on c->fd: SNI and the name (or address) to verify */
+static int
+tls_new(struct conn *c, SSL_CTX *ctx, char *why, size_t len)
+{
+	const char *host = c->key.host;
+	int ok;
+
+	c->named = c->seen = c->chain_err = c->name_err = 0;
+	if ((c->ssl = SSL_new(ctx)) == NULL ||
+	    SSL_set_fd(c->ssl, c->fd) != 1 || SSL_set_app_data(c->ssl, c) != 1)
+		goto fail;
+	SSL_set_verify(c->ssl, SSL_VERIFY_PEER, verify_cb);
+	if (c->key.path[0] == '\0') {
+		if (c->key.literal)
+			ok = X509_VERIFY_PARAM_set1_ip_asc(
+			    SSL_get0_param(c->ssl), host) == 1;
+		else {
+			SSL_set_hostflags(c->ssl,
+			    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+			ok = SSL_set_tlsext_host_name(c->ssl, host) == 1 &&
+			    SSL_set1_host(c->ssl, host) == 1;
+		}
+		if (!ok)
+			goto fail;
+		c->named = 1;
+	}
+	return 0;
+fail:
+	snprintf(why, len, "%s", tls_error());
+	return -1;
+}
+
+/* handshake - TLS on c within smtp_starttls_timeout; 0, or 1 with
+ * every recipient deferred and c broken */
+static int
+handshake(struct conn *c, const struct conf *cf, SSL_CTX *ctx,
+    struct delivery *d)
+{
+	long long deadline = deadline_s(cf->smtp_starttls_timeout);
+	char why[256];
+	int rc;
+
+	c->stage = "performing the TLS handshake";
+	if (tls_new(c, ctx, why, sizeof(why)) == 0) {
+		for (;;) {
+			ERR_clear_error();
+			if ((rc = SSL_connect(c->ssl)) == 1)
+				return 0;
+			if (SSL_get_error(c->ssl, rc) == SSL_ERROR_SSL ||
+			    ERR_peek_error() != 0) {
+				snprintf(why, sizeof(why), "%s", tls_error());
+				break;
+			}
+			if (!tls_retry(c, rc, deadline)) {
+				snprintf(why, sizeof(why), "%s", c->err ==
+				    IO_TIMEOUT ? "timed out" : "lost connection");
+				break;
+			}
+		}
+	}
+	c->broken = 1;
+	set_undecided(d, R_DEFER, "4.7.5", "Cannot start TLS: handshake with "
+	    "%s failed: %s", c->peer, why);
+	return 1;
+}
+
+/* tls_log - "Verified TLS connection established to ..." */
+static void
+tls_log(const struct conn *c, const char *how, const char *info)
+{
+	const char *sp = strchr(info, ' ');
+
+	log_ident(c->lmtp ? "smap/lmtp" : "smap/smtp");
+	log_info("%s TLS connection established to %s: %.*s with cipher %s",
+	    how, c->relay, sp ? (int)(sp - info) : (int)strlen(info), info,
+	    sp ? sp + 1 : "unknown");
+}
+
+/* tls_check - log the session; what verify or fingerprint asks of the
+ * certificate; 0 go on, 1 every recipient deferred */
+static int
+tls_check(struct conn *c, const struct conf *cf, struct delivery *d)
+{
+	char info[160], fp[TLS_FP_LEN], subject[256], why[1024] = "";
+	int cert, trusted, matched, pinned;
+
+	(void)tls_describe(c->ssl, info, sizeof(info), fp, subject,
+	    sizeof(subject));
+	cert = SSL_get0_peer_certificate(c->ssl) != NULL;
+	trusted = cert && c->seen && c->chain_err == 0;
+	matched = trusted && c->named && c->name_err == 0;
+	pinned = cert && fp[0] != '\0' &&
+	    tls_fp_listed(fp, cf->smtp_tls_fingerprint_cert_match);
+	tls_log(c, matched || (c->level == TLS_FPRINT && pinned) ? "Verified" :
+	    trusted ? "Trusted" : cert ? "Untrusted" : "Anonymous", info);
+	if (c->level == TLS_VERIFY && !cert)
+		snprintf(why, sizeof(why), "host %s sent no certificate",
+		    c->peer);
+	else if (c->level == TLS_VERIFY && !trusted)
+		snprintf(why, sizeof(why), "the certificate of host %s is not "
+		    "trusted: %s", c->peer, X509_verify_cert_error_string(
+		    c->chain_err ? c->chain_err : X509_V_ERR_UNSPECIFIED));
+	else if (c->level == TLS_VERIFY && !c->named)
+		snprintf(why, sizeof(why), "%s has no name to verify its "
+		    "certificate against", c->peer);
+	else if (c->level == TLS_VERIFY && !matched)
+		snprintf(why, sizeof(why), "the certificate of host %s does "
+		    "not match %s%s%s", c->peer, c->key.literal ? "[" : "",
+		    c->key.host, c->key.literal ? "]" : "");
+	else if (c->level == TLS_FPRINT && !pinned)
+		snprintf(why, sizeof(why), "the certificate of host %s "
+		    "(SHA-256 %s) is not in smtp_tls_fingerprint_cert_match",
+		    c->peer, fp[0] ? fp : "none");
+	if (why[0] == '\0')
+		return 0;
+	set_undecided(d, R_DEFER, "4.7.5", "TLS is required, but %s", why);
+	return 1;
+}
+
+/* starttls - TLS as the level asks, then EHLO again; 0 go on (TLS or,
+ * for may, plaintext), 1 decided, -1 I/O */
+static int
+starttls(struct conn *c, const struct conf *cf, struct delivery *d)
+{
+	int need = c->level >= TLS_ENCRYPT;
+	SSL_CTX *ctx;
+	struct reply r;
+	char why[512];
+
+	if (c->level == TLS_NONE || (!c->starttls && !need))
+		return 0;
+	if (!c->starttls) {
+		set_undecided(d, R_DEFER, "4.7.4", "TLS is required, but was "
+		    "not offered by host %s", c->peer);
+		return 1;
+	}
+	if ((ctx = client_ctx(cf, why, sizeof(why))) == NULL) {
+		log_warn("cannot set up TLS for %s: %s", c->peer, why);
+		if (!need)
+			return 0;
+		set_undecided(d, R_DEFER, "4.7.5", "TLS is required, but "
+		    "cannot be set up: %s", why);
+		return 1;
+	}
+	c->stage = "sending STARTTLS";
+	if (command(c, cf->smtp_helo_timeout, &r, "STARTTLS") < 0)
+		return -1;
+	if (r.code != 220 && (need || r.code == 421)) {
+		set_undecided(d, R_DEFER, r.code == 421 ? "4.4.2" : "4.7.5",
+		    "TLS is required, but host %s refused to start TLS: %d %s%s%s",
+		    c->peer, r.code, r.dsn, r.dsn[0] ? " " : "", r.text);
+		return 1;
+	}
+	if (r.code != 220)
+		return 0;		/* may: on in plaintext */
+	/* Whatever came with the 220 was plaintext: never a reply. */
+	c->inpos = c->inlen = 0;
+	reply_init(&c->rp);
+	if (handshake(c, cf, ctx, d) != 0 || tls_check(c, cf, d) != 0)
+		return 1;
+	return hello(c, cf, d);
+}
+
+/* sasl_keys - the next hop as smtp_sasl_password_maps names it: with
+ * the port, then without; "unix:/path" for lmtp:unix */
+static void
+sasl_keys(const struct transport *t, char k[2][4200])
+{
+	const char *l = t->literal ? "[" : "", *r = t->literal ? "]" : "";
+
+	if (t->path[0]) {
+		snprintf(k[0], sizeof(k[0]), "unix:%s", t->path);
+		snprintf(k[1], sizeof(k[1]), "unix:%s", t->path);
+		return;
+	}
+	snprintf(k[0], sizeof(k[0]), "%s%s%s:%u", l, t->host, r, t->port);
+	snprintf(k[1], sizeof(k[1]), "%s%s%s", l, t->host, r);
+}
+
+/* b64_line - pre, then base64 of n bytes of src, then CRLF; its length,
+ * or 0 when it does not fit */
+static size_t
+b64_line(char *dst, size_t len, const char *pre, const char *src, size_t n)
+{
+	size_t out = 4 * ((n + 2) / 3), pl = strlen(pre);
+
+	if (pl + out + 3 > len || n > INT_MAX / 2)
+		return 0;
+	snprintf(dst, len, "%s", pre);
+	(void)EVP_EncodeBlock((unsigned char *)dst + pl,
+	    (const unsigned char *)src, (int)n);
+	memcpy(dst + pl + out, "\r\n", 3);
+	return pl + out + 2;
+}
+
+/* secret - write a line holding credentials, read the reply; wipes it */
+static int
+secret(struct conn *c, long long secs, char *line, size_t n,
+    struct reply *r)
+{
+	int rc = n == 0 ? -1 : io_write(c, line, n, deadline_s(secs));
+
+	explicit_bzero(line, n);
+	if (n == 0)
+		c->err = IO_LOST;	/* cannot happen: inputs are bounded */
+	if (rc < 0 || read_reply(c, secs, r) < 0) {
+		c->broken = 1;
+		return -1;
+	}
+	c->broken |= r->code == 421;
+	return 0;
+}
+
+/* auth_plain - AUTH PLAIN base64("\0user\0pass") */
+static int
+auth_plain(struct conn *c, long long secs, const struct sasl_cred *cr,
+    struct reply *r)
+{
+	char raw[2 * SASL_LINE_MAX + 2], line[3 * SASL_LINE_MAX + 32];
+	size_t ul = strnlen(cr->user, SASL_LINE_MAX - 1);
+	size_t pl = strnlen(cr->pass, SASL_LINE_MAX - 1), n;
+	int rc;
+
+	raw[0] = '\0';
+	memcpy(raw + 1, cr->user, ul);
+	raw[ul + 1] = '\0';
+	memcpy(raw + ul + 2, cr->pass, pl);
+	n = b64_line(line, sizeof(line), "AUTH PLAIN ", raw, ul + pl + 2);
+	explicit_bzero(raw, sizeof(raw));
+	rc = secret(c, secs, line, n, r);
+	explicit_bzero(line, sizeof(line));
+	return rc;
+}
+
+/* auth_login - AUTH LOGIN, then base64 user and password on 334 */
+static int
+auth_login(struct conn *c, long long secs, const struct sasl_cred *cr,
+    struct reply *r)
+{
+	char line[2 * SASL_LINE_MAX];
+	int rc;
+
+	if (command(c, secs, r, "AUTH LOGIN") < 0)
+		return -1;
+	if (r->code != 334)
+		return 0;
+	rc = secret(c, secs, line, b64_line(line, sizeof(line), "", cr->user,
+	    strnlen(cr->user, SASL_LINE_MAX - 1)), r);
+	if (rc == 0 && r->code == 334)
+		rc = secret(c, secs, line, b64_line(line, sizeof(line), "",
+		    cr->pass, strnlen(cr->pass, SASL_LINE_MAX - 1)), r);
+	explicit_bzero(line, sizeof(line));
+	return rc;
+}
+
+/* auth_with - AUTH by PLAIN or LOGIN over TLS; 0 go on, 1 decided, -1 I/O */
+static int
+auth_with(struct conn *c, const struct conf *cf, const struct sasl_cred *cr,
+    struct delivery *d)
+{
+	struct reply r;
+	char dsn[16];
+	int rc;
+
+	if (c->ssl == NULL) {
+		set_undecided(d, R_DEFER, "4.7.0", "SASL credentials for %s "
+		    "not sent without TLS", c->peer);
+		return 1;
+	}
+	if (!(c->auth & (AUTH_PLAIN | AUTH_LOGIN))) {
+		set_undecided(d, R_DEFER, "4.7.0", "SASL authentication with "
+		    "%s failed: no common mechanism (PLAIN, LOGIN)", c->peer);
+		return 1;
+	}
+	c->stage = "performing the AUTH exchange";
+	rc = c->auth & AUTH_PLAIN ? auth_plain(c, cf->smtp_helo_timeout, cr,
+	    &r) : auth_login(c, cf->smtp_helo_timeout, cr, &r);
+	if (rc < 0 || r.code == 235)
+		return rc;
+	/* 4xx or 5xx alike: deferred, never bounced. */
+	snprintf(dsn, sizeof(dsn), "4%.14s", r.dsn[0] ? r.dsn + 1 : ".7.0");
+	set_undecided(d, R_DEFER, dsn, "SASL authentication failed; server %s "
+	    "said: %d %s%s%s", c->peer, r.code, r.dsn, r.dsn[0] ? " " : "",
+	    r.text);
+	return 1;
+}
+
+/* authenticate - smtp_sasl_password_maps; 0 go on, 1 decided, -1 I/O */
+static int
+authenticate(struct conn *c, const struct conf *cf, struct delivery *d)
+{
+	static char keys[2][4200];
+	const char *kv[2] = { keys[0], keys[1] };
+	const char *map = cf->smtp_sasl_password_maps;
+	struct sasl_cred cr;
+	char why[512];
+	int rc;
+
+	if (map == NULL || *map == '\0')
+		return 0;
+	sasl_keys(&c->key, keys);
+	if ((rc = sasl_lookup(map, kv, 2, &cr, why, sizeof(why))) < 0) {
+		log_warn("smtp_sasl_password_maps: %s", why);
+		set_undecided(d, R_DEFER, "4.7.0", "SASL password file "
+		    "refused: %s", why);
+		return 1;
+	}
+	if (rc > 0 && (c->auth & AUTH_OFFERED))
+		rc = auth_with(c, cf, &cr, d);
+	else
+		rc = 0;		/* no credentials, or no AUTH: go on */
+	sasl_wipe(&cr);
+	return rc;
+}
+
+/* greet - the 220 greeting, EHLO, STARTTLS and AUTH as configured;
+ * 0, 1 (decided) or -1 (I/O) */
 static int
 greet(struct conn *c, const struct conf *cf, struct delivery *d)
 {
 	struct reply r;
+	int rc;
 
 	c->stage = "receiving the initial server greeting";
 	if (read_reply(c, cf->smtp_helo_timeout, &r) < 0)
@@ -674,7 +1216,9 @@ greet(struct conn *c, const struct conf *cf, struct delivery *d)
 		undecided_from(d, R_DEFER, &r, c->peer, NULL);
 		return 1;
 	}
-	return hello(c, cf, d);
+	if ((rc = hello(c, cf, d)) != 0 || (rc = starttls(c, cf, d)) != 0)
+		return rc;
+	return authenticate(c, cf, d);
 }
 
 /* same_relay - is the cached connection for transport t? */
@@ -686,13 +1230,28 @@ same_relay(const struct conn *c, const struct transport *t)
 	    strcmp(c->key.path, t->path) == 0;
 }
 
-/* stale - did the idle server speak or hang up (421, EOF)? */
+/* stale - did the idle server speak or hang up (421, EOF)? Over TLS,
+ * records that carry no data (TLS 1.3 session tickets) do not count. */
 static int
 stale(const struct conn *c)
 {
 	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+	size_t got;
+	char b;
+	int rc;
 
-	return c->inpos < c->inlen || poll(&pfd, 1, 0) != 0;
+	if (c->inpos < c->inlen || (c->ssl && SSL_pending(c->ssl) > 0))
+		return 1;
+	if (poll(&pfd, 1, 0) == 0)
+		return 0;
+	if (c->ssl == NULL)
+		return 1;
+	ERR_clear_error();
+	if ((rc = SSL_peek_ex(c->ssl, &b, 1, &got)) == 1)
+		return 1;
+	rc = SSL_get_error(c->ssl, rc) != SSL_ERROR_WANT_READ;
+	ERR_clear_error();
+	return rc;
 }
 
 /* conn_get - the cached connection, or a new one greeted and EHLO'd;
@@ -715,6 +1274,7 @@ conn_get(const struct transport *t, const struct conf *cf,
 	c->fd = -1;
 	c->key = *t;
 	c->lmtp = t->kind == T_LMTP;
+	c->level = tls_level(cf, t);
 	reply_init(&c->rp);
 	rc = c->lmtp && t->path[0] ? open_unix(c, t, cf, d) :
 	    open_tcp(c, t, cf, d);

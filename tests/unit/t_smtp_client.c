@@ -105,6 +105,10 @@ static void	test_unsafe(void);
 static void	master_conf(const char *, unsigned, unsigned);
 static int	master_start(unsigned, unsigned);
 static void	test_postfix(void);
+static void	set_str(char **, const char *);
+static void	test_tls_levels(void);
+static void	write_file(const char *, const char *, mode_t);
+static void	test_auth_plaintext(void);
 
 static const char *const RCPT2[] = { "<one@example.com>", "<two@example.com>" };
 
@@ -151,6 +155,15 @@ cleanup(void)
 	conf_free(&cf);
 }
 
+/* set_str - replace a string setting of cf */
+static void
+set_str(char **p, const char *v)
+{
+	free(*p);
+	if ((*p = strdup(v)) == NULL)
+		fatal("strdup");
+}
+
 /* setup - work dir with spool/{tmp,new} (cwd) and dump/ for the sink */
 static void
 setup(void)
@@ -174,6 +187,10 @@ setup(void)
 	cf.smtp_connect_timeout = 2;
 	cf.smtp_helo_timeout = 2;
 	cf.smtp_data_done_timeout = 2;
+	/* The default level is verify for a host name (smtp:localhost);
+	 * smtp-sink has no STARTTLS: plaintext here, test_tls_levels
+	 * sets its own. */
+	set_str(&cf.smtp_tls_security_level, "may");
 	make_message();
 }
 
@@ -965,6 +982,110 @@ test_postfix(void)
 	master_stop();
 }
 
+/* test_tls_levels - smtp-sink offers no STARTTLS: only may (and none)
+ * talk to it; the rest defer 4.7.4 before MAIL */
+static void
+test_tls_levels(void)
+{
+	static const char *const opts[] = { NULL };
+	static const char *const lv[] = { "encrypt", "verify", "fingerprint",
+	    "" };
+	struct run r;
+	char *log;
+	size_t i;
+
+	sink_start(opts, NULL);
+	for (i = 0; i < sizeof(lv) / sizeof(lv[0]); i++) {
+		set_str(&cf.smtp_tls_security_level, lv[i]);
+		spool_message(&r, RCPT2, 2, "192.0.2.1");
+		/* "" on a name is verify */
+		deliver(&r, lv[i][0] ? "smtp:[127.0.0.1]:%u" :
+		    "smtp:localhost:%u");
+		is_res(&r, 0, R_DEFER, "4.7.4", "TLS is required, but was not "
+		    "offered by host ");
+		is_res(&r, 1, R_DEFER, "4.7.4", "TLS is required");
+		run_free(&r);
+	}
+	smtp_close_cached();
+	log = slurp_log();
+	tap_ok(strstr(log, "MAIL") == NULL && strstr(log, "QUIT\n") != NULL,
+	    "no STARTTLS: QUIT, never MAIL");
+	free(log);
+	tap_ok(dump_count() == 0, "no STARTTLS, TLS required: nothing sent");
+
+	set_str(&cf.smtp_tls_security_level, "");
+	spool_message(&r, RCPT2, 1, "192.0.2.1");
+	deliver(&r, "smtp:[127.0.0.1]:%u");
+	is_res(&r, 0, R_SENT, "2.0.0", "250 2.0.0 Ok");
+	run_free(&r);
+	set_str(&cf.smtp_tls_security_level, "none");
+	spool_message(&r, RCPT2, 1, "192.0.2.1");
+	deliver(&r, "smtp:localhost:%u");
+	is_res(&r, 0, R_SENT, "2.0.0", "250 2.0.0 Ok");
+	run_free(&r);
+	smtp_close_cached();
+	tap_ok(dump_count() == 2, "\"\" on [address] is may; none: plaintext");
+	set_str(&cf.smtp_tls_security_level, "may");
+}
+
+/* write_file - a file with text and mode */
+static void
+write_file(const char *path, const char *text, mode_t mode)
+{
+	FILE *fp = fopen(path, "w");
+
+	if (fp == NULL || fputs(text, fp) < 0 || fclose(fp) != 0 ||
+	    chmod(path, mode) < 0)
+		fatal(path);
+}
+
+/* test_auth_plaintext - smtp-sink offers AUTH but no STARTTLS */
+static void
+test_auth_plaintext(void)
+{
+	static const char *const opts[] = { NULL };
+	char path[PATH_LEN + 16], text[256], *log;
+	struct run r;
+
+	snprintf(path, sizeof(path), "%s/sasl_passwd", work);
+	set_str(&cf.smtp_sasl_password_maps, path);
+	sink_start(opts, NULL);
+	snprintf(text, sizeof(text), "# test\n[127.0.0.1]:%u user:SeCrEt\n",
+	    sink_port);
+	write_file(path, text, 0600);
+	spool_message(&r, RCPT2, 2, "192.0.2.1");
+	deliver(&r, "smtp:[127.0.0.1]:%u");
+	is_res(&r, 0, R_DEFER, "4.7.0", "SASL credentials for 127.0.0.1"
+	    "[127.0.0.1] not sent without TLS");
+	is_res(&r, 1, R_DEFER, "4.7.0", "SASL credentials for ");
+	run_free(&r);
+	smtp_close_cached();
+	log = slurp_log();
+	tap_ok(strstr(log, "AUTH") == NULL && strstr(log, "MAIL") == NULL,
+	    "credentials without TLS: no AUTH, no MAIL");
+	free(log);
+
+	/* Credentials for another next hop only: AUTH is not needed. */
+	write_file(path, "[127.0.0.1]:1 user:SeCrEt\nlocalhost user:x\n", 0600);
+	spool_message(&r, RCPT2, 1, "192.0.2.1");
+	deliver(&r, "smtp:[127.0.0.1]:%u");
+	is_res(&r, 0, R_SENT, "2.0.0", "250 2.0.0 Ok");
+	run_free(&r);
+	smtp_close_cached();
+
+	/* A file others may read is refused. */
+	write_file(path, text, 0640);
+	spool_message(&r, RCPT2, 1, "192.0.2.1");
+	deliver(&r, "smtp:[127.0.0.1]:%u");
+	is_res(&r, 0, R_DEFER, "4.7.0", "SASL password file refused: ");
+	tap_ok(strstr(r.res[0].text, "mode 0640") != NULL &&
+	    strstr(r.res[0].text, "SeCrEt") == NULL, "the reason: its mode");
+	run_free(&r);
+	smtp_close_cached();
+	tap_ok(dump_count() == 1, "AUTH cases: one message sent");
+	set_str(&cf.smtp_sasl_password_maps, "");
+}
+
 int
 main(void)
 {
@@ -994,6 +1115,8 @@ main(void)
 	test_lmtp();
 	test_unsafe();
 	test_postfix();
+	test_tls_levels();
+	test_auth_plaintext();
 	cleanup();
 	return tap_done();
 }

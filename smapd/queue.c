@@ -290,7 +290,10 @@ attempt(struct qctx *q, struct delivery *d, struct state *st)
 	size_t i;
 
 	clock_gettime(CLOCK_REALTIME, &t0);
-	if (q->t.kind == T_SENDMAIL)
+	if (q->down) {	/* as Postfix does behind a dead destination */
+		snprintf(d->relay, sizeof(d->relay), "none");
+		deliver_all(d, R_DEFER, "4.4.1", "%s", q->down_text);
+	} else if (q->t.kind == T_SENDMAIL)
 		deliver_sendmail(&q->t, q->cf, d);
 	else if (q->t.kind == T_MAILDIR)
 		deliver_maildir(&q->t, q->cf, d);
@@ -298,9 +301,13 @@ attempt(struct qctx *q, struct delivery *d, struct state *st)
 		deliver_smtp(&q->t, q->cf, d);
 	clock_gettime(CLOCK_REALTIME, &t1);
 	took = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
-	/* Nobody answered: the rest of this run would only wait the same. */
-	q->down = d->n > 0 && d->res[0].status == R_DEFER &&
-	    strncmp(d->res[0].dsn, "4.4.1", 5) == 0;
+	/* Nobody answered: the rest of this run would only wait the same,
+	 * so it is deferred with the same reason and no new attempt. */
+	if (!q->down && d->n > 0 && d->res[0].status == R_DEFER &&
+	    strncmp(d->res[0].dsn, "4.4.1", 5) == 0) {
+		q->down = 1;
+		snprintf(q->down_text, sizeof(q->down_text), "%s", d->res[0].text);
+	}
 	for (i = 0; i < d->n; i++) {
 		struct rcpt_result *r = &st->r[d->idx[i]];
 
@@ -547,7 +554,7 @@ queue_run(struct qctx *q, int full)
 	}
 	q->down = 0;
 	for (i = 0; i < n; i++) {
-		if (!*q->stop && !q->down) {
+		if (!*q->stop) {
 			next = deliver_one(q, ids[i], now);
 			if (next > now && next - now < wait)
 				wait = next - now;

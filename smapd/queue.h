@@ -35,6 +35,7 @@ struct qctx {
 	volatile sig_atomic_t *stop;
 	long long active, deferred;	/* counts after the last run */
 	int down;		/* the backend could not be reached in this run */
+	char down_text[512];	/* why: the rest of the run defers with it */
 };
 
 /* Create queue/, state/ and quarantine/ owned by uid:gid (as root). */

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+# 43-smapd-hostile.t - threat model section 7: hostile files in new/
+# (symlinks, hard links, FIFOs, directories, wrong owners, truncated,
+# oversized, bad magic, option-like or program addresses, NUL/CR/LF in
+# fields, names that are no queue id, an id that is not the name). Each
+# is quarantined with a reason and a warning; valid messages placed at
+# the same time are delivered (maildir: transport, no backend needed).
+import os
+import re
+import stat
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from smaptest import TAP, Server, smap_ids  # noqa: E402
+from postfix import read_maildir, header  # noqa: E402
+from smapdtest import (Smapd, send, new_id, spool_bytes, place, queue_ids, state_ids,  # noqa: E402
+                       quarantined, smapd_log, wait_until, spool_path, listdir)
+
+SIZE_LIMIT = 10240      # message_size_limit for smapd here
+RCPT_LIMIT = 10         # smtpd_recipient_limit
+# queue.c refuses files above message_size_limit + 64 KiB + 1024 * (rcpt limit + 16)
+TOO_LARGE = SIZE_LIMIT + 65536 + 1024 * (RCPT_LIMIT + 16) + 1
+
+
+def good_msg(tag):
+    return (b"From: a@b.example\r\nTo: u@example.com\r\nSubject: " + tag.encode() +
+            b"\r\nMessage-ID: <" + tag.encode() + b"@b.example>\r\n\r\nvalid body\r\n.dot line\r\n")
+
+
+def esc(name):
+    """log_esc() of a name: printable ASCII but backslash as is, the rest \\xNN."""
+    out = ""
+    for ch in name.encode("latin-1"):
+        if 0x20 <= ch < 0x7f and ch != 0x5c:
+            out += chr(ch)
+        else:
+            out += "\\x%02x" % ch
+    return out
+
+
+class Case:
+    def __init__(self, desc, reason, name=None):
+        self.desc = desc
+        self.reason = reason        # regex the .why must match (case-insensitive)
+        self.name = name or new_id()
+
+
+def hostile_set(srv, outside):
+    """Create every hostile entry in new/; returns [Case]."""
+    cases = []
+
+    c = Case("symlink to /etc/passwd", r"symbolic link")
+    place(srv, c.name, kind="symlink", target="/etc/passwd")
+    cases.append(c)
+
+    c = Case("symlink to a valid spool file", r"symbolic link")
+    target = os.path.join(outside, c.name)
+    with open(target, "wb") as f:
+        f.write(spool_bytes(c.name, good_msg("via-symlink")))
+    uid, gid = smap_ids()
+    os.chown(target, uid, gid)
+    os.chmod(target, 0o640)
+    place(srv, c.name, kind="symlink", target=target)
+    cases.append(c)
+
+    a, b = Case("hard link, first name", r"hard link"), Case("hard link, second name", r"hard link")
+    tmp = os.path.join(srv.dir, ".hardlink")
+    with open(tmp, "wb") as f:
+        f.write(spool_bytes(a.name, good_msg("via-hardlink")))
+    os.chown(tmp, uid, gid)
+    os.chmod(tmp, 0o640)
+    os.link(tmp, os.path.join(srv.newdir(), a.name))
+    os.link(tmp, os.path.join(srv.newdir(), b.name))
+    os.unlink(tmp)
+    cases += [a, b]
+
+    c = Case("FIFO", r"not a regular file")
+    place(srv, c.name, kind="fifo")
+    cases.append(c)
+
+    c = Case("directory", r"not a regular file|directory")
+    d = os.path.join(srv.dir, ".dir")
+    os.mkdir(d)
+    os.chown(d, uid, gid)
+    os.rename(d, os.path.join(srv.newdir(), c.name))
+    cases.append(c)
+
+    c = Case("owned by root, readable", r"owner")
+    place(srv, c.name, spool_bytes(c.name, good_msg("root-owned")), owner="root", mode=0o644)
+    cases.append(c)
+
+    c = Case("owned by nobody, readable", r"owner")
+    place(srv, c.name, spool_bytes(c.name, good_msg("nobody-owned")), owner="nobody", mode=0o644)
+    cases.append(c)
+
+    c = Case("owned by root, mode 0600", r"owner|permission")
+    place(srv, c.name, spool_bytes(c.name, good_msg("root-owned-0600")), owner="root", mode=0o600)
+    cases.append(c)
+
+    c = Case("truncated (size record larger than the body)", r"size|length|truncat")
+    data = spool_bytes(c.name, good_msg("truncated"))
+    place(srv, c.name, data[:-10])
+    cases.append(c)
+
+    c = Case("oversized", r"too large|size")
+    body = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * (TOO_LARGE // 1000 + 1)
+    place(srv, c.name, spool_bytes(c.name, body))
+    cases.append(c)
+
+    c = Case("empty file", r"truncat|empty|magic|version")
+    place(srv, c.name, b"")
+    cases.append(c)
+
+    c = Case("bad magic (SMAP 2)", r"version|magic")
+    place(srv, c.name, spool_bytes(c.name, good_msg("magic2"), magic="SMAP 2"))
+    cases.append(c)
+
+    c = Case("bad magic (XMAP 1)", r"version|magic")
+    place(srv, c.name, spool_bytes(c.name, good_msg("magicx"), magic="XMAP 1"))
+    cases.append(c)
+
+    c = Case("option-like sender <-oQ/tmp@x.example>", r"from|sender|-")
+    place(srv, c.name, spool_bytes(c.name, good_msg("option"), sender="<-oQ/tmp@x.example>"))
+    cases.append(c)
+
+    c = Case("program recipient <|/bin/sh@x.example>", r"\||rcpt|recipient|local part")
+    place(srv, c.name, spool_bytes(c.name, good_msg("pipe"), rcpts=["<|/bin/sh@x.example>"]))
+    cases.append(c)
+
+    c = Case("option-like recipient <-oi@x.example>", r"-|rcpt|recipient|local part")
+    place(srv, c.name, spool_bytes(c.name, good_msg("optrcpt"), rcpts=["<ok@x.example>", "<-oi@x.example>"]))
+    cases.append(c)
+
+    c = Case("NUL in the helo field", r"NUL|helo")
+    place(srv, c.name, spool_bytes(c.name, good_msg("nul"), helo=b"client\x00.test"))
+    cases.append(c)
+
+    c = Case("NUL in a recipient", r"NUL")
+    place(srv, c.name, spool_bytes(c.name, good_msg("nulrcpt"), rcpts=[b"<u@exa\x00mple.com>"]))
+    cases.append(c)
+
+    c = Case("CR in the sender", r"CR|from")
+    place(srv, c.name, spool_bytes(c.name, good_msg("cr"), sender=b"<a@b.exa\rmple>"))
+    cases.append(c)
+
+    c = Case("LF inside the sender", r"from|sender|record")
+    place(srv, c.name, spool_bytes(c.name, good_msg("lf"), sender=b"<a@b\n.example>"))
+    cases.append(c)
+
+    c = Case("LF inside a recipient", r"rcpt|recipient|record|address|bracket")
+    place(srv, c.name, spool_bytes(c.name, good_msg("lfrcpt"), rcpts=[b"<u@exa\nmple.com>"]))
+    cases.append(c)
+
+    c = Case("id record does not match the file name", r"does not match|id")
+    place(srv, c.name, spool_bytes(c.name, good_msg("mismatch"), id_record=new_id()))
+    cases.append(c)
+
+    for nm in ("not-a-queue-id", "abc123", "-rf", ".hidden", "A B", "0" * 40,
+               "6B03AB\nforged line"):
+        c = Case("file name %r" % nm, r"not a queue id", name=nm)
+        place(srv, nm, spool_bytes(new_id(), good_msg("badname")))
+        cases.append(c)
+    return cases
+
+
+def check_cases(t, srv, cases, passwd_before, desc):
+    q = quarantined(srv)
+    log = srv.log()
+    byname = {}
+    for c in cases:
+        byname.setdefault(c.name, c)
+    for c in cases:
+        label = "%s: %s" % (desc, c.desc)
+        t.ok(not os.path.lexists(os.path.join(srv.newdir(), c.name)), "%s: gone from new/" % label)
+        t.ok(c.name not in queue_ids(srv), "%s: never reached queue/" % label)
+        if re.fullmatch(r"[0-9A-F]{1,31}", c.name):
+            why = q.get(c.name)
+            t.ok(why is not None and re.search(c.reason, why, re.I),
+                 "%s: quarantine/%s.why says /%s/" % (label, c.name, c.reason), "why: %r" % why)
+        else:
+            # renamed to a safe X... name; found by its reason
+            t.ok(any(w and re.search(c.reason, w, re.I) for n, w in q.items() if n.startswith("X")),
+                 "%s: quarantined under a safe name with a reason /%s/" % (label, c.reason), repr(q))
+        t.like(log, r"(?m)^.* smap/\w+\[\d+\]: warning: %s: quarantined: \S" % re.escape(esc(c.name)),
+               "%s: a warning line 'NAME: quarantined: reason'" % label)
+    # what the quarantined entries are: moved as they were, never followed
+    for c in cases:
+        p = spool_path(srv, "quarantine", c.name)
+        if c.desc.startswith("symlink"):
+            t.ok(os.path.islink(p), "%s: %s: quarantine/%s is still the symlink itself" % (desc, c.desc, c.name))
+        if c.desc == "FIFO":
+            t.ok(os.path.lexists(p) and stat.S_ISFIFO(os.lstat(p).st_mode),
+                 "%s: FIFO moved to quarantine/ unopened for data" % desc)
+    t.is_(open("/etc/passwd", "rb").read(), passwd_before, "%s: /etc/passwd unchanged" % desc)
+    bad = sorted(set(b for b in srv.log_bytes() if b != 0x0a and not 0x20 <= b <= 0x7e))
+    t.is_(bad, [], "%s: the log holds printable ASCII only (hostile names escaped)" % desc)
+    t.unlike(log, r"(?m)^forged line", "%s: a LF in a file name cannot forge a log line" % desc)
+
+
+def delivered(md):
+    return {header(d, "Message-ID"): d for _, d in read_maildir(md)}
+
+
+def main(t):
+    with Server(t, name="smap-43") as srv:
+        uid, gid = smap_ids()
+        parent = os.path.join(srv.dir, "mail")
+        os.mkdir(parent)
+        os.chown(parent, uid, gid)
+        md = os.path.join(parent, "Maildir") + "/"
+        outside = os.path.join(srv.dir, "outside")
+        os.mkdir(outside)
+        passwd_before = open("/etc/passwd", "rb").read()
+        d = Smapd(t, srv, conf={"default_transport": "maildir:" + md, "message_size_limit": SIZE_LIMIT,
+                                "smtpd_recipient_limit": RCPT_LIMIT}, name="smapd-43")
+        t.is_(d.check()[0], 0, "smapd -t accepts the maildir: configuration")
+
+        # round 1: smapd not running; everything waits in new/ together
+        cases = hostile_set(srv, outside)
+        gid1 = new_id()
+        place(srv, gid1, spool_bytes(gid1, good_msg("good-handmade-1")))
+        (sid1, _), = send(srv, [(["u@example.com"], good_msg("good-smtp-1"))])
+        t0 = time.monotonic()
+        rc = d.once(flush=True, timeout=30)
+        took = time.monotonic() - t0
+        t.is_(rc, 0, "round 1: smapd -1 -f over %d hostile entries exits 0" % len(cases))
+        t.ok(took < 15, "round 1: ... and does not hang (FIFO included): %.1fs" % took)
+        got = delivered(md)
+        for tag, sid in (("good-handmade-1", gid1), ("good-smtp-1", sid1)):
+            t.ok("<%s@b.example>" % tag in got, "round 1: the valid message %s (%s) was delivered" % (tag, sid),
+                 "Maildir: %r" % sorted(got))
+        want = good_msg("good-handmade-1").replace(b"\r\n", b"\n")
+        dd = got.get("<good-handmade-1@b.example>", b"")
+        t.ok(dd.endswith(want) and dd.startswith(b"Return-Path: <a@b.example>\n"),
+             "round 1: the hand-made message arrived byte for byte after Return-Path/Delivered-To", repr(dd[:300]))
+        t.is_(sorted(got), ["<good-handmade-1@b.example>", "<good-smtp-1@b.example>"],
+              "round 1: nothing else reached the Maildir")
+        check_cases(t, srv, cases, passwd_before, "round 1")
+        target_ok = all(open(os.path.join(outside, n), "rb").read().startswith(b"SMAP 1\n")
+                        for n in os.listdir(outside))
+        t.ok(target_ok and len(os.listdir(outside)) == 1, "round 1: the symlink's target is untouched")
+        t.ok(not queue_ids(srv) and not state_ids(srv), "round 1: queue/ and state/ empty",
+             "%s %s" % (queue_ids(srv), state_ids(srv)))
+
+        # round 2: the daemon runs; hostile entries arrive beside valid ones
+        with d:
+            d.start()
+            cases2 = hostile_set(srv, outside)
+            gid2 = new_id()
+            place(srv, gid2, spool_bytes(gid2, good_msg("good-handmade-2")))
+            (sid2, _), = send(srv, [(["u@example.com"], good_msg("good-smtp-2"))])
+            ok = wait_until(lambda: "<good-handmade-2@b.example>" in delivered(md) and
+                            "<good-smtp-2@b.example>" in delivered(md), 10)
+            t.ok(ok, "round 2 (daemon, inotify): both valid messages delivered", repr(sorted(delivered(md))))
+            ok = wait_until(lambda: not any(os.path.lexists(os.path.join(srv.newdir(), c.name)) for c in cases2), 10)
+            t.ok(ok, "round 2: every hostile entry left new/", repr(listdir(srv.newdir())))
+            t.ok(d.alive(), "round 2: smapd still running (no hang, no crash)")
+            check_cases(t, srv, cases2, passwd_before, "round 2")
+            # a FIFO alone, then a valid file: smapd must not block on it
+            f = new_id()
+            place(srv, f, kind="fifo")
+            gid3 = new_id()
+            time.sleep(0.2)
+            place(srv, gid3, spool_bytes(gid3, good_msg("good-after-fifo")))
+            ok = wait_until(lambda: "<good-after-fifo@b.example>" in delivered(md), 10)
+            t.ok(ok, "round 2: a valid file after a lone FIFO is delivered")
+            t.ok(quarantined(srv).get(f) and "regular" in quarantined(srv)[f], "round 2: the lone FIFO quarantined")
+            rc = d.stop()
+            t.is_(rc, [0], "round 2: smapd exits 0 on SIGTERM")
+        t.note("reasons given: " + "; ".join(sorted(set(w or "?" for w in quarantined(srv).values()))))
+
+
+if __name__ == "__main__":
+    TAP(watchdog=85).main(main)

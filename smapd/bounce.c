@@ -100,7 +100,9 @@ rfc5322_date(long long when, char *buf, size_t len)
 static int
 listed(const struct state *st, size_t i, int delay)
 {
-	return st->r[i].status == (delay ? R_PENDING : R_BOUNCE);
+	if (delay)
+		return st->r[i].status == R_PENDING;
+	return st->r[i].status == R_BOUNCE && !st->r[i].notified;
 }
 
 /* compose - the whole DSN message: failures, or (delay) a warning */

@@ -396,13 +396,37 @@ warn_delay(const struct qctx *q, const struct envelope *e, int fd,
 	log_info("%s: sender delay notification: %s", e->id, bid);
 }
 
+/* return_failed - the DSN for recipients that failed since the last one;
+ * sent at once, even while others are still being retried */
+static void
+return_failed(const struct qctx *q, const struct envelope *e, int fd,
+    struct state *st)
+{
+	char bid[SPOOL_ID_MAX + 1];
+	size_t i, n = 0;
+
+	for (i = 0; i < st->n; i++)
+		n += st->r[i].status == R_BOUNCE && !st->r[i].notified;
+	if (n == 0 || strcmp(e->sender, "<>") == 0)
+		return;
+	if (bounce_create(q->cf, e, fd, st, bid, sizeof(bid)) < 0) {
+		log_warn("%s: cannot create the non-delivery notification: %s",
+		    e->id, strerror(errno));
+		return;
+	}
+	for (i = 0; i < st->n; i++)
+		if (st->r[i].status == R_BOUNCE)
+			st->r[i].notified = 1;
+	log_ident("smap/bounce");
+	log_info("%s: sender non-delivery notification: %s", e->id, bid);
+}
+
 /* conclude - after an attempt: done, bounce, or wait for the next one */
 static void
 conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
     long long now)
 {
 	size_t i, pending = 0, bounced = 0;
-	char bid[SPOOL_ID_MAX + 1];
 
 	for (i = 0; i < st->n; i++) {
 		pending += st->r[i].status == R_PENDING;
@@ -413,6 +437,10 @@ conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
 		bounced += pending;
 		pending = 0;
 	}
+	/* Record the outcome first: a crash from here on never re-sends. */
+	if (state_save(e->id, st) < 0)
+		log_warn("%s: cannot save state: %s", e->id, strerror(errno));
+	return_failed(q, e, fd, st);
 	if (pending > 0) {
 		warn_delay(q, e, fd, st, now);
 		st->attempts++;
@@ -425,24 +453,15 @@ conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
 		q->deferred++;
 		return;
 	}
-	/* Record the outcome first: a crash from here on never re-sends. */
-	if (state_save(e->id, st) < 0)
-		log_warn("%s: cannot save state: %s", e->id, strerror(errno));
 	if (bounced > 0 && strcmp(e->sender, "<>") == 0) {
 		quarantine(QDIR, e->id, "undeliverable, and the sender is the null "
 		    "sender (never bounced)");
 		state_remove(e->id);
 		return;
 	}
-	if (bounced > 0) {
-		if (bounce_create(q->cf, e, fd, st, bid, sizeof(bid)) < 0) {
-			log_warn("%s: cannot create the non-delivery notification: %s",
-			    e->id, strerror(errno));
-			return;
-		}
-		log_ident("smap/bounce");
-		log_info("%s: sender non-delivery notification: %s", e->id, bid);
-	}
+	for (i = 0; i < st->n; i++)
+		if (st->r[i].status == R_BOUNCE && !st->r[i].notified)
+			return;	/* the DSN could not be made: keep it, try later */
 	remove_message(e->id);
 }
 

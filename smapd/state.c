@@ -3,7 +3,8 @@
  *
  * FORMAT: LF-terminated lines. "SMAPSTATE 1", "attempts N", "next T",
  * "warned 0|1", then one line per decided or deferred recipient:
- * "rcpt INDEX sent|deferred|bounced DSN TEXT", TEXT printable ASCII.
+ * "rcpt INDEX sent|deferred|bounced|returned DSN TEXT", TEXT printable
+ * ASCII; returned is bounced with the DSN already sent.
  * Only smapd writes these files (state/ is smapd's, mode 0700), but they
  * are read with the same bounds as anything else.
  */
@@ -19,7 +20,8 @@
 
 #define STATE_DIR "state"
 
-static const char *st_names[] = { "pending", "sent", "deferred", "bounced" };
+static const char *st_names[] = { "pending", "sent", "deferred", "bounced",
+	"returned" };	/* returned: bounced, and the DSN went out */
 
 /* state_path - "state/ID" plus a suffix */
 static void
@@ -56,15 +58,17 @@ parse_rcpt(const char *line, struct state *st)
 	if ((p = number(line, "rcpt ", &idx)) == NULL || idx < 0 ||
 	    (size_t)idx >= st->n)
 		return -1;
-	for (k = 1; k < 4; k++) {
+	for (k = 1; k < 5; k++) {
 		n = strlen(st_names[k]);
 		if (strncmp(p, st_names[k], n) == 0 && p[n] == ' ')
 			break;
 	}
-	if (k == 4 || (sp = strchr(p + n + 1, ' ')) == NULL ||
+	if (k == 5 || (sp = strchr(p + n + 1, ' ')) == NULL ||
 	    (size_t)(sp - (p + n + 1)) >= sizeof(st->r[0].dsn))
 		return -1;
-	st->r[idx].status = k == R_DEFER ? R_PENDING : (enum rstatus)k;
+	st->r[idx].status = k == R_DEFER ? R_PENDING : k == 4 ? R_BOUNCE :
+	    (enum rstatus)k;
+	st->r[idx].notified = k == 4;
 	snprintf(st->r[idx].dsn, sizeof(st->r[idx].dsn), "%.*s",
 	    (int)(sp - (p + n + 1)), p + n + 1);
 	snprintf(st->r[idx].text, sizeof(st->r[idx].text), "%s", sp + 1);
@@ -154,7 +158,8 @@ write_state(FILE *fp, const struct state *st)
 		if (strchr(dsn, ' ') != NULL)
 			snprintf(dsn, sizeof(dsn), "4.0.0");
 		fprintf(fp, "rcpt %zu %s %s %s\n", i, st->r[i].status == R_PENDING ?
-		    "deferred" : st_names[st->r[i].status], dsn, text);
+		    "deferred" : st->r[i].notified ? "returned" :
+		    st_names[st->r[i].status], dsn, text);
 	}
 }
 

@@ -22,6 +22,7 @@ struct rcpt_result {
 	enum rstatus status;
 	char dsn[16];		/* "2.0.0", "4.4.1", "5.1.1" */
 	char text[512];		/* what the backend said, printable ASCII */
+	int notified;		/* R_BOUNCE: the sender has had its DSN */
 };
 
 struct delivery {

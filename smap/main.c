@@ -114,6 +114,7 @@ main(int argc, char **argv)
 			fputs(err, stderr);
 		if (mode != 't')
 			conf_print(stdout, &cf, mode == 'd');
+		conf_free(&cf);
 		return 0;
 	}
 	snprintf(ident, sizeof(ident), "%s/smtpd", cf.syslog_name);

@@ -213,15 +213,14 @@ main(int argc, char **argv)
 	}
 	if (optind != argc || load(&cf, &q.t) < 0)
 		return optind != argc ? EX_USAGE : EX_CONFIG;
-	if (print) {
-		conf_print(stdout, &cf, print == 'd');
-		return 0;
-	}
-	if (check) {
+	if (print || check) {
 		static char warns[8192];
 
-		if (conf_warnings(&cf, conf_path, warns, sizeof(warns)) > 0)
+		if (print)
+			conf_print(stdout, &cf, print == 'd');
+		else if (conf_warnings(&cf, conf_path, warns, sizeof(warns)) > 0)
 			fputs(warns, stderr);
+		conf_free(&cf);
 		return 0;
 	}
 	q.cf = &cf;

@@ -184,8 +184,6 @@ static int	envelope_ok(const struct delivery *);
 static const char *helo_name(const struct conf *);
 static void	set_result(struct rcpt_result *, enum rstatus, const char *,
 		    const char *, ...) __attribute__((format(printf, 4, 5)));
-static void	set_undecided(struct delivery *, enum rstatus, const char *,
-		    const char *, ...) __attribute__((format(printf, 4, 5)));
 static void	from_reply(struct rcpt_result *, enum rstatus,
 		    const struct reply *, const char *, const char *);
 static void	undecided_from(struct delivery *, enum rstatus,
@@ -528,23 +526,6 @@ set_result(struct rcpt_result *res, enum rstatus st, const char *dsn,
 	va_end(ap);
 }
 
-/* set_undecided - the same verdict for every recipient still pending */
-static void
-set_undecided(struct delivery *d, enum rstatus st, const char *dsn,
-    const char *fmt, ...)
-{
-	char text[sizeof(d->res[0].text)];
-	va_list ap;
-	size_t i;
-
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	for (i = 0; i < d->n; i++)
-		if (d->res[i].status == R_PENDING)
-			set_result(&d->res[i], st, dsn, "%s", text);
-}
-
 /* from_reply - a verdict in the server's words, Postfix style; the
  * enhanced code keeps its detail but takes the verdict's class */
 static void
@@ -574,13 +555,13 @@ fail_io(struct delivery *d, const struct conn *c)
 	const char *stage = c->stage ? c->stage : "talking to it";
 
 	if (c->err == IO_TIMEOUT)
-		set_undecided(d, R_DEFER, "4.4.2", "conversation with %s timed "
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "conversation with %s timed "
 		    "out while %s", c->peer, stage);
 	else if (c->err == IO_GARBAGE)
-		set_undecided(d, R_DEFER, "4.4.2", "protocol error: %s sent a "
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "protocol error: %s sent a "
 		    "malformed reply while %s", c->peer, stage);
 	else
-		set_undecided(d, R_DEFER, "4.4.2", "lost connection with %s "
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "lost connection with %s "
 		    "while %s", c->peer, stage);
 }
 
@@ -628,7 +609,7 @@ open_unix(struct conn *c, const struct transport *t, const struct conf *cf,
 	if (c->fd >= 0)
 		(void)close(c->fd);
 	c->fd = -1;
-	set_undecided(d, R_DEFER, "4.4.1", "connect to %s: %s", t->path,
+	deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.1", "connect to %s: %s", t->path,
 	    strerror(err));
 	return -1;
 }
@@ -674,7 +655,7 @@ open_tcp(struct conn *c, const struct transport *t, const struct conf *cf,
 	snprintf(port, sizeof(port), "%u", t->port);
 	snprintf(d->relay, sizeof(d->relay), "%s:%u", t->host, t->port);
 	if ((rc = getaddrinfo(t->host, port, &hints, &res)) != 0) {
-		set_undecided(d, R_DEFER, rc == EAI_AGAIN ? "4.4.3" : "4.4.4",
+		deliver_set(d, SET_UNDECIDED, R_DEFER, rc == EAI_AGAIN ? "4.4.3" : "4.4.4",
 		    "Host or domain name not found. Name service error for "
 		    "name=%s: %s", t->host, gai_strerror(rc));
 		return -1;
@@ -685,7 +666,7 @@ open_tcp(struct conn *c, const struct transport *t, const struct conf *cf,
 	freeaddrinfo(res);
 	if (err == 0)
 		return 0;
-	set_undecided(d, R_DEFER, "4.4.1", "connect to %s: %s", d->relay,
+	deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.1", "connect to %s: %s", d->relay,
 	    strerror(err));
 	return -1;
 }
@@ -946,7 +927,7 @@ handshake(struct conn *c, const struct conf *cf, SSL_CTX *ctx,
 		}
 	}
 	c->broken = 1;
-	set_undecided(d, R_DEFER, "4.7.5", "Cannot start TLS: handshake with "
+	deliver_set(d, SET_UNDECIDED, R_DEFER, "4.7.5", "Cannot start TLS: handshake with "
 	    "%s failed: %s", c->peer, why);
 	return 1;
 }
@@ -1000,7 +981,7 @@ tls_check(struct conn *c, const struct conf *cf, struct delivery *d)
 		    c->peer, fp[0] ? fp : "none");
 	if (why[0] == '\0')
 		return 0;
-	set_undecided(d, R_DEFER, "4.7.5", "TLS is required, but %s", why);
+	deliver_set(d, SET_UNDECIDED, R_DEFER, "4.7.5", "TLS is required, but %s", why);
 	return 1;
 }
 
@@ -1017,7 +998,7 @@ starttls(struct conn *c, const struct conf *cf, struct delivery *d)
 	if (c->level == TLS_NONE || (!c->starttls && !need))
 		return 0;
 	if (!c->starttls) {
-		set_undecided(d, R_DEFER, "4.7.4", "TLS is required, but was "
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.7.4", "TLS is required, but was "
 		    "not offered by host %s", c->peer);
 		return 1;
 	}
@@ -1025,7 +1006,7 @@ starttls(struct conn *c, const struct conf *cf, struct delivery *d)
 		log_warn("cannot set up TLS for %s: %s", c->peer, why);
 		if (!need)
 			return 0;
-		set_undecided(d, R_DEFER, "4.7.5", "TLS is required, but "
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.7.5", "TLS is required, but "
 		    "cannot be set up: %s", why);
 		return 1;
 	}
@@ -1033,7 +1014,7 @@ starttls(struct conn *c, const struct conf *cf, struct delivery *d)
 	if (command(c, cf->smtp_helo_timeout, &r, "STARTTLS") < 0)
 		return -1;
 	if (r.code != 220 && (need || r.code == 421)) {
-		set_undecided(d, R_DEFER, r.code == 421 ? "4.4.2" : "4.7.5",
+		deliver_set(d, SET_UNDECIDED, R_DEFER, r.code == 421 ? "4.4.2" : "4.7.5",
 		    "TLS is required, but host %s refused to start TLS: %d %s%s%s",
 		    c->peer, r.code, r.dsn, r.dsn[0] ? " " : "", r.text);
 		return 1;
@@ -1150,12 +1131,12 @@ auth_with(struct conn *c, const struct conf *cf, const struct sasl_cred *cr,
 	int rc;
 
 	if (c->ssl == NULL) {
-		set_undecided(d, R_DEFER, "4.7.0", "SASL credentials for %s "
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.7.0", "SASL credentials for %s "
 		    "not sent without TLS", c->peer);
 		return 1;
 	}
 	if (!(c->auth & (AUTH_PLAIN | AUTH_LOGIN))) {
-		set_undecided(d, R_DEFER, "4.7.0", "SASL authentication with "
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.7.0", "SASL authentication with "
 		    "%s failed: no common mechanism (PLAIN, LOGIN)", c->peer);
 		return 1;
 	}
@@ -1166,7 +1147,7 @@ auth_with(struct conn *c, const struct conf *cf, const struct sasl_cred *cr,
 		return rc;
 	/* 4xx or 5xx alike: deferred, never bounced. */
 	snprintf(dsn, sizeof(dsn), "4%.14s", r.dsn[0] ? r.dsn + 1 : ".7.0");
-	set_undecided(d, R_DEFER, dsn, "SASL authentication failed; server %s "
+	deliver_set(d, SET_UNDECIDED, R_DEFER, dsn, "SASL authentication failed; server %s "
 	    "said: %d %s%s%s", c->peer, r.code, r.dsn, r.dsn[0] ? " " : "",
 	    r.text);
 	return 1;
@@ -1188,7 +1169,7 @@ authenticate(struct conn *c, const struct conf *cf, struct delivery *d)
 	sasl_keys(&c->key, keys);
 	if ((rc = sasl_lookup(map, kv, 2, &cr, why, sizeof(why))) < 0) {
 		log_warn("smtp_sasl_password_maps: %s", why);
-		set_undecided(d, R_DEFER, "4.7.0", "SASL password file "
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.7.0", "SASL password file "
 		    "refused: %s", why);
 		return 1;
 	}
@@ -1571,7 +1552,7 @@ message(struct txn *x)
 		/* Never send "." after a short read: drop the connection. */
 		saved = errno;
 		c->broken = 1;
-		set_undecided(x->d, R_DEFER, "4.3.0", "error reading the queue "
+		deliver_set(x->d, SET_UNDECIDED, R_DEFER, "4.3.0", "error reading the queue "
 		    "file: %s", strerror(saved));
 		return 0;
 	}
@@ -1604,7 +1585,7 @@ transaction(struct txn *x)
 	int rc;
 
 	if (c->size && c->size_max > 0 && e->size > c->size_max) {
-		set_undecided(x->d, R_BOUNCE, "5.3.4", "message size %lld "
+		deliver_set(x->d, SET_UNDECIDED, R_BOUNCE, "5.3.4", "message size %lld "
 		    "exceeds size limit %lld of server %s", e->size,
 		    c->size_max, c->peer);
 		return 0;
@@ -1686,7 +1667,7 @@ deliver_smtp(const struct transport *t, const struct conf *cf,
 		(void)attempt(t, cf, d, acc, 0);
 	}
 	free(acc);
-	set_undecided(d, R_DEFER, "4.3.0", "no verdict from %s", d->relay);
+	deliver_set(d, SET_UNDECIDED, R_DEFER, "4.3.0", "no verdict from %s", d->relay);
 }
 
 /* smtp_close_cached - QUIT and close the cached connection, if any */

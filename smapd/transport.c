@@ -92,10 +92,10 @@ transport_parse(const char *spec, struct transport *t, char *why, size_t len)
 	return -1;
 }
 
-/* deliver_all - one verdict for every recipient of this attempt */
+/* deliver_set - one verdict for every (or every undecided) recipient */
 void
-deliver_all(struct delivery *d, enum rstatus st, const char *dsn,
-    const char *fmt, ...)
+deliver_set(struct delivery *d, enum setwhich which, enum rstatus st,
+    const char *dsn, const char *fmt, ...)
 {
 	char text[sizeof(d->res[0].text)];
 	va_list ap;
@@ -105,6 +105,8 @@ deliver_all(struct delivery *d, enum rstatus st, const char *dsn,
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	for (i = 0; i < d->n; i++) {
+		if (which == SET_UNDECIDED && d->res[i].status != R_PENDING)
+			continue;
 		d->res[i].status = st;
 		snprintf(d->res[i].dsn, sizeof(d->res[i].dsn), "%s", dsn);
 		snprintf(d->res[i].text, sizeof(d->res[i].text), "%s", text);

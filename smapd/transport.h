@@ -68,9 +68,12 @@ void deliver_maildir(const struct transport *t, const struct conf *cf,
 /* Close a cached SMTP/LMTP connection (QUIT), e.g. at the end of a run. */
 void smtp_close_cached(void);
 
-/* Set every result to the same status, code and text. */
-void deliver_all(struct delivery *d, enum rstatus st, const char *dsn,
-    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Set results to the same status, code and text: every one (SET_ALL),
+ * or only those still R_PENDING (SET_UNDECIDED). */
+enum setwhich { SET_ALL, SET_UNDECIDED };
+void deliver_set(struct delivery *d, enum setwhich which, enum rstatus st,
+    const char *dsn, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+#define deliver_all(d, ...) deliver_set((d), SET_ALL, __VA_ARGS__)
 
 /*
  * Pass the message to put() in pieces, converting line ends: MSG_SMTP

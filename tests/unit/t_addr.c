@@ -25,8 +25,6 @@
 #define FUZZ_ROUNDS	200000
 #define FUZZ_LEN_MAX	300
 
-static int	hexval(int);
-static int	unescape(const char *, size_t, char *, size_t *);
 static void	check_invariants(const struct addr *, char *, size_t);
 static void	run_case(const char *, const char *, size_t, char *, size_t);
 static void	run_line(int, char *);
@@ -38,56 +36,6 @@ static void	run_fuzz(void);
 static void	run_direct(void);
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dULL;
-
-/* The value of hex digit c, or -1. */
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Decode the escapes of src[0..n) into dst (CASE_MAX); -1 when malformed. */
-static int
-unescape(const char *src, size_t n, char *dst, size_t *dlen)
-{
-	size_t i, o = 0;
-	int hi, lo;
-
-	for (i = 0; i < n; i++) {
-		if (o >= CASE_MAX)
-			return -1;
-		if (src[i] != '\\') {
-			dst[o++] = src[i];
-			continue;
-		}
-		if (++i >= n)
-			return -1;
-		switch (src[i]) {
-		case 'r': dst[o++] = '\r'; break;
-		case 'n': dst[o++] = '\n'; break;
-		case 't': dst[o++] = '\t'; break;
-		case '0': dst[o++] = '\0'; break;
-		case '\\': dst[o++] = '\\'; break;
-		case 'x':
-			if (i + 2 >= n || (hi = hexval(src[i + 1])) < 0 ||
-			    (lo = hexval(src[i + 2])) < 0)
-				return -1;
-			dst[o++] = (char)(hi * 16 + lo);
-			i += 2;
-			break;
-		default:
-			return -1;
-		}
-	}
-	*dlen = o;
-	return 0;
-}
 
 /* Append a marker to got when a->at, a->literal or addr_domain disagree. */
 static void
@@ -156,7 +104,7 @@ run_line(int lineno, char *line)
 
 	if ((t1 = strchr(line, '\t')) == NULL ||
 	    (t2 = strchr(t1 + 1, '\t')) == NULL ||
-	    unescape(t1 + 1, (size_t)(t2 - t1 - 1), in, &len) == -1) {
+	    tap_unescape(t1 + 1, (size_t)(t2 - t1 - 1), in, CASE_MAX, &len) == -1) {
 		tap_ok(0, "cases.txt:%d is well-formed", lineno);
 		return;
 	}

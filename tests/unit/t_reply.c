@@ -32,8 +32,6 @@ struct run {
 	int done;		/* garbage seen: stop feeding */
 };
 
-static int	hexval(int);
-static int	unescape(const char *, size_t, char *, size_t *);
 static void	outcome(struct run *, const char *);
 static void	feed(struct run *, const char *, size_t);
 static void	finish(struct run *);
@@ -47,56 +45,6 @@ static int	printable(const struct reply *);
 static void	run_fuzz(void);
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-
-/* hexval - the value of hex digit c, or -1 */
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* unescape - decode src[0..n) into dst (CASE_MAX); -1 when malformed */
-static int
-unescape(const char *src, size_t n, char *dst, size_t *dlen)
-{
-	size_t i, o = 0;
-	int hi, lo;
-
-	for (i = 0; i < n; i++) {
-		if (o >= CASE_MAX)
-			return -1;
-		if (src[i] != '\\') {
-			dst[o++] = src[i];
-			continue;
-		}
-		if (++i >= n)
-			return -1;
-		switch (src[i]) {
-		case 'r': dst[o++] = '\r'; break;
-		case 'n': dst[o++] = '\n'; break;
-		case 't': dst[o++] = '\t'; break;
-		case '0': dst[o++] = '\0'; break;
-		case '\\': dst[o++] = '\\'; break;
-		case 'x':
-			if (i + 2 >= n || (hi = hexval(src[i + 1])) < 0 ||
-			    (lo = hexval(src[i + 2])) < 0)
-				return -1;
-			dst[o++] = (char)(hi * 16 + lo);
-			i += 2;
-			break;
-		default:
-			return -1;
-		}
-	}
-	*dlen = o;
-	return 0;
-}
 
 /* outcome - append one outcome, tab-separated */
 static void
@@ -198,7 +146,7 @@ run_line(int lineno, char *line)
 	size_t len;
 
 	if ((tab = strchr(line, '\t')) == NULL ||
-	    unescape(line, (size_t)(tab - line), in, &len) == -1) {
+	    tap_unescape(line, (size_t)(tab - line), in, CASE_MAX, &len) == -1) {
 		tap_ok(0, "cases.txt:%d is well-formed", lineno);
 		return;
 	}

@@ -84,6 +84,60 @@ tap_slurp(const char *path, size_t *len)
 	return buf;
 }
 
+/* hexval - the value of hex digit c, or -1 */
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* escaped - the byte that \c stands for, or -1 */
+static int
+escaped(char c)
+{
+	static const char from[] = "rnt0\\", to[] = "\r\n\t\0\\";
+	const char *p = memchr(from, c, sizeof(from) - 1);
+
+	return p ? to[p - from] : -1;
+}
+
+int
+tap_unescape(const char *src, size_t n, char *dst, size_t cap, size_t *dlen)
+{
+	size_t i, o = 0;
+	int hi, lo, c;
+
+	for (i = 0; i < n; i++, o++) {
+		if (o >= cap)
+			return -1;
+		if (src[i] != '\\') {
+			dst[o] = src[i];
+			continue;
+		}
+		if (++i >= n)
+			return -1;
+		if (src[i] != 'x') {
+			if ((c = escaped(src[i])) < 0)
+				return -1;
+			dst[o] = (char)c;
+			continue;
+		}
+		if (i + 2 >= n || (hi = hexval(src[i + 1])) < 0 ||
+		    (lo = hexval(src[i + 2])) < 0)
+			return -1;
+		dst[o] = (char)(hi * 16 + lo);
+		i += 2;
+	}
+	*dlen = o;
+	return 0;
+}
+
 int
 tap_done(void)
 {

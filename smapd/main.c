@@ -11,6 +11,7 @@
  * configuration (-t prints every error as file:line: reason).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -32,16 +33,21 @@
 #define EX_CONFIG 78
 
 static volatile sig_atomic_t stop, reload;
+static int wakeup[2] = { -1, -1 };	/* self-pipe: a signal wakes poll() */
 static const char *conf_path = "/etc/smap/smap.conf";
 
 /* on_signal - TERM/INT stop after the delivery in progress; HUP reloads */
 static void
 on_signal(int sig)
 {
+	int saved = errno;
+
 	if (sig == SIGHUP)
 		reload = 1;
 	else
 		stop = 1;
+	(void)!write(wakeup[1], "", 1);
+	errno = saved;
 }
 
 /* load - configuration and transport; prints every error; 0 or -1 */
@@ -88,6 +94,8 @@ signals(void)
 {
 	struct sigaction sa;
 
+	if (pipe2(wakeup, O_NONBLOCK | O_CLOEXEC) < 0)
+		log_warn("pipe: %s", strerror(errno));
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
@@ -152,7 +160,7 @@ do_reload(struct conf *cf, struct qctx *q)
 static int
 wait_for(int ino, long long seconds)
 {
-	struct pollfd p = { ino, POLLIN, 0 };
+	struct pollfd p[2] = { { wakeup[0], POLLIN, 0 }, { ino, POLLIN, 0 } };
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 	const struct inotify_event *ev;
 	ssize_t n, off;
@@ -160,9 +168,11 @@ wait_for(int ino, long long seconds)
 
 	if (seconds > 86400)
 		seconds = 86400;
-	if (poll(&p, ino >= 0 ? 1 : 0, (int)seconds * 1000) <= 0)
+	if (stop || reload || poll(p, ino >= 0 ? 2 : 1, (int)seconds * 1000) <= 0)
 		return 0;
-	while ((n = read(ino, buf, sizeof(buf))) > 0)
+	while (read(wakeup[0], buf, sizeof(buf)) > 0)
+		;
+	while (ino >= 0 && (n = read(ino, buf, sizeof(buf))) > 0)
 		for (off = 0; off + (ssize_t)sizeof(*ev) <= n;
 		    off += (ssize_t)sizeof(*ev) + ev->len) {
 			ev = (const struct inotify_event *)(buf + off);

@@ -56,9 +56,6 @@ static struct msg small, nullsender, big;
 static struct conf cf;
 static char relay[320];
 
-static void	fatal(const char *);
-static int	rm_entry(const char *, const struct stat *, int,
-		    struct FTW *);
 static void	cleanup(void);
 static void	make_msg(struct msg *, const char *, const char *, size_t);
 static void	setup(void);
@@ -78,28 +75,6 @@ static void	test_missing_parent(void);
 static int	fill(const char *);
 static void	test_full(void);
 
-/* fatal - the test cannot go on */
-static void
-fatal(const char *what)
-{
-	tap_ok(0, "%s: %s", what, strerror(errno));
-	cleanup();
-	(void)tap_done();
-	exit(1);
-}
-
-/* rm_entry - nftw callback: remove one name (no symlink is followed) */
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	if (remove(path) < 0)
-		tap_diag("remove %s: %s", path, strerror(errno));
-	return 0;
-}
-
 /* cleanup - unmount the tmpfs, remove the temp tree */
 static void
 cleanup(void)
@@ -110,8 +85,7 @@ cleanup(void)
 	if (!made)
 		return;
 	made = 0;
-	if (chdir("/") < 0 || nftw(work, rm_entry, 16,
-	    FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
+	if (chdir("/") < 0 || tap_rmtree(work) < 0)
 		tap_diag("cannot remove %s: %s", work, strerror(errno));
 }
 
@@ -127,7 +101,7 @@ make_msg(struct msg *m, const char *sender, const char *body, size_t len)
 
 	memset(&e, 0, sizeof(e));
 	if ((fd = spool_create(id, sizeof(id))) < 0)
-		fatal("spool_create");
+		tap_fatal("spool_create");
 	snprintf(e.id, sizeof(e.id), "%s", id);
 	e.arrival = time(NULL);
 	snprintf(e.client, sizeof(e.client), "192.0.2.1");
@@ -140,13 +114,13 @@ make_msg(struct msg *m, const char *sender, const char *body, size_t len)
 	e.size = (long long)len;
 	if (spool_write_envelope(fd, &e) < 0 || spool_write(fd, body, len) < 0 ||
 	    spool_write_final(fd, &e) < 0 || spool_commit(fd, id) < 0)
-		fatal("spool write");
+		tap_fatal("spool write");
 	snprintf(path, sizeof(path), "%s/%s", SPOOL_NEW, id);
 	if ((m->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		fatal("open spool file");
+		tap_fatal("open spool file");
 	if (spool_read_envelope(m->fd, &m->env, 100, why, sizeof(why)) < 0) {
 		tap_diag("spool_read_envelope: %s", why);
-		fatal("spool_read_envelope");
+		tap_fatal("spool_read_envelope");
 	}
 }
 
@@ -158,20 +132,20 @@ setup(void)
 	size_t i;
 
 	if (mkdtemp(work) == NULL)
-		fatal("mkdtemp");
+		tap_fatal("mkdtemp");
 	made = 1;
 	if (chdir(work) < 0 || mkdir(SPOOL_TMP, 0700) < 0 ||
 	    mkdir(SPOOL_NEW, 0700) < 0 || mkdir("mail", 0755) < 0)
-		fatal("directories");
+		tap_fatal("directories");
 	if (conf_defaults(&cf) != 0)
-		fatal("conf_defaults");
+		tap_fatal("conf_defaults");
 	free(cf.myhostname);
 	if ((cf.myhostname = strdup(HOST)) == NULL)
-		fatal("strdup");
+		tap_fatal("strdup");
 	make_msg(&small, "<a@b.example>", MSG, strlen(MSG));
 	make_msg(&nullsender, "<>", MSG, strlen(MSG));
 	if ((body = malloc(BIG_LEN)) == NULL)
-		fatal("malloc");
+		tap_fatal("malloc");
 	for (i = 0; i < BIG_LEN; i++)
 		body[i] = i % 64 == 62 ? '\r' : i % 64 == 63 ? '\n' : 'x';
 	make_msg(&big, "<a@b.example>", body, BIG_LEN);
@@ -184,7 +158,7 @@ wpath(char *buf, size_t len, const char *rel)
 {
 	if (snprintf(buf, len, "%s/%s", work, rel) >= (int)len) {
 		errno = ENAMETOOLONG;
-		fatal("path");
+		tap_fatal("path");
 	}
 }
 
@@ -199,7 +173,7 @@ deliver(const char *rel, const struct msg *m, const size_t *idx, size_t n,
 
 	snprintf(spec, sizeof(spec), "maildir:%s/%s", work, rel);
 	if (transport_parse(spec, &t, why, sizeof(why)) < 0)
-		fatal("transport_parse");
+		tap_fatal("transport_parse");
 	memset(&d, 0, sizeof(d));
 	memset(res, 0x55, n * sizeof(*res));	/* not R_PENDING */
 	d.env = &m->env;
@@ -282,7 +256,7 @@ test_deliver(void)
 	    MSG_LF, "bytes: Return-Path, Delivered-To, message with LF");
 	free(got);
 	if (regcomp(&re, NAME_RE, REG_EXTENDED | REG_NOSUB) != 0)
-		fatal("regcomp");
+		tap_fatal("regcomp");
 	tap_ok(regexec(&re, name, 0, NULL, 0) == 0,
 	    "name <sec>.M<usec>P<pid>Q<n>.<host>, / and : escaped: %s", name);
 	regfree(&re);
@@ -360,7 +334,7 @@ test_symlink(void)
 	wpath(target, sizeof(target), "mail/Maildir");
 	wpath(link, sizeof(link), "mail/Link");
 	if (symlink(target, link) < 0)
-		fatal("symlink");
+		tap_fatal("symlink");
 	deliver("mail/Link/", &small, idx, 1, res);
 	check(&res[0], R_DEFER, "4.3.0", NULL, "symlinked Maildir");
 	tap_ok(strstr(res[0].text, "symbolic link") != NULL, "reason: %s",
@@ -370,7 +344,7 @@ test_symlink(void)
 	    "nothing written through the symlink");
 	if (mkdir("mail/Tmplink", 0700) < 0 || mkdir("mail/elsewhere", 0700) < 0 ||
 	    symlink("../elsewhere", "mail/Tmplink/tmp") < 0)
-		fatal("symlinked tmp/");
+		tap_fatal("symlinked tmp/");
 	deliver("mail/Tmplink/", &small, idx, 1, res);
 	check(&res[0], R_DEFER, "4.3.0", NULL, "symlinked tmp/");
 	tap_ok(entries("mail/elsewhere", NULL, 0) == 0,
@@ -422,7 +396,7 @@ test_full(void)
 
 	wpath(full, sizeof(full), "full");
 	if (mkdir(full, 0700) < 0)
-		fatal("mkdir full");
+		tap_fatal("mkdir full");
 	if (mount("tmpfs", full, "tmpfs", MS_NOSUID | MS_NODEV,
 	    "size=16k,mode=0700") < 0) {
 		tap_ok(1, "# skip cannot mount a tmpfs: %s", strerror(errno));
@@ -449,6 +423,7 @@ test_full(void)
 int
 main(void)
 {
+	tap_on_fatal(cleanup);
 	setup();
 	test_deliver();
 	test_second();

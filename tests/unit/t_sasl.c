@@ -28,8 +28,6 @@
 static char work[] = "/tmp/t_sasl.XXXXXX";
 static char file[PATH_LEN];
 
-static void	fatal(const char *);
-static int	rm_entry(const char *, const struct stat *, int, struct FTW *);
 static void	put(const char *, size_t, mode_t);
 static int	look(const char *, struct sasl_cred *, char *, size_t);
 static void	found(const char *, const char *, const char *, const char *,
@@ -39,24 +37,6 @@ static void	test_parse(void);
 static void	test_lines(void);
 static void	test_files(void);
 static void	test_sizes(void);
-
-/* fatal - the test cannot go on */
-static void
-fatal(const char *what)
-{
-	tap_ok(0, "%s: %s", what, strerror(errno));
-	(void)tap_done();
-	exit(1);
-}
-
-/* rm_entry - nftw callback: remove one entry of the work directory */
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)f;
-	return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
 
 /* put - the password file with n bytes of text and mode */
 static void
@@ -68,7 +48,7 @@ put(const char *text, size_t n, mode_t mode)
 	if ((fp = fopen(file, "w")) == NULL ||
 	    fwrite(text, 1, n, fp) != n || fclose(fp) != 0 ||
 	    chmod(file, mode) < 0)
-		fatal("write the password file");
+		tap_fatal("write the password file");
 }
 
 /* look - sasl_lookup of one key and its port-less form, as smapd asks */
@@ -225,7 +205,7 @@ test_files(void)
 	put(text, sizeof(text) - 1, 0600);
 	if (geteuid() == 0 && pw != NULL) {
 		if (chown(file, pw->pw_uid, (gid_t)-1) < 0)
-			fatal("chown");
+			tap_fatal("chown");
 		refused("not by smapd's uid", "owned by another uid");
 	} else
 		tap_ok(1, "# SKIP the owner case needs root");
@@ -233,16 +213,16 @@ test_files(void)
 	put(text, sizeof(text) - 1, 0600);
 	snprintf(path, sizeof(path), "%s/link", work);
 	if (symlink(file, path) < 0)
-		fatal("symlink");
+		tap_fatal("symlink");
 	snprintf(file, sizeof(file), "%s/link", work);
 	refused("is a symbolic link", "a symbolic link to a good file");
 	snprintf(file, sizeof(file), "%s/dir", work);
 	if (mkdir(file, 0700) < 0)
-		fatal("mkdir");
+		tap_fatal("mkdir");
 	refused("not a regular file", "a directory");
 	snprintf(file, sizeof(file), "%s/fifo", work);
 	if (mkfifo(file, 0600) < 0)
-		fatal("mkfifo");
+		tap_fatal("mkfifo");
 	refused("not a regular file", "a FIFO (and no hang)");
 	snprintf(file, sizeof(file), "%s/missing", work);
 	tap_ok(look("[192.0.2.1]:587", &cr, why, sizeof(why)) == -1 &&
@@ -260,7 +240,7 @@ test_sizes(void)
 	size_t n;
 
 	if (big == NULL)
-		fatal("malloc");
+		tap_fatal("malloc");
 	/* exactly SASL_FILE_MAX bytes of comments, then a match */
 	memset(big, '#', SASL_FILE_MAX);
 	for (n = 1000; n < SASL_FILE_MAX - 64; n += 1000)
@@ -296,12 +276,12 @@ int
 main(void)
 {
 	if (mkdtemp(work) == NULL)
-		fatal("mkdtemp");
+		tap_fatal("mkdtemp");
 	snprintf(file, sizeof(file), "%s/sasl_passwd", work);
 	test_parse();
 	test_lines();
 	test_files();
 	test_sizes();
-	(void)nftw(work, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	(void)tap_rmtree(work);
 	return tap_done();
 }

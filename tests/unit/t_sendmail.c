@@ -77,7 +77,6 @@ static struct conf cf;
 static char relay[320];		/* d->relay of the last delivery */
 
 static int	fake_sendmail(int, char **);
-static void	fatal(const char *);
 static void	cleanup(void);
 static void	empty_dir(const char *);
 static int	write_file(const char *, const char *, size_t, mode_t);
@@ -134,16 +133,6 @@ fake_sendmail(int argc, char **argv)
 	while (read(0, buf, sizeof(buf)) > 0)
 		;
 	return fclose(fp) == 0 ? 0 : 75;
-}
-
-/* fatal - the test cannot go on */
-static void
-fatal(const char *what)
-{
-	tap_ok(0, "%s: %s", what, strerror(errno));
-	cleanup();
-	(void)tap_done();
-	exit(1);
 }
 
 /* empty_dir - unlink every file in dir (our own temp dir only) */
@@ -207,7 +196,7 @@ reset(void)
 	for (i = 0; i < sizeof(controls) / sizeof(controls[0]); i++)
 		(void)unlink(controls[i]);
 	if (write_file("exitcode", "0\n", 2, 0600) < 0)
-		fatal("exitcode");
+		tap_fatal("exitcode");
 	set_path(fake_sh);
 	cf.smtp_data_done_timeout = 20;
 }
@@ -225,7 +214,7 @@ make_msg(struct msg *m, const char *sender, const char *body, size_t len,
 
 	memset(&e, 0, sizeof(e));
 	if ((fd = spool_create(id, sizeof(id))) < 0)
-		fatal("spool_create");
+		tap_fatal("spool_create");
 	snprintf(e.id, sizeof(e.id), "%s", id);
 	e.arrival = time(NULL);
 	snprintf(e.client, sizeof(e.client), "192.0.2.1");
@@ -238,17 +227,17 @@ make_msg(struct msg *m, const char *sender, const char *body, size_t len,
 	e.size = (long long)len;
 	if (spool_write_envelope(fd, &e) < 0 || spool_write(fd, body, len) < 0 ||
 	    spool_write_final(fd, &e) < 0 || spool_commit(fd, id) < 0)
-		fatal("spool write");
+		tap_fatal("spool write");
 	snprintf(path, sizeof(path), "%s/%s", SPOOL_NEW, id);
 	if ((m->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		fatal("open spool file");
+		tap_fatal("open spool file");
 	if (spool_read_envelope(m->fd, &m->env, 100, why, sizeof(why)) < 0) {
 		tap_diag("spool_read_envelope: %s", why);
-		fatal("spool_read_envelope");
+		tap_fatal("spool_read_envelope");
 	}
 	m->lflen = strlen(lf);
 	if ((m->lf = strdup(lf)) == NULL)
-		fatal("strdup");
+		tap_fatal("strdup");
 }
 
 /* big_message - about 1 MB, CRLF, with dot lines; its LF form too */
@@ -260,7 +249,7 @@ big_message(size_t *len, char **lf, size_t *lflen)
 	FILE *f1 = open_memstream(&crlf, &n1), *f2 = open_memstream(&l, &n2);
 
 	if (f1 == NULL || f2 == NULL)
-		fatal("open_memstream");
+		tap_fatal("open_memstream");
 	fputs("Subject: big\r\n\r\n", f1);
 	fputs("Subject: big\n\n", f2);
 	for (i = 0; i < BIG_LINES; i++) {
@@ -270,7 +259,7 @@ big_message(size_t *len, char **lf, size_t *lflen)
 		    i % 100 == 0 ? "." : "", i);
 	}
 	if (fclose(f1) != 0 || fclose(f2) != 0)
-		fatal("memstream");
+		tap_fatal("memstream");
 	*len = n1;
 	*lf = l;
 	*lflen = n2;
@@ -285,18 +274,18 @@ setup(const char *argv0)
 	size_t len, lflen;
 
 	if (realpath(argv0, self) == NULL)
-		fatal("realpath argv[0]");
+		tap_fatal("realpath argv[0]");
 	if (mkdtemp(work) == NULL)
-		fatal("mkdtemp");
+		tap_fatal("mkdtemp");
 	made = 1;
 	if (chdir(work) < 0 || mkdir(SPOOL_TMP, 0700) < 0 ||
 	    mkdir(SPOOL_NEW, 0700) < 0)
-		fatal("spool directory");
+		tap_fatal("spool directory");
 	snprintf(fake_sh, sizeof(fake_sh), "%s/fake.sh", work);
 	if (write_file(fake_sh, script, strlen(script), 0700) < 0)
-		fatal("fake.sh");
+		tap_fatal("fake.sh");
 	if (conf_defaults(&cf) != 0)
-		fatal("conf_defaults");
+		tap_fatal("conf_defaults");
 	make_msg(&small, "<a@b.example>", SMALL_MSG, strlen(SMALL_MSG),
 	    SMALL_LF);
 	make_msg(&nullsender, "<>", SMALL_MSG, strlen(SMALL_MSG), SMALL_LF);
@@ -312,7 +301,7 @@ set_path(const char *path)
 {
 	free(cf.sendmail_path);
 	if ((cf.sendmail_path = strdup(path)) == NULL)
-		fatal("strdup");
+		tap_fatal("strdup");
 }
 
 /* deliver - run the transport for the recipients idx[0..n) of m */
@@ -325,7 +314,7 @@ deliver(const struct msg *m, const size_t *idx, size_t n,
 	char why[256];
 
 	if (transport_parse("sendmail", &t, why, sizeof(why)) < 0)
-		fatal("transport_parse");
+		tap_fatal("transport_parse");
 	memset(&d, 0, sizeof(d));
 	memset(res, 0x55, n * sizeof(*res));	/* not R_PENDING */
 	d.env = &m->env;
@@ -460,7 +449,7 @@ test_exit_codes(void)
 		reset();
 		snprintf(buf, sizeof(buf), "%d\n", t[i].code);
 		if (write_file("exitcode", buf, strlen(buf), 0600) < 0)
-			fatal("exitcode");
+			tap_fatal("exitcode");
 		deliver(&small, idx, 2, res);
 		snprintf(buf, sizeof(buf), "Command died with status %d",
 		    t[i].code);
@@ -503,7 +492,7 @@ test_enhanced(void)
 		if (write_file("exitcode", t[i].exit, strlen(t[i].exit),
 		    0600) < 0 || write_file("output", t[i].out,
 		    strlen(t[i].out), 0600) < 0)
-			fatal("control file");
+			tap_fatal("control file");
 		deliver(&small, idx, 1, res);
 		snprintf(name, sizeof(name), "exit %s, output %.*s", t[i].exit,
 		    (int)strcspn(t[i].out, "\t\n"), t[i].out);
@@ -520,7 +509,7 @@ test_signal(void)
 
 	reset();
 	if (write_file("signal", "", 0, 0600) < 0)
-		fatal("signal");
+		tap_fatal("signal");
 	deliver(&small, idx, 2, res);
 	check(&res[0], R_DEFER, "4.3.0", "Command died with signal 9",
 	    "death by signal");
@@ -539,7 +528,7 @@ test_timeout(void)
 	reset();
 	cf.smtp_data_done_timeout = 2;
 	if (write_file("hang", "", 0, 0600) < 0)
-		fatal("hang");
+		tap_fatal("hang");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	deliver(&small, idx, 1, res);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -561,12 +550,12 @@ test_noread(void)
 	reset();
 	if (write_file("noread", "", 0, 0600) < 0 ||
 	    write_file("exitcode", "67\n", 3, 0600) < 0)
-		fatal("noread");
+		tap_fatal("noread");
 	deliver(&big, idx, 1, res);
 	check(&res[0], R_BOUNCE, "5.1.1", "Command died with status 67",
 	    "exit 67 without reading 1 MB (EPIPE)");
 	if (write_file("exitcode", "0\n", 2, 0600) < 0)
-		fatal("exitcode");
+		tap_fatal("exitcode");
 	deliver(&big, idx, 1, res);
 	check(&res[0], R_DEFER, "4.3.0", "Command exited before reading the "
 	    "whole message", "exit 0 without reading 1 MB (EPIPE)");
@@ -584,7 +573,7 @@ test_bigout(void)
 	reset();
 	if (write_file("bigout", "", 0, 0600) < 0 ||
 	    write_file("exitcode", "1\n", 2, 0600) < 0)
-		fatal("bigout");
+		tap_fatal("bigout");
 	deliver(&big, idx, 1, res);
 	n = strlen(res[0].text);
 	check(&res[0], R_BOUNCE, "5.3.0", NULL, "100 KB of output, exit 1");
@@ -664,6 +653,7 @@ test_postfix(void)
 int
 main(int argc, char **argv)
 {
+	tap_on_fatal(cleanup);
 	if (argc > 0 && strcmp(argv[0], "sendmail") == 0)
 		return fake_sendmail(argc, argv);
 	setup(argv[0]);

@@ -66,8 +66,6 @@ struct run {
 };
 
 static void	on_alarm(int);
-static void	fatal(const char *);
-static int	rm_entry(const char *, const struct stat *, int, struct FTW *);
 static void	cleanup(void);
 static void	setup(void);
 static unsigned	free_port(void);
@@ -124,25 +122,6 @@ on_alarm(int sig)
 	_exit(1);
 }
 
-/* fatal - the test cannot go on */
-static void
-fatal(const char *what)
-{
-	tap_ok(0, "%s: %s", what, strerror(errno));
-	cleanup();
-	(void)tap_done();
-	exit(1);
-}
-
-/* rm_entry - nftw callback: remove one entry of the work directory */
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)f;
-	return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
-
 /* cleanup - stop the servers, remove the work directory */
 static void
 cleanup(void)
@@ -151,7 +130,7 @@ cleanup(void)
 	master_stop();
 	smtp_close_cached();
 	if (chdir("/") == 0 && work[strlen(work) - 1] != 'X')
-		(void)nftw(work, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		(void)tap_rmtree(work);
 	conf_free(&cf);
 }
 
@@ -161,7 +140,7 @@ set_str(char **p, const char *v)
 {
 	free(*p);
 	if ((*p = strdup(v)) == NULL)
-		fatal("strdup");
+		tap_fatal("strdup");
 }
 
 /* setup - work dir with spool/{tmp,new} (cwd) and dump/ for the sink */
@@ -171,19 +150,19 @@ setup(void)
 	char path[PATH_LEN];
 
 	if (mkdtemp(work) == NULL || chmod(work, 0755) < 0)
-		fatal("mkdtemp");
+		tap_fatal("mkdtemp");
 	snprintf(dumpdir, sizeof(dumpdir), "%s/dump", work);
 	snprintf(sinklog, sizeof(sinklog), "%s/sink.log", work);
 	snprintf(path, sizeof(path), "%s/spool", work);
 	if (mkdir(dumpdir, 0777) < 0 || chmod(dumpdir, 0777) < 0 ||
 	    mkdir(path, 0700) < 0 || chdir(path) < 0 ||
 	    mkdir(SPOOL_TMP, 0700) < 0 || mkdir(SPOOL_NEW, 0700) < 0)
-		fatal("work directory");
+		tap_fatal("work directory");
 	if (conf_defaults(&cf) != 0)
-		fatal("conf_defaults");
+		tap_fatal("conf_defaults");
 	free(cf.smtp_helo_name);
 	if ((cf.smtp_helo_name = strdup("smapd.test")) == NULL)
-		fatal("strdup");
+		tap_fatal("strdup");
 	cf.smtp_connect_timeout = 2;
 	cf.smtp_helo_timeout = 2;
 	cf.smtp_data_done_timeout = 2;
@@ -207,7 +186,7 @@ free_port(void)
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&sin, &len) < 0)
-		fatal("free port");
+		tap_fatal("free port");
 	close(fd);
 	return ntohs(sin.sin_port);
 }
@@ -246,7 +225,7 @@ spawn(char *const argv[], char *const envp[], const char *log)
 
 	fflush(stdout);
 	if ((pid = fork()) < 0)
-		fatal("fork");
+		tap_fatal("fork");
 	if (pid == 0) {
 		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
@@ -322,7 +301,7 @@ sink_spawn(const char *const opts[], const char *unixpath)
 	for (i = 0; i < 500 && !probe(sink_port, unixpath); i++)
 		usleep(10000);
 	if (i == 500)
-		fatal("smtp-sink did not start");
+		tap_fatal("smtp-sink did not start");
 }
 
 /* sink_start - a fresh sink on a new port; no cached connection */
@@ -386,17 +365,17 @@ spool_message(struct run *r, const char *const rcpt[], size_t n,
 	e.body8 = 1;
 	e.size = (long long)message_len;
 	if ((fd = spool_create(id, sizeof(id))) < 0)
-		fatal("spool_create");
+		tap_fatal("spool_create");
 	snprintf(e.id, sizeof(e.id), "%s", id);
 	if (spool_write_envelope(fd, &e) < 0 ||
 	    spool_write(fd, message, message_len) < 0 ||
 	    spool_write_final(fd, &e) < 0 || spool_commit(fd, id) < 0)
-		fatal("spool file");
+		tap_fatal("spool file");
 	snprintf(path, sizeof(path), "%s/%s", SPOOL_NEW, id);
 	if ((r->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
 	    spool_read_envelope(r->fd, &r->env, 100, why, sizeof(why)) < 0) {
 		tap_diag("spool_read_envelope: %s", why);
-		fatal("spool read");
+		tap_fatal("spool read");
 	}
 	(void)unlink(path);
 	for (i = 0; i < n; i++)
@@ -418,7 +397,7 @@ deliver(struct run *r, const char *spec)
 	snprintf(s, sizeof(s), spec, sink_port);
 	if (transport_parse(s, &t, why, sizeof(why)) < 0) {
 		tap_diag("%s", why);
-		fatal("transport_parse");
+		tap_fatal("transport_parse");
 	}
 	deliver_smtp(&t, &cf, &r->d);
 }
@@ -767,7 +746,7 @@ test_timeouts(void)
 
 		if (hold < 0 || connect(hold, (struct sockaddr *)&sin,
 		    sizeof(sin)) < 0)
-			fatal("connect");
+			tap_fatal("connect");
 	}
 	spool_message(&r, RCPT2, 1, "192.0.2.1");
 	deliver(&r, "smtp:[127.0.0.1]:%u");
@@ -865,7 +844,7 @@ master_conf(const char *dir, unsigned p1, unsigned p2)
 
 	snprintf(path, sizeof(path), "%s/main.cf", dir);
 	if ((fp = fopen(path, "w")) == NULL)
-		fatal("main.cf");
+		tap_fatal("main.cf");
 	fprintf(fp, "compatibility_level = 3.6\nqueue_directory = %s/q\n"
 	    "data_directory = %s/data\nmail_owner = postfix\n"
 	    "myhostname = backend.test\nmydestination =\n"
@@ -883,7 +862,7 @@ master_conf(const char *dir, unsigned p1, unsigned p2)
 	fclose(fp);
 	snprintf(path, sizeof(path), "%s/master.cf", dir);
 	if ((fp = fopen(path, "w")) == NULL)
-		fatal("master.cf");
+		tap_fatal("master.cf");
 	fprintf(fp, "127.0.0.1:%u inet n - n - - smtpd\n127.0.0.1:%u inet n - "
 	    "n - - smtpd -o message_size_limit=1000\nrewrite unix - - n - - "
 	    "trivial-rewrite\n", p1, p2);
@@ -908,12 +887,12 @@ master_start(unsigned p1, unsigned p2)
 	snprintf(dir, sizeof(dir), "%s/postfix", work);
 	snprintf(env, sizeof(env), "MAIL_CONFIG=%s", dir);
 	if (mkdir(dir, 0755) < 0)
-		fatal("mkdir postfix");
+		tap_fatal("mkdir postfix");
 	for (i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, sub[i]);
 		if (mkdir(path, 0755) < 0 || (i >= 2 && chown(path,
 		    pw->pw_uid, (gid_t)-1) < 0))
-			fatal("postfix directories");
+			tap_fatal("postfix directories");
 	}
 	master_conf(dir, p1, p2);
 	snprintf(path, sizeof(path), "%s/master.log", work);
@@ -921,7 +900,7 @@ master_start(unsigned p1, unsigned p2)
 	for (i = 0; i < 500 && !probe(p1, NULL); i++)
 		usleep(10000);
 	if (i == 500)
-		fatal("postfix master did not start");
+		tap_fatal("postfix master did not start");
 	return 0;
 }
 
@@ -1036,7 +1015,7 @@ write_file(const char *path, const char *text, mode_t mode)
 
 	if (fp == NULL || fputs(text, fp) < 0 || fclose(fp) != 0 ||
 	    chmod(path, mode) < 0)
-		fatal(path);
+		tap_fatal(path);
 }
 
 /* test_auth_plaintext - smtp-sink offers AUTH but no STARTTLS */
@@ -1089,6 +1068,7 @@ test_auth_plaintext(void)
 int
 main(void)
 {
+	tap_on_fatal(cleanup);
 	/* Orphans of the Postfix master come to us, to be reaped. */
 	(void)prctl(PR_SET_CHILD_SUBREAPER, 1);
 	signal(SIGALRM, on_alarm);

@@ -86,7 +86,6 @@ static char golden[PATH_LEN];	/* absolute <golden-dir>/spool */
 static char work[] = "/tmp/t_spool.XXXXXX";
 static int made;		/* work exists */
 
-static void	fatal(const char *);
 static void	setup(const char *);
 static void	gpath(char *, size_t, const char *, const char *);
 static void	empty_dir(const char *);
@@ -105,16 +104,6 @@ static int	listed(const char *);
 static void	test_unlisted(void);
 static void	test_max_rcpt(void);
 
-/* fatal - the test cannot go on: report, clean up, exit */
-static void
-fatal(const char *what)
-{
-	tap_ok(0, "%s: %s", what, strerror(errno));
-	cleanup();
-	(void)tap_done();
-	exit(1);
-}
-
 /* setup - the golden path, then a fresh spool directory as cwd */
 static void
 setup(const char *dir)
@@ -124,14 +113,14 @@ setup(const char *dir)
 	if (snprintf(rel, sizeof(rel), "%s/spool", dir) >= (int)sizeof(rel) ||
 	    realpath(rel, golden) == NULL) {
 		tap_diag("golden directory %s/spool", dir);
-		fatal("realpath");
+		tap_fatal("realpath");
 	}
 	if (mkdtemp(work) == NULL)
-		fatal("mkdtemp");
+		tap_fatal("mkdtemp");
 	made = 1;
 	if (chdir(work) < 0 || mkdir(SPOOL_TMP, 0700) < 0 ||
 	    mkdir(SPOOL_NEW, 0700) < 0)
-		fatal("spool directory");
+		tap_fatal("spool directory");
 }
 
 /* gpath - <golden>/name suffix into buf */
@@ -142,7 +131,7 @@ gpath(char *buf, size_t len, const char *name, const char *suffix)
 
 	if (n < 0 || (size_t)n >= len) {
 		errno = ENAMETOOLONG;
-		fatal("golden path");
+		tap_fatal("golden path");
 	}
 }
 
@@ -290,7 +279,7 @@ test_writer(void)
 	golden_envelope(&e, rcpts, NELEM(rcpts));
 	fd = spool_create(id, sizeof(id));
 	if (!tap_ok(fd >= 0, "spool_create %s", GOLDEN_ID))
-		fatal("spool_create");
+		tap_fatal("spool_create");
 	tap_is(id, GOLDEN_ID, "spool_create keeps the id given");
 	tap_ok(fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
 	    (st.st_mode & 07777) == 0600, "temp file has mode 0600");
@@ -351,7 +340,7 @@ test_commit_noreplace(void)
 	    "new/%s made by hand", CLASH_ID);
 	fd = spool_create(id, sizeof(id));
 	if (!tap_ok(fd >= 0, "spool_create %s", CLASH_ID))
-		fatal("spool_create");
+		tap_fatal("spool_create");
 	tap_is(id, CLASH_ID, "spool_create keeps the id (only new/ has it)");
 	tap_ok(spool_write(fd, "replacement\n", 12) == 0, "write temp file");
 	errno = 0;
@@ -547,6 +536,7 @@ main(int argc, char *argv[])
 {
 	size_t i;
 
+	tap_on_fatal(cleanup);
 	setup(argc > 1 ? argv[1] : "tests/golden");
 	test_writer();
 	test_commit_noreplace();

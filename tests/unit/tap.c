@@ -1,14 +1,19 @@
 /*
  * tap.c - a minimal TAP producer for the C unit tests; trusts its callers.
  */
+#include <errno.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include "tap.h"
 
 static int tap_n, tap_failed;
+static void (*tap_cleanup)(void);
 
 static void
 tap_vreport(int cond, const char *fmt, va_list ap)
@@ -136,6 +141,39 @@ tap_unescape(const char *src, size_t n, char *dst, size_t cap, size_t *dlen)
 	}
 	*dlen = o;
 	return 0;
+}
+
+void
+tap_on_fatal(void (*cleanup)(void))
+{
+	tap_cleanup = cleanup;
+}
+
+void
+tap_fatal(const char *what)
+{
+	tap_ok(0, "%s: %s", what, strerror(errno));
+	if (tap_cleanup != NULL)
+		tap_cleanup();
+	(void)tap_done();
+	exit(1);
+}
+
+/* rm_entry - nftw callback: remove one entry */
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)f;
+	if ((flag == FTW_DP ? rmdir(path) : unlink(path)) < 0)
+		tap_diag("remove %s: %s", path, strerror(errno));
+	return 0;
+}
+
+int
+tap_rmtree(const char *path)
+{
+	return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
 int

@@ -19,6 +19,13 @@ char *tap_slurp(const char *path, size_t *len);
  * files use them to hold control bytes. */
 int tap_unescape(const char *src, size_t n, char *dst, size_t cap,
     size_t *dlen);
+/* What tap_fatal() runs before exiting (remove temp files, stop servers). */
+void tap_on_fatal(void (*cleanup)(void));
+/* The test cannot go on: "not ok" with errno's text, clean up, plan, exit 1. */
+void tap_fatal(const char *what) __attribute__((noreturn));
+/* Remove a directory tree without following symbolic links or crossing
+ * mount points; 0 or -1. */
+int tap_rmtree(const char *path);
 /* Print the plan "1..N" and return the exit status: 0 when all passed. */
 int tap_done(void);
 

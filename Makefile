@@ -192,3 +192,61 @@ clean:
 .SECONDARY:
 
 -include $(wildcard common/*.d smap/*.d smapd/*.d tests/unit/*.d)
+
+# ---- fuzzing (libFuzzer, clang only) ------------------------------------
+#   make fuzz FUZZTIME=60   build the harnesses in tests/fuzz and run each
+#                           for FUZZTIME seconds; new inputs go to
+#                           tests/fuzz/build/scratch/NAME, never the corpus
+#   make fuzz-smoke         build, then run each over its committed corpus
+#                           only (seconds); findings: tests/fuzz/build/crash-*
+FUZZ_CC ?= clang
+FUZZTIME ?= 60
+FUZZ_DIR = tests/fuzz
+FUZZ_BUILD = $(FUZZ_DIR)/build
+FUZZ_NAMES = addr conf spool reply session
+FUZZ_BINS = $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_CPPFLAGS = -iquote common -iquote smap -iquote smapd -D_GNU_SOURCE
+FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer $(SSL_CFLAGS) $(CAP_CFLAGS)
+FUZZ_SRC = $(COMMON_SRC) $(SMAP_SRC) smapd/reply.c
+FUZZ_OBJ = $(FUZZ_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_HDR = $(wildcard common/*.h smap/*.h smapd/*.h)
+FUZZ_RUNFLAGS = -rss_limit_mb=2048 -artifact_prefix=$(FUZZ_BUILD)/
+FUZZ_DICT_addr = -dict=$(FUZZ_DIR)/smtp.dict
+FUZZ_DICT_session = -dict=$(FUZZ_DIR)/smtp.dict
+
+$(FUZZ_BUILD)/obj/%.o: %.c $(FUZZ_HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) \
+		-fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+
+$(FUZZ_BUILD)/libfuzzsrc.a: $(FUZZ_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_DIR)/fuzz_%.c $(FUZZ_BUILD)/libfuzzsrc.a $(FUZZ_HDR)
+	$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) \
+		-fsanitize=fuzzer,address,undefined -o $@ $< \
+		$(FUZZ_BUILD)/libfuzzsrc.a $(SSL_LIBS) $(CAP_LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@for n in $(FUZZ_NAMES); do \
+		mkdir -p $(FUZZ_BUILD)/scratch/$$n || exit 1; \
+		echo "fuzz_$$n: $(FUZZTIME)s"; \
+		case $$n in addr) d='$(FUZZ_DICT_addr)';; \
+		session) d='$(FUZZ_DICT_session)';; *) d=;; esac; \
+		$(FUZZ_BUILD)/fuzz_$$n -max_total_time=$(FUZZTIME) \
+			$(FUZZ_RUNFLAGS) $$d $(FUZZ_BUILD)/scratch/$$n \
+			$(FUZZ_DIR)/corpus/$$n || exit 1; \
+	done
+
+fuzz-smoke: fuzz-build
+	@for n in $(FUZZ_NAMES); do \
+		$(FUZZ_BUILD)/fuzz_$$n -runs=0 $(FUZZ_RUNFLAGS) \
+			$(FUZZ_DIR)/corpus/$$n >$(FUZZ_BUILD)/smoke-$$n.log 2>&1 || \
+			{ echo "fuzz_$$n failed: see $(FUZZ_BUILD)/smoke-$$n.log"; \
+			  tail -40 $(FUZZ_BUILD)/smoke-$$n.log; exit 1; }; \
+	done
+
+.PHONY: fuzz fuzz-build fuzz-smoke

@@ -31,9 +31,12 @@ CAP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcap)
 CAP_LIBS := $(shell $(PKG_CONFIG) --libs libcap)
 SSL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libssl libcrypto)
 SSL_LIBS := $(shell $(PKG_CONFIG) --libs libssl libcrypto)
+SECCOMP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libseccomp)
+SECCOMP_LIBS := $(shell $(PKG_CONFIG) --libs libseccomp)
 
 ALL_CPPFLAGS = -iquote common $(FORTIFY) -D_GNU_SOURCE $(CPPFLAGS)
-ALL_CFLAGS = $(WARN) $(HARDEN) $(CAP_CFLAGS) $(SSL_CFLAGS) $(CFLAGS) -MMD -MP
+ALL_CFLAGS = $(WARN) $(HARDEN) $(CAP_CFLAGS) $(SECCOMP_CFLAGS) $(SSL_CFLAGS) \
+	$(CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(LDHARDEN) $(SANLD) $(LDFLAGS)
 
 COMMON_SRC = $(wildcard common/*.c)
@@ -60,21 +63,22 @@ smap/libsmap.a: $(SMAP_OBJ)
 	$(AR) rcs $@ $^
 
 smap/smap: smap/main.o smap/libsmap.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(LDLIBS)
 
 smapd/libsmapd.a: $(SMAPD_OBJ)
 	$(AR) rcs $@ $^
 
 smapd/smapd: smapd/main.o smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(LDLIBS)
 
 smapd/smapq: smapd/smapq.o smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(LDLIBS)
 
-tests/unit/t_%: tests/unit/t_%.o tests/unit/tap.o smap/libsmap.a smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(LDLIBS)
+tests/unit/t_%: tests/unit/t_%.o tests/unit/tap.o tests/unit/fixture.o smap/libsmap.a smapd/libsmapd.a common/libcommon.a
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(LDLIBS)
 
 tests/unit/tap.o: tests/unit/tap.c
+tests/unit/fixture.o: tests/unit/fixture.c
 
 tests: $(UNIT_BIN)
 
@@ -210,9 +214,11 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer $(SSL_CFLAGS) $(CAP_CFLAGS)
 FUZZ_SRC = $(COMMON_SRC) $(SMAP_SRC) smapd/reply.c
 FUZZ_OBJ = $(FUZZ_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_HDR = $(wildcard common/*.h smap/*.h smapd/*.h)
-FUZZ_RUNFLAGS = -rss_limit_mb=2048 -artifact_prefix=$(FUZZ_BUILD)/
+FUZZ_RUNFLAGS = -rss_limit_mb=2048 -artifact_prefix=$(CURDIR)/$(FUZZ_BUILD)/
 FUZZ_DICT_addr = -dict=$(FUZZ_DIR)/smtp.dict
 FUZZ_DICT_session = -dict=$(FUZZ_DIR)/smtp.dict
+# the whole input is sent before the greeting: skip the pregreet check
+FUZZ_LDFLAGS_session = -Wl,--wrap=io_wait
 
 $(FUZZ_BUILD)/obj/%.o: %.c $(FUZZ_HDR)
 	@mkdir -p $(dir $@)
@@ -225,7 +231,7 @@ $(FUZZ_BUILD)/libfuzzsrc.a: $(FUZZ_OBJ)
 
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_DIR)/fuzz_%.c $(FUZZ_BUILD)/libfuzzsrc.a $(FUZZ_HDR)
 	$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) \
-		-fsanitize=fuzzer,address,undefined -o $@ $< \
+		-fsanitize=fuzzer,address,undefined $(FUZZ_LDFLAGS_$*) -o $@ $< \
 		$(FUZZ_BUILD)/libfuzzsrc.a $(SSL_LIBS) $(CAP_LIBS)
 
 fuzz-build: $(FUZZ_BINS)
@@ -237,14 +243,14 @@ fuzz: fuzz-build
 		case $$n in addr) d='$(FUZZ_DICT_addr)';; \
 		session) d='$(FUZZ_DICT_session)';; *) d=;; esac; \
 		$(FUZZ_BUILD)/fuzz_$$n -max_total_time=$(FUZZTIME) \
-			$(FUZZ_RUNFLAGS) $$d $(FUZZ_BUILD)/scratch/$$n \
-			$(FUZZ_DIR)/corpus/$$n || exit 1; \
+			$(FUZZ_RUNFLAGS) $$d $(CURDIR)/$(FUZZ_BUILD)/scratch/$$n \
+			$(CURDIR)/$(FUZZ_DIR)/corpus/$$n || exit 1; \
 	done
 
 fuzz-smoke: fuzz-build
 	@for n in $(FUZZ_NAMES); do \
 		$(FUZZ_BUILD)/fuzz_$$n -runs=0 $(FUZZ_RUNFLAGS) \
-			$(FUZZ_DIR)/corpus/$$n >$(FUZZ_BUILD)/smoke-$$n.log 2>&1 || \
+			$(CURDIR)/$(FUZZ_DIR)/corpus/$$n >$(FUZZ_BUILD)/smoke-$$n.log 2>&1 || \
 			{ echo "fuzz_$$n failed: see $(FUZZ_BUILD)/smoke-$$n.log"; \
 			  tail -40 $(FUZZ_BUILD)/smoke-$$n.log; exit 1; }; \
 	done

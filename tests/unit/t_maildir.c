@@ -29,6 +29,7 @@
 #include "conf.h"
 #include "spool.h"
 #include "../../smapd/transport.h"
+#include "fixture.h"
 #include "tap.h"
 
 #define PATH_LEN	4096
@@ -62,8 +63,6 @@ static void	setup(void);
 static void	wpath(char *, size_t, const char *);
 static void	deliver(const char *, const struct msg *, const size_t *,
 		    size_t, struct rcpt_result *);
-static int	check(const struct rcpt_result *, enum rstatus, const char *,
-		    const char *, const char *);
 static int	entries(const char *, char *, size_t);
 static char	*delivered(const char *, const char *);
 static void	test_deliver(void);
@@ -167,38 +166,10 @@ static void
 deliver(const char *rel, const struct msg *m, const size_t *idx, size_t n,
     struct rcpt_result *res)
 {
-	struct transport t;
-	struct delivery d;
-	char spec[PATH_LEN + 16], why[256];
+	char spec[PATH_LEN + 16];
 
 	snprintf(spec, sizeof(spec), "maildir:%s/%s", work, rel);
-	if (transport_parse(spec, &t, why, sizeof(why)) < 0)
-		tap_fatal("transport_parse");
-	memset(&d, 0, sizeof(d));
-	memset(res, 0x55, n * sizeof(*res));	/* not R_PENDING */
-	d.env = &m->env;
-	d.fd = m->fd;
-	d.idx = idx;
-	d.n = n;
-	d.res = res;
-	deliver_maildir(&t, &cf, &d);
-	snprintf(relay, sizeof(relay), "%s", d.relay);
-}
-
-/* check - one result has this status, code and (when text) text */
-static int
-check(const struct rcpt_result *r, enum rstatus st, const char *dsn,
-    const char *text, const char *name)
-{
-	int ok = r->status == st && strcmp(r->dsn, dsn) == 0 &&
-	    (text == NULL || strcmp(r->text, text) == 0);
-
-	tap_ok(ok, "%s: status %d dsn %s%s%s", name, (int)st, dsn,
-	    text ? " text " : "", text ? text : "");
-	if (!ok)
-		tap_diag("got status %d dsn '%s' text '%s'", (int)r->status,
-		    r->dsn, r->text);
-	return ok;
+	fx_deliver(spec, &cf, &m->env, m->fd, idx, n, res, relay, sizeof(relay));
 }
 
 /* entries - names in <work>/rel (-1: none such); the last one to name */
@@ -245,8 +216,8 @@ test_deliver(void)
 
 	deliver("mail/Maildir/", &small, idx, 3, res);
 	tap_is(relay, "local", "relay is local");
-	check(&res[0], R_SENT, "2.0.0", "delivered to maildir", "first");
-	check(&res[2], R_SENT, "2.0.0", "delivered to maildir", "third");
+	fx_check(&res[0], R_SENT, "2.0.0", "delivered to maildir", "first");
+	fx_check(&res[2], R_SENT, "2.0.0", "delivered to maildir", "third");
 	tap_ok(entries("mail/Maildir/new", name, sizeof(name)) == 1 &&
 	    entries("mail/Maildir/tmp", NULL, 0) == 0 &&
 	    entries("mail/Maildir/cur", NULL, 0) == 0,
@@ -279,7 +250,7 @@ test_second(void)
 	struct rcpt_result res[1];
 
 	deliver("mail/Maildir", &small, idx, 1, res);
-	check(&res[0], R_SENT, "2.0.0", "delivered to maildir", "second");
+	fx_check(&res[0], R_SENT, "2.0.0", "delivered to maildir", "second");
 	tap_ok(entries("mail/Maildir/new", NULL, 0) == 2,
 	    "two files in new/ after two deliveries");
 }
@@ -293,8 +264,8 @@ test_null_subset(void)
 	char name[256] = "", *got;
 
 	deliver("mail/Null/", &nullsender, idx, 2, res);
-	check(&res[0], R_SENT, "2.0.0", NULL, "null sender");
-	check(&res[1], R_SENT, "2.0.0", NULL, "null sender");
+	fx_check(&res[0], R_SENT, "2.0.0", NULL, "null sender");
+	fx_check(&res[1], R_SENT, "2.0.0", NULL, "null sender");
 	entries("mail/Null/new", name, sizeof(name));
 	got = delivered("mail/Null/new", name);
 	tap_is(got, "Return-Path: <>\nDelivered-To: postmaster\n" MSG_LF,
@@ -313,8 +284,8 @@ test_unsafe(void)
 	small.env.rcpt[0] = "<x\nBcc: y@z.example>";
 	deliver("mail/Unsafe/", &small, idx, 2, res);
 	small.env.rcpt[0] = saved;
-	check(&res[0], R_BOUNCE, "5.1.3", "unsafe address", "LF in address");
-	check(&res[1], R_SENT, "2.0.0", NULL, "the safe recipient");
+	fx_check(&res[0], R_BOUNCE, "5.1.3", "unsafe address", "LF in address");
+	fx_check(&res[1], R_SENT, "2.0.0", NULL, "the safe recipient");
 	entries("mail/Unsafe/new", name, sizeof(name));
 	got = delivered("mail/Unsafe/new", name);
 	tap_ok(got != NULL && strncmp(got, UNSAFE_HEAD,
@@ -336,7 +307,7 @@ test_symlink(void)
 	if (symlink(target, link) < 0)
 		tap_fatal("symlink");
 	deliver("mail/Link/", &small, idx, 1, res);
-	check(&res[0], R_DEFER, "4.3.0", NULL, "symlinked Maildir");
+	fx_check(&res[0], R_DEFER, "4.3.0", NULL, "symlinked Maildir");
 	tap_ok(strstr(res[0].text, "symbolic link") != NULL, "reason: %s",
 	    res[0].text);
 	tap_ok(entries("mail/Maildir/new", NULL, 0) == 2 &&
@@ -346,7 +317,7 @@ test_symlink(void)
 	    symlink("../elsewhere", "mail/Tmplink/tmp") < 0)
 		tap_fatal("symlinked tmp/");
 	deliver("mail/Tmplink/", &small, idx, 1, res);
-	check(&res[0], R_DEFER, "4.3.0", NULL, "symlinked tmp/");
+	fx_check(&res[0], R_DEFER, "4.3.0", NULL, "symlinked tmp/");
 	tap_ok(entries("mail/elsewhere", NULL, 0) == 0,
 	    "nothing written through tmp -> ../elsewhere");
 }
@@ -359,8 +330,8 @@ test_missing_parent(void)
 	struct rcpt_result res[2];
 
 	deliver("nope/Maildir/", &small, idx, 2, res);
-	check(&res[0], R_DEFER, "4.3.0", NULL, "missing parent");
-	check(&res[1], R_DEFER, "4.3.0", NULL, "missing parent");
+	fx_check(&res[0], R_DEFER, "4.3.0", NULL, "missing parent");
+	fx_check(&res[1], R_DEFER, "4.3.0", NULL, "missing parent");
 	tap_ok(strstr(res[0].text, "No such file or directory") != NULL,
 	    "reason: %s", res[0].text);
 	tap_ok(entries("nope", NULL, 0) == -1, "parent not created");
@@ -404,11 +375,11 @@ test_full(void)
 	}
 	mounted = 1;
 	deliver("full/Maildir/", &small, idx, 1, res);
-	check(&res[0], R_SENT, "2.0.0", NULL, "first delivery on the tmpfs");
+	fx_check(&res[0], R_SENT, "2.0.0", NULL, "first delivery on the tmpfs");
 	tap_ok(fill(full) == 0, "tmpfs filled up (ENOSPC)");
 	deliver("full/Maildir/", &big, idx, 2, res);
-	check(&res[0], R_DEFER, "4.3.0", NULL, "full file system");
-	check(&res[1], R_DEFER, "4.3.0", NULL, "full file system");
+	fx_check(&res[0], R_DEFER, "4.3.0", NULL, "full file system");
+	fx_check(&res[1], R_DEFER, "4.3.0", NULL, "full file system");
 	tap_ok(strstr(res[0].text, "No space left on device") != NULL,
 	    "reason: %s", res[0].text);
 	tap_ok(entries("full/Maildir/tmp", NULL, 0) == 0 &&

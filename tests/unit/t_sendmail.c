@@ -33,6 +33,7 @@
 #include "conf.h"
 #include "spool.h"
 #include "../../smapd/transport.h"
+#include "fixture.h"
 #include "tap.h"
 
 #define PATH_LEN	4096
@@ -88,8 +89,6 @@ static void	setup(const char *);
 static void	set_path(const char *);
 static void	deliver(const struct msg *, const size_t *, size_t,
 		    struct rcpt_result *);
-static int	check(const struct rcpt_result *, enum rstatus, const char *,
-		    const char *, const char *);
 static void	test_argv_env(void);
 static void	test_exact(void);
 static void	test_null_sender(void);
@@ -309,37 +308,8 @@ static void
 deliver(const struct msg *m, const size_t *idx, size_t n,
     struct rcpt_result *res)
 {
-	struct transport t;
-	struct delivery d;
-	char why[256];
-
-	if (transport_parse("sendmail", &t, why, sizeof(why)) < 0)
-		tap_fatal("transport_parse");
-	memset(&d, 0, sizeof(d));
-	memset(res, 0x55, n * sizeof(*res));	/* not R_PENDING */
-	d.env = &m->env;
-	d.fd = m->fd;
-	d.idx = idx;
-	d.n = n;
-	d.res = res;
-	deliver_sendmail(&t, &cf, &d);
-	snprintf(relay, sizeof(relay), "%s", d.relay);
-}
-
-/* check - one result has this status, code and (when text) text */
-static int
-check(const struct rcpt_result *r, enum rstatus st, const char *dsn,
-    const char *text, const char *name)
-{
-	int ok = r->status == st && strcmp(r->dsn, dsn) == 0 &&
-	    (text == NULL || strcmp(r->text, text) == 0);
-
-	tap_ok(ok, "%s: status %d dsn %s%s%s", name, (int)st, dsn,
-	    text ? " text " : "", text ? text : "");
-	if (!ok)
-		tap_diag("got status %d dsn '%s' text '%s'", (int)r->status,
-		    r->dsn, r->text);
-	return ok;
+	fx_deliver("sendmail", &cf, &m->env, m->fd, idx, n, res, relay,
+	    sizeof(relay));
 }
 
 /* test_argv_env - exact argv[0..], environment and descriptors */
@@ -358,8 +328,8 @@ test_argv_env(void)
 	    "e@f.example\npostmaster\nenv PATH=/usr/bin:/bin\nfds 0 1 2\n",
 	    "argv, environment and open descriptors of the command");
 	free(got);
-	check(&res[0], R_SENT, "2.0.0", "delivered via sendmail", "first");
-	check(&res[2], R_SENT, "2.0.0", "delivered via sendmail", "third");
+	fx_check(&res[0], R_SENT, "2.0.0", "delivered via sendmail", "first");
+	fx_check(&res[2], R_SENT, "2.0.0", "delivered via sendmail", "third");
 }
 
 /* test_exact - argv and stdin bytes as the script sees them */
@@ -382,8 +352,8 @@ test_exact(void)
 	    memcmp(got, small.lf, len) == 0,
 	    "stdin: the message with LF line ends, dot lines as they are");
 	free(got);
-	check(&res[0], R_SENT, "2.0.0", "delivered via sendmail", "exit 0");
-	check(&res[1], R_SENT, "2.0.0", "delivered via sendmail", "exit 0");
+	fx_check(&res[0], R_SENT, "2.0.0", "delivered via sendmail", "exit 0");
+	fx_check(&res[1], R_SENT, "2.0.0", "delivered via sendmail", "exit 0");
 	tap_is(relay, "sendmail", "relay is sendmail");
 	tap_ok(signal(SIGPIPE, SIG_DFL) == SIG_DFL,
 	    "SIGPIPE disposition restored after the delivery");
@@ -402,7 +372,7 @@ test_null_sender(void)
 	got = tap_slurp("argv", NULL);
 	tap_is(got, "-i\n-f\n\n--\nc@d.example\n", "null sender is -f \"\"");
 	free(got);
-	check(&res[0], R_SENT, "2.0.0", NULL, "null sender delivered");
+	fx_check(&res[0], R_SENT, "2.0.0", NULL, "null sender delivered");
 }
 
 /* test_subset - only the recipients in idx are passed */
@@ -454,8 +424,8 @@ test_exit_codes(void)
 		snprintf(buf, sizeof(buf), "Command died with status %d",
 		    t[i].code);
 		snprintf(name, sizeof(name), "exit %d", t[i].code);
-		check(&res[0], t[i].st, t[i].dsn, buf, name);
-		check(&res[1], t[i].st, t[i].dsn, buf, name);
+		fx_check(&res[0], t[i].st, t[i].dsn, buf, name);
+		fx_check(&res[1], t[i].st, t[i].dsn, buf, name);
 	}
 }
 
@@ -496,7 +466,7 @@ test_enhanced(void)
 		deliver(&small, idx, 1, res);
 		snprintf(name, sizeof(name), "exit %s, output %.*s", t[i].exit,
 		    (int)strcspn(t[i].out, "\t\n"), t[i].out);
-		check(&res[0], t[i].st, t[i].dsn, t[i].text, name);
+		fx_check(&res[0], t[i].st, t[i].dsn, t[i].text, name);
 	}
 }
 
@@ -511,9 +481,9 @@ test_signal(void)
 	if (write_file("signal", "", 0, 0600) < 0)
 		tap_fatal("signal");
 	deliver(&small, idx, 2, res);
-	check(&res[0], R_DEFER, "4.3.0", "Command died with signal 9",
+	fx_check(&res[0], R_DEFER, "4.3.0", "Command died with signal 9",
 	    "death by signal");
-	check(&res[1], R_DEFER, "4.3.0", NULL, "death by signal");
+	fx_check(&res[1], R_DEFER, "4.3.0", NULL, "death by signal");
 }
 
 /* test_timeout - a hung command is killed at the deadline */
@@ -534,7 +504,7 @@ test_timeout(void)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	secs = (double)(t1.tv_sec - t0.tv_sec) +
 	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	check(&res[0], R_DEFER, "4.3.0", "Command time limit exceeded (2s), "
+	fx_check(&res[0], R_DEFER, "4.3.0", "Command time limit exceeded (2s), "
 	    "killed", "hung command");
 	tap_ok(secs >= 1.9 && secs < 6, "killed after %.1f s (limit 2 s)",
 	    secs);
@@ -552,12 +522,12 @@ test_noread(void)
 	    write_file("exitcode", "67\n", 3, 0600) < 0)
 		tap_fatal("noread");
 	deliver(&big, idx, 1, res);
-	check(&res[0], R_BOUNCE, "5.1.1", "Command died with status 67",
+	fx_check(&res[0], R_BOUNCE, "5.1.1", "Command died with status 67",
 	    "exit 67 without reading 1 MB (EPIPE)");
 	if (write_file("exitcode", "0\n", 2, 0600) < 0)
 		tap_fatal("exitcode");
 	deliver(&big, idx, 1, res);
-	check(&res[0], R_DEFER, "4.3.0", "Command exited before reading the "
+	fx_check(&res[0], R_DEFER, "4.3.0", "Command exited before reading the "
 	    "whole message", "exit 0 without reading 1 MB (EPIPE)");
 }
 
@@ -576,7 +546,7 @@ test_bigout(void)
 		tap_fatal("bigout");
 	deliver(&big, idx, 1, res);
 	n = strlen(res[0].text);
-	check(&res[0], R_BOUNCE, "5.3.0", NULL, "100 KB of output, exit 1");
+	fx_check(&res[0], R_BOUNCE, "5.3.0", NULL, "100 KB of output, exit 1");
 	tap_ok(n > 400 && n < sizeof(res[0].text) && res[0].text[0] == 'x' &&
 	    strcmp(res[0].text + n - 3, "...") == 0,
 	    "text: the output cut short (%zu bytes)", n);
@@ -603,17 +573,17 @@ test_unsafe(void)
 	tap_is(got, "-i\n-f\na@b.example\n--\nc@d.example\n",
 	    "unsafe recipients are not passed");
 	free(got);
-	check(&res[0], R_SENT, "2.0.0", NULL, "the safe recipient");
-	check(&res[1], R_BOUNCE, "5.1.3", "unsafe address", "leading '-'");
-	check(&res[2], R_BOUNCE, "5.1.3", "unsafe address", "space");
+	fx_check(&res[0], R_SENT, "2.0.0", NULL, "the safe recipient");
+	fx_check(&res[1], R_BOUNCE, "5.1.3", "unsafe address", "leading '-'");
+	fx_check(&res[2], R_BOUNCE, "5.1.3", "unsafe address", "space");
 	small.env.rcpt[1] = saved1;
 	small.env.rcpt[2] = saved2;
 	reset();
 	memcpy(sender, small.env.sender, sizeof(sender));
 	snprintf(small.env.sender, sizeof(small.env.sender), "<-bi@x.example>");
 	deliver(&small, idx, 3, res);
-	check(&res[0], R_BOUNCE, "5.1.3", "unsafe sender address", "sender");
-	check(&res[2], R_BOUNCE, "5.1.3", "unsafe sender address", "sender");
+	fx_check(&res[0], R_BOUNCE, "5.1.3", "unsafe sender address", "sender");
+	fx_check(&res[2], R_BOUNCE, "5.1.3", "unsafe sender address", "sender");
 	tap_ok(access("argv", F_OK) < 0, "command not run for a bad sender");
 	memcpy(small.env.sender, sender, sizeof(sender));
 }
@@ -630,7 +600,7 @@ test_missing(void)
 	snprintf(path, sizeof(path), "%s/nonexistent", work);
 	set_path(path);
 	deliver(&small, idx, 1, res);
-	check(&res[0], R_DEFER, "4.3.0", NULL, "missing sendmail_path");
+	fx_check(&res[0], R_DEFER, "4.3.0", NULL, "missing sendmail_path");
 	tap_ok(strstr(res[0].text, "cannot execute") != NULL,
 	    "reason: %s", res[0].text);
 }

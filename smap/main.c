@@ -21,6 +21,7 @@
 #include "conf.h"
 #include "jail.h"
 #include "log.h"
+#include "sandbox.h"
 #include "session.h"
 #include "tls.h"
 
@@ -126,7 +127,8 @@ main(int argc, char **argv)
 	if (!connected())
 		return EX_USAGE;
 	tls = tls_setup(&cf, err, sizeof(err));
-	if (jail_enter(cf.spool_directory, cf.mail_owner, 0, err, sizeof(err)) < 0) {
+	if (jail_enter(cf.spool_directory, cf.mail_owner, 0, err, sizeof(err)) < 0 ||
+	    sandbox_smap(err, sizeof(err)) < 0) {
 		log_fatal("cannot enter the jail %s as %s: %s", cf.spool_directory,
 		    cf.mail_owner, err);
 		return EX_OSERR;

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "notify.h"
 #include "queue.h"
+#include "sandbox.h"
 
 #define EX_USAGE 64
 #define EX_OSERR 71
@@ -112,6 +113,7 @@ setup(struct conf *cf, struct qctx *q)
 	char why[512] = "";
 	gid_t gid;
 	uid_t uid = uid_of(cf->smapd_user, &gid);
+	int rc;
 
 	if (log_open("smap/qmgr", cf->syslog_facility, cf->maillog_file) < 0) {
 		fprintf(stderr, "smapd: cannot open %s: %s\n", cf->maillog_file,
@@ -131,6 +133,12 @@ setup(struct conf *cf, struct qctx *q)
 		log_fatal("cannot drop privileges to %s: %s", cf->smapd_user, why);
 		exit(EX_OSERR);
 	}
+	if ((rc = sandbox_smapd(why, sizeof(why))) < 0) {
+		log_fatal("%s", why);
+		exit(EX_OSERR);
+	}
+	if (rc > 0)
+		log_info("%s", why);
 	q->self_uid = getuid();
 }
 

@@ -215,8 +215,8 @@ FUZZ_SRC = $(COMMON_SRC) $(SMAP_SRC) smapd/reply.c
 FUZZ_OBJ = $(FUZZ_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_HDR = $(wildcard common/*.h smap/*.h smapd/*.h)
 FUZZ_RUNFLAGS = -rss_limit_mb=2048 -artifact_prefix=$(CURDIR)/$(FUZZ_BUILD)/
-FUZZ_DICT_addr = -dict=$(FUZZ_DIR)/smtp.dict
-FUZZ_DICT_session = -dict=$(FUZZ_DIR)/smtp.dict
+FUZZ_DICT_addr = -dict=$(CURDIR)/$(FUZZ_DIR)/smtp.dict
+FUZZ_DICT_session = -dict=$(CURDIR)/$(FUZZ_DIR)/smtp.dict
 # the whole input is sent before the greeting: skip the pregreet check
 FUZZ_LDFLAGS_session = -Wl,--wrap=io_wait
 

@@ -75,6 +75,8 @@
  */
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -620,7 +622,7 @@ try_addr(struct conn *c, const struct transport *t, const struct addrinfo *ai,
     long long secs, struct delivery *d)
 {
 	char addr[64];
-	int err;
+	int err, one = 1;
 
 	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof(addr),
 	    NULL, 0, NI_NUMERICHOST) != 0)
@@ -636,6 +638,10 @@ try_addr(struct conn *c, const struct transport *t, const struct addrinfo *ai,
 		(void)close(c->fd);
 		c->fd = -1;
 	}
+	/* Commands and the final dot go out as whole writes already; Nagle
+	 * would only hold the last small one back for a delayed ACK. */
+	if (err == 0)
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return err;
 }
 

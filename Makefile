@@ -258,13 +258,13 @@ fuzz-smoke: fuzz-build
 .PHONY: fuzz fuzz-build fuzz-smoke
 
 # ---- benchmarks ---------------------------------------------------------
-#   make bench   bench/deps (installs what is missing), then bench/run.py:
+#   make bench   tools/deps bench (installs what is missing), then bench/run.py:
 #                smap vs Postfix vs bench/baseline.c on a loop-mounted
 #                ext4, 127.0.0.1 only; prints the table and writes
 #                bench/RESULTS.md. Needs root. BENCH_LOAD_WAIT=seconds
 #                bounds the wait for a quiet machine (default 1200).
 bench: all
-	bench/deps
+	tools/deps bench
 	python3 bench/run.py
 
 .PHONY: bench

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bench/run.py - smap's benchmarks, run by `make bench` (after bench/deps).
+"""bench/run.py - smap's benchmarks, run by `make bench` (after tools/deps bench).
 
 Everything on 127.0.0.1, every wait bounded, every server started here
 stopped here by PID. All spools and queues live on one loop-mounted ext4
@@ -658,7 +658,7 @@ def report(R, info, env):
         add("")
     envs = " ".join("%s=%s" % (k, os.environ[k]) for k in
                     ("BENCH_LOAD_WAIT", "BENCH_REPEATS", "BENCH_DRAIN", "BENCH_LAT") if k in os.environ)
-    add("Command: `%smake bench` (bench/deps, then `python3 bench/run.py`), %s, smap %s." % (
+    add("Command: `%smake bench` (tools/deps bench, then `python3 bench/run.py`), %s, smap %s." % (
         envs + " " if envs else "", env["date"], info["rev"]))
     add("")
     add("Machine: %s CPUs (`nproc`), %s, kernel %s, %s RAM, Postfix %s." % (

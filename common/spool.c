@@ -230,6 +230,7 @@ spool_abort(int fd, const char *id)
 /* A small buffered reader over a hostile file. */
 struct rd {
 	int fd;
+	const char *broken;	/* why rd_line failed: NUL, CR, too long, cut */
 	size_t len, pos;
 	off_t off;		/* bytes consumed so far */
 	char buf[4096];
@@ -248,6 +249,7 @@ rd_line(struct rd *r, char *line, size_t cap, const char **why)
 			got = read(r->fd, r->buf, sizeof(r->buf));
 			if (got <= 0) {
 				*why = got < 0 ? "read error" : "truncated envelope";
+				r->broken = *why;
 				return -1;
 			}
 			r->len = (size_t)got;
@@ -260,6 +262,7 @@ rd_line(struct rd *r, char *line, size_t cap, const char **why)
 		if (c == '\0' || c == '\r' || n + 1 >= cap) {
 			*why = c == '\0' ? "NUL in envelope" : c == '\r' ?
 			    "CR in envelope" : "envelope record too long";
+			r->broken = *why;
 			return -1;
 		}
 		line[n++] = c;
@@ -472,7 +475,7 @@ spool_read_envelope(int fd, struct envelope *e, size_t max_rcpt,
 {
 	struct rd *r;
 	struct stat st;
-	const char *reason = "out of memory";
+	const char *reason = "out of memory", *bytes = NULL;
 	int rc = -1;
 
 	memset(e, 0, sizeof(*e));
@@ -487,10 +490,15 @@ spool_read_envelope(int fd, struct envelope *e, size_t max_rcpt,
 			else
 				rc = 0;
 		}
+		bytes = r->broken;
 		free(r);
 	}
 	if (rc < 0) {
-		snprintf(why, whylen, "%s", reason);
+		/* Name the record, and what was wrong with its bytes if that was it. */
+		if (bytes != NULL && bytes != reason)
+			snprintf(why, whylen, "%s: %s", reason, bytes);
+		else
+			snprintf(why, whylen, "%s", reason);
 		spool_free_envelope(e);
 	}
 	return rc;

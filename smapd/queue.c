@@ -141,11 +141,17 @@ check_new(struct qctx *q, const char *name, struct envelope *e)
 	static char why[256];
 	char path[512];
 	const char *bad;
+	struct stat ls;
 	int fd;
 
 	if (!id_ok(name))
 		return "file name is not a queue id";
 	snprintf(path, sizeof(path), "%s/%s", SPOOL_NEW, name);
+	/* A stranger's file may not even be readable: say whose it is. The
+	 * checks after open() are the ones that count. */
+	if (lstat(path, &ls) == 0 && S_ISREG(ls.st_mode) &&
+	    ls.st_uid != q->spool_uid && ls.st_uid != q->self_uid)
+		return "wrong owner";
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		if (errno == ENOENT)

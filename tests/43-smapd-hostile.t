@@ -95,7 +95,7 @@ def hostile_set(srv, outside):
     place(srv, c.name, spool_bytes(c.name, good_msg("nobody-owned")), owner="nobody", mode=0o644)
     cases.append(c)
 
-    c = Case("owned by root, mode 0600", r"owner|permission")
+    c = Case("owned by root, mode 0600", r"owner")
     place(srv, c.name, spool_bytes(c.name, good_msg("root-owned-0600")), owner="root", mode=0o600)
     cases.append(c)
 

@@ -92,35 +92,7 @@ cleanup(void)
 static void
 make_msg(struct msg *m, const char *sender, const char *body, size_t len)
 {
-	static char *rcpt[] = { "<c@d.example>", "<e@f.example>",
-	    "<postmaster>" };
-	struct envelope e;
-	char id[SPOOL_ID_MAX + 1] = "", path[64], why[256];
-	int fd;
-
-	memset(&e, 0, sizeof(e));
-	if ((fd = spool_create(id, sizeof(id))) < 0)
-		tap_fatal("spool_create");
-	snprintf(e.id, sizeof(e.id), "%s", id);
-	e.arrival = time(NULL);
-	snprintf(e.client, sizeof(e.client), "192.0.2.1");
-	e.port = 4711;
-	snprintf(e.helo, sizeof(e.helo), "client.example");
-	snprintf(e.proto, sizeof(e.proto), "ESMTP");
-	snprintf(e.sender, sizeof(e.sender), "%s", sender);
-	e.rcpt = rcpt;
-	e.nrcpt = 3;
-	e.size = (long long)len;
-	if (spool_write_envelope(fd, &e) < 0 || spool_write(fd, body, len) < 0 ||
-	    spool_write_final(fd, &e) < 0 || spool_commit(fd, id) < 0)
-		tap_fatal("spool write");
-	snprintf(path, sizeof(path), "%s/%s", SPOOL_NEW, id);
-	if ((m->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		tap_fatal("open spool file");
-	if (spool_read_envelope(m->fd, &m->env, 100, why, sizeof(why)) < 0) {
-		tap_diag("spool_read_envelope: %s", why);
-		tap_fatal("spool_read_envelope");
-	}
+	m->fd = fx_spool_file(sender, body, len, &m->env);
 }
 
 /* setup - temp dir as cwd, spool dirs, the messages, the conf */

@@ -79,7 +79,6 @@ static char relay[320];		/* d->relay of the last delivery */
 
 static int	fake_sendmail(int, char **);
 static void	cleanup(void);
-static void	empty_dir(const char *);
 static int	write_file(const char *, const char *, size_t, mode_t);
 static void	reset(void);
 static void	make_msg(struct msg *, const char *, const char *,
@@ -134,40 +133,14 @@ fake_sendmail(int argc, char **argv)
 	return fclose(fp) == 0 ? 0 : 75;
 }
 
-/* empty_dir - unlink every file in dir (our own temp dir only) */
-static void
-empty_dir(const char *dir)
-{
-	char path[PATH_LEN];
-	struct dirent *d;
-	DIR *dp;
-
-	if ((dp = opendir(dir)) == NULL)
-		return;
-	while ((d = readdir(dp)) != NULL)
-		if (d->d_name[0] != '.' && snprintf(path, sizeof(path),
-		    "%s/%s", dir, d->d_name) < (int)sizeof(path))
-			(void)unlink(path);
-	closedir(dp);
-}
-
 /* cleanup - close the spool files, remove the temp directory */
 static void
 cleanup(void)
 {
-	char path[PATH_LEN];
-
 	if (!made)
 		return;
 	made = 0;
-	snprintf(path, sizeof(path), "%s/%s", work, SPOOL_TMP);
-	empty_dir(path);
-	(void)rmdir(path);
-	snprintf(path, sizeof(path), "%s/%s", work, SPOOL_NEW);
-	empty_dir(path);
-	(void)rmdir(path);
-	empty_dir(work);
-	if (chdir("/") < 0 || rmdir(work) < 0)
+	if (chdir("/") < 0 || tap_rmtree(work) < 0)
 		tap_diag("cannot remove %s: %s", work, strerror(errno));
 }
 

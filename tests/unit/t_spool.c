@@ -88,7 +88,6 @@ static int made;		/* work exists */
 
 static void	setup(const char *);
 static void	gpath(char *, size_t, const char *, const char *);
-static void	empty_dir(const char *);
 static void	cleanup(void);
 static int	dir_entries(const char *);
 static int	write_file(const char *, const char *);
@@ -135,42 +134,14 @@ gpath(char *buf, size_t len, const char *name, const char *suffix)
 	}
 }
 
-/* empty_dir - unlink every file in dir (our own temp dir only) */
-static void
-empty_dir(const char *dir)
-{
-	char path[PATH_LEN];
-	struct dirent *d;
-	DIR *dp;
-
-	if ((dp = opendir(dir)) == NULL)
-		return;
-	while ((d = readdir(dp)) != NULL) {
-		if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
-			continue;
-		if (snprintf(path, sizeof(path), "%s/%s", dir, d->d_name) <
-		    (int)sizeof(path))
-			(void)unlink(path);
-	}
-	closedir(dp);
-}
-
 /* cleanup - remove the temp spool directory */
 static void
 cleanup(void)
 {
-	char path[PATH_LEN];
-
 	if (!made)
 		return;
 	made = 0;
-	snprintf(path, sizeof(path), "%s/%s", work, SPOOL_TMP);
-	empty_dir(path);
-	(void)rmdir(path);
-	snprintf(path, sizeof(path), "%s/%s", work, SPOOL_NEW);
-	empty_dir(path);
-	(void)rmdir(path);
-	if (chdir("/") < 0 || rmdir(work) < 0)
+	if (chdir("/") < 0 || tap_rmtree(work) < 0)
 		tap_diag("cannot remove %s: %s", work, strerror(errno));
 }
 

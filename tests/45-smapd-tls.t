@@ -420,19 +420,6 @@ def test_fake(t, e):
              "AUTH PLAIN base64(\\0user\\0password) over TLS, then no MAIL", repr(s))
 
 
-def add_tlsmgr(t, pf):
-    """Postfix's smtpd offers no STARTTLS without tlsmgr(8) ("no entropy
-    for TLS key generation"); add it to the instance's master.cf when
-    tests/lib/postfix.py has not, and reload."""
-    path = os.path.join(pf.etc, "master.cf")
-    with open(path) as f:
-        text = f.read()
-    if not re.search(r"(?m)^tlsmgr\s", text):
-        with open(path, "a") as f:
-            f.write("tlsmgr    unix  - - n 1000? 1 tlsmgr\n")
-        t.ok(pf.reload(), "Postfix reloaded with tlsmgr(8) added to its master.cf")
-
-
 def main(t):
     pki = tempfile.mkdtemp(prefix="smaptest-pki.")
     os.chmod(pki, 0o755)
@@ -464,7 +451,6 @@ def main(t):
             try:
                 with Postfix(t, users=("a",), main=main_cf, listeners=listeners, name="postfix-45") as pf:
                     e.pf = pf
-                    add_tlsmgr(t, pf)
                     t.run("verify", test_verify, t, e)
                     t.run("fingerprint", test_fingerprint, t, e)
                     t.run("encrypt and may", test_encrypt_may, t, e)

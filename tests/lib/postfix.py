@@ -74,6 +74,7 @@ relay     unix  - - n -  - smtp
 anvil     unix  - - n -  1 anvil
 scache    unix  - - n -  1 scache
 postlog   unix-dgram n - n - 1 postlogd
+tlsmgr    unix  - - n 1000? 1 tlsmgr
 """
 
 
@@ -381,8 +382,12 @@ class Postfix:
             out.close()
             deadline = time.monotonic() + 10
             want = list(self.ports.values())
+            # master opens its listeners before it installs its signal
+            # handlers: a SIGHUP (reload) in between kills it.  "daemon
+            # started" is logged after the handlers are in place.
+            started = "postfix/master[%d]: daemon started" % self.proc.pid
             while time.monotonic() < deadline:
-                if all(listening_by(self.proc.pid, p) for p in want):
+                if all(listening_by(self.proc.pid, p) for p in want) and started in self.log():
                     return self
                 if self.proc.poll() is not None:
                     break

@@ -113,6 +113,42 @@ spool_write(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* spool_out_init - an empty buffer in front of fd */
+void
+spool_out_init(struct spool_out *o, int fd)
+{
+	o->fd = fd;
+	o->err = 0;
+	o->len = 0;
+}
+
+/* spool_put - buffer n bytes; after an error, only count them */
+void
+spool_put(struct spool_out *o, const char *p, size_t n)
+{
+	if (o->err)
+		return;
+	if (o->len + n > sizeof(o->buf) && spool_flush(o) < 0)
+		return;
+	if (n > sizeof(o->buf)) {
+		if (spool_write(o->fd, p, n) < 0)
+			o->err = errno;
+		return;
+	}
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+}
+
+/* spool_flush - write the buffer out */
+int
+spool_flush(struct spool_out *o)
+{
+	if (!o->err && o->len > 0 && spool_write(o->fd, o->buf, o->len) < 0)
+		o->err = errno;
+	o->len = 0;
+	return o->err ? -1 : 0;
+}
+
 /* spool_write_envelope - the records and the blank line */
 int
 spool_write_envelope(int fd, struct envelope *e)

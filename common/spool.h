@@ -60,6 +60,21 @@ int spool_write_final(int fd, const struct envelope *e);
 /* write(2) all of p, retrying on EINTR. Returns 0 or -1 with errno. */
 int spool_write(int fd, const char *p, size_t n);
 
+/* A buffered writer that keeps the first error (an errno value), so a
+ * whole message can be written and judged once, at the end. */
+struct spool_out {
+	int fd;
+	int err;
+	size_t len;
+	char buf[65536];
+};
+
+/* Start writing to fd; buffers, then spool_write()s, what it is given. */
+void spool_out_init(struct spool_out *o, int fd);
+void spool_put(struct spool_out *o, const char *p, size_t n);
+/* Write what is buffered: 0, or -1 when any write failed (see o->err). */
+int spool_flush(struct spool_out *o);
+
 /* Make the file group-readable (for smapd), fsync it, rename it into
  * SPOOL_NEW without replacing anything, fsync SPOOL_NEW. fd is closed
  * in every case. Returns 0, or -1 with errno; then nothing is in

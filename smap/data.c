@@ -22,39 +22,21 @@
 
 struct msg {
 	struct envelope env;
-	int fd;
-	int err;		/* first write errno, 0 if none */
+	struct spool_out o;	/* the spool file; o.err: first write errno */
 	int bare, toobig, in_headers, hops;
 	long long limit;	/* message_size_limit */
 	long long data;		/* message bytes after unstuffing */
 	long long total;	/* bytes after the envelope: header and data */
 	size_t plen;		/* bytes of prefix[] filled for this line */
 	char prefix[9];		/* start of the current header line */
-	size_t blen;
-	char buf[65536];
 };
 
-/* out - buffer bytes for the spool file; remember the first error */
+/* out - bytes for the spool file, counted even after a write error */
 static void
 out(struct msg *m, const char *p, size_t n)
 {
 	m->total += (long long)n;
-	if (m->err)
-		return;
-	if (m->blen + n > sizeof(m->buf)) {
-		if (spool_write(m->fd, m->buf, m->blen) < 0) {
-			m->err = errno;
-			return;
-		}
-		m->blen = 0;
-	}
-	if (n > sizeof(m->buf)) {
-		if (spool_write(m->fd, p, n) < 0)
-			m->err = errno;
-		return;
-	}
-	memcpy(m->buf + m->blen, p, n);
-	m->blen += n;
+	spool_put(&m->o, p, n);
 }
 
 /* received - smap's own trace header, first in the message */
@@ -78,7 +60,7 @@ received(struct session *s, struct msg *m)
 	if (n > 0 && (size_t)n < sizeof(line))
 		out(m, line, (size_t)n);
 	else
-		m->err = EINVAL;
+		m->o.err = EINVAL;
 }
 
 /* open_spool - the temp file and its envelope; -1 after a reply */
@@ -99,13 +81,11 @@ open_spool(struct session *s, struct msg *m)
 	e->body8 = s->body8;
 	e->rcpt = s->rcpt;
 	e->nrcpt = s->nrcpt;
-	if ((m->fd = spool_create(s->id, sizeof(s->id))) < 0) {
-		m->err = errno;
-		return -1;
-	}
-	snprintf(e->id, sizeof(e->id), "%s", s->id);
-	if (spool_write_envelope(m->fd, e) < 0) {
-		m->err = errno;
+	spool_out_init(&m->o, spool_create(s->id, sizeof(s->id)));
+	if (m->o.fd >= 0)
+		snprintf(e->id, sizeof(e->id), "%s", s->id);
+	if (m->o.fd < 0 || spool_write_envelope(m->o.fd, e) < 0) {
+		m->o.err = errno;
 		return -1;
 	}
 	received(s, m);
@@ -167,20 +147,17 @@ chunk(struct msg *m, const char *p, size_t n, int *bol)
 static int
 finish(struct msg *m)
 {
-	int fd = m->fd;
+	int fd = m->o.fd, bad = spool_flush(&m->o);
 
-	m->fd = -1;
-	if (!m->err && m->blen > 0 && spool_write(fd, m->buf, m->blen) < 0)
-		m->err = errno;
+	m->o.fd = -1;
 	m->env.size = m->total;
-	if (!m->err && spool_write_final(fd, &m->env) < 0)
-		m->err = errno;
-	if (m->err) {
+	if (bad < 0 || spool_write_final(fd, &m->env) < 0) {
+		m->o.err = m->o.err ? m->o.err : errno;
 		spool_abort(fd, m->env.id);
 		return -1;
 	}
 	if (spool_commit(fd, m->env.id) < 0) {
-		m->err = errno;
+		m->o.err = errno;
 		spool_abort(-1, m->env.id);
 		return -1;
 	}
@@ -209,11 +186,11 @@ verdict(struct session *s, struct msg *m)
 	else if (m->hops > s->cf->hopcount_limit)
 		session_reply(s, "554 5.4.6 Error: too many hops");
 	if (m->bare || m->toobig || m->hops > s->cf->hopcount_limit) {
-		spool_abort(m->fd, m->env.id);
-		m->fd = -1;
+		spool_abort(m->o.fd, m->env.id);
+		m->o.fd = -1;
 		session_reject_log(s, "END-OF-MESSAGE", NULL, 0);
 	} else if (finish(m) < 0) {
-		storage_reply(s, m->err);
+		storage_reply(s, m->o.err);
 	} else {
 		session_reply(s, "250 2.0.0 Ok: queued as %s", s->id);
 		log_info("%s: from=%s, size=%lld, nrcpt=%zu (queue new)", s->id,
@@ -244,13 +221,12 @@ data_receive(struct session *s)
 	static struct msg m;
 
 	memset(&m, 0, sizeof(m));
-	m.fd = -1;
 	m.in_headers = 1;
 	m.limit = s->cf->message_size_limit;
 	if (open_spool(s, &m) < 0) {
-		if (m.fd >= 0)
-			spool_abort(m.fd, s->id);
-		storage_reply(s, m.err);
+		if (m.o.fd >= 0)
+			spool_abort(m.o.fd, s->id);
+		storage_reply(s, m.o.err);
 		session_reset(s);
 		return;
 	}
@@ -258,7 +234,7 @@ data_receive(struct session *s)
 	s->got_354 = 1;
 	s->verb = "DATA";
 	if (swallow(s, &m) < 0) {
-		spool_abort(m.fd, m.env.id);
+		spool_abort(m.o.fd, m.env.id);
 		if (s->io.err == IO_TIMEOUT)
 			session_close(s, "timeout", "421 4.4.2 %s Error: timeout "
 			    "exceeded", s->cf->myhostname);

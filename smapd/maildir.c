@@ -44,12 +44,6 @@ struct mdir {
 	char why[400];
 };
 
-/* msg_copy's output: the temporary file. */
-struct wctx {
-	int fd;
-	int err;		/* errno of a failed write */
-};
-
 static int	fail(struct mdir *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static const char *errtext(int);
@@ -214,17 +208,14 @@ make_name(const char *host, char *buf, size_t len)
 	buf[n] = '\0';
 }
 
-/* put_file - msg_copy's output: write to the temporary file */
+/* put_file - msg_copy's output: the temporary file, buffered */
 static int
 put_file(void *ctx, const char *p, size_t n)
 {
-	struct wctx *w = ctx;
+	struct spool_out *o = ctx;
 
-	if (spool_write(w->fd, p, n) < 0) {
-		w->err = errno;
-		return -1;
-	}
-	return 0;
+	spool_put(o, p, n);
+	return o->err ? -1 : 0;
 }
 
 /* write_msg - the two header lines and the message into fd */
@@ -232,7 +223,7 @@ static int
 write_msg(int fd, const struct delivery *d, const char *rcpt, struct mdir *m)
 {
 	char head[2 * (ADDR_PATH_MAX + 3) + 64];
-	struct wctx w = { fd, 0 };
+	static struct spool_out o;
 	int n;
 
 	n = snprintf(head, sizeof(head), "Return-Path: %s\n"
@@ -240,15 +231,13 @@ write_msg(int fd, const struct delivery *d, const char *rcpt, struct mdir *m)
 	    rcpt + 1);
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return fail(m, "header too long");
-	if (spool_write(fd, head, (size_t)n) < 0)
-		return fail(m, "write tmp/%s: %s", m->name, strerror(errno));
-	if (msg_copy(d, MSG_LF, put_file, &w) < 0) {
-		if (w.err != 0)
-			return fail(m, "write tmp/%s: %s", m->name,
-			    strerror(w.err));
+	spool_out_init(&o, fd);
+	spool_put(&o, head, (size_t)n);
+	if (msg_copy(d, MSG_LF, put_file, &o) < 0 && o.err == 0)
 		return fail(m, "cannot read the queue file: %s",
 		    strerror(errno));
-	}
+	if (spool_flush(&o) < 0)
+		return fail(m, "write tmp/%s: %s", m->name, strerror(o.err));
 	if (fchmod(fd, 0600) < 0 || fsync(fd) < 0)
 		return fail(m, "fsync tmp/%s: %s", m->name, strerror(errno));
 	return 0;

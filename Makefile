@@ -11,6 +11,7 @@ PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
+SHLIBDIR ?= $(PREFIX)/lib/smap
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
@@ -41,7 +42,7 @@ ALL_LDFLAGS = $(LDHARDEN) $(SANLD) $(LDFLAGS)
 
 COMMON_SRC = $(wildcard common/*.c)
 COMMON_OBJ = $(COMMON_SRC:.c=.o)
-SMAP_SRC = $(filter-out smap/main.c,$(wildcard smap/*.c))
+SMAP_SRC = $(filter-out smap/main.c smap/tls_server.c,$(wildcard smap/*.c))
 SMAP_OBJ = $(SMAP_SRC:.c=.o)
 SMAPD_SRC = $(filter-out smapd/main.c smapd/smapq.c,$(wildcard smapd/*.c))
 SMAPD_OBJ = $(SMAPD_SRC:.c=.o)
@@ -51,7 +52,9 @@ UNIT_BIN = $(UNIT_SRC:.c=)
 PROGS = smap/smap $(if $(wildcard smapd/main.c),smapd/smapd) \
 	$(if $(wildcard smapd/smapq.c),smapd/smapq)
 
-all: $(PROGS)
+MODULES = smap/smap-tls.so
+
+all: $(PROGS) $(MODULES)
 
 %.o: %.c
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
@@ -62,8 +65,25 @@ common/libcommon.a: $(COMMON_OBJ)
 smap/libsmap.a: $(SMAP_OBJ)
 	$(AR) rcs $@ $^
 
+# smap links no OpenSSL; it loads smap-tls.so only when TLS is on
+# (smap/tls_server.h says why).
 smap/smap: smap/main.o smap/libsmap.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(LDLIBS)
+
+%.pic.o: %.c
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -c -o $@ $<
+
+smap/smap-tls.so: smap/tls_server.pic.o common/tls.pic.o
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-z,relro,-z,now -Wl,--as-needed \
+		$(SANLD) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(LDLIBS)
+
+# shlib_directory's default follows SHLIBDIR; the file changes only
+# when SHLIBDIR does, so that conf.o is rebuilt exactly then.
+common/paths.h: FORCE
+	@printf '#define SMAP_SHLIB_DIR "%s"\n' '$(SHLIBDIR)' >$@.new; \
+	if cmp -s $@.new $@; then rm -f $@.new; else mv $@.new $@; fi
+common/conf.o tests/unit/t_conf.o: common/paths.h
+FORCE:
 
 smapd/libsmapd.a: $(SMAPD_OBJ)
 	$(AR) rcs $@ $^
@@ -100,6 +120,7 @@ lint:
 # ---- install ----------------------------------------------------------
 # make install DESTDIR=/tmp/stage PREFIX=/usr
 #   $(SBINDIR)            $(PROGS): smap, smapd, smapq
+#   $(SHLIBDIR)           smap-tls.so, which smap loads when TLS is on
 #   $(MANDIR)/man8, man5  the manual pages
 #   $(SYSTEMDUNITDIR)     smap.socket, smap@.service, smapd.service,
 #                         smapd-run.service, smapd.timer (paths adjusted
@@ -141,6 +162,8 @@ install: all
 		$(DESTDIR)$(EXAMPLEDIR)/logcheck/ignore.d.server \
 		$(DESTDIR)$(EXAMPLEDIR)/smapd.service.d
 	$(INSTALL) -m 0755 $(PROGS) $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -d $(DESTDIR)$(SHLIBDIR)
+	$(INSTALL) -m 0644 $(MODULES) $(DESTDIR)$(SHLIBDIR)/
 	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
 	$(INSTALL) -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
 	for u in $(UNITS); do \
@@ -190,9 +213,9 @@ install: all
 clean:
 	rm -f common/*.o common/*.d common/*.a smap/*.o smap/*.d smap/*.a \
 		smapd/*.o smapd/*.d smapd/*.a tests/unit/*.o tests/unit/*.d \
-		$(UNIT_BIN) $(PROGS)
+		$(UNIT_BIN) $(PROGS) $(MODULES) common/paths.h
 
-.PHONY: all tests check check-only lint clean
+.PHONY: all tests check check-only lint clean FORCE
 .SECONDARY:
 
 -include $(wildcard common/*.d smap/*.d smapd/*.d tests/unit/*.d)
@@ -224,6 +247,8 @@ $(FUZZ_BUILD)/obj/%.o: %.c $(FUZZ_HDR)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) \
 		-fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+
+$(FUZZ_BUILD)/obj/common/conf.o: common/paths.h
 
 $(FUZZ_BUILD)/libfuzzsrc.a: $(FUZZ_OBJ)
 	rm -f $@

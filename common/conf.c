@@ -47,6 +47,7 @@
 #include "conf.h"
 #include "bounds.h"
 #include "net.h"
+#include "paths.h"		/* generated: SMAP_SHLIB_DIR */
 
 /* <limits.h> is shadowed by common/limits.h under -Icommon. */
 _Static_assert(sizeof(long long) == sizeof(int64_t), "long long is 64 bits");
@@ -127,6 +128,7 @@ static const struct param params[] = {
 	P(smtp_connect_timeout, T_TIME, "30s", 1, 3600),
 	P(smtp_helo_timeout, T_TIME, "300s", 1, 3600),
 	P(smtp_data_done_timeout, T_TIME, "600s", 1, 7200),
+	P(shlib_directory, T_PATH, SMAP_SHLIB_DIR, 1, PATH_MAX - 200),
 	P(smtpd_tls_security_level, T_SLEVEL, "none", 1, 16),
 	P(smtpd_tls_cert_file, T_PATH, "", 0, PATH_MAX - 1),
 	P(smtpd_tls_key_file, T_PATH, "$smtpd_tls_cert_file", 0, PATH_MAX - 1),

@@ -60,6 +60,7 @@ struct conf {
 	long long smtp_helo_timeout;	/* 300s: greeting, EHLO, MAIL, RCPT */
 	long long smtp_data_done_timeout;	/* 600s: DATA, message, its reply */
 	/* TLS: smap as a server */
+	char *shlib_directory;		/* where smap-tls.so is: SHLIBDIR */
 	char *smtpd_tls_security_level;	/* none | may | encrypt */
 	char *smtpd_tls_cert_file;	/* "" */
 	char *smtpd_tls_key_file;	/* "$smtpd_tls_cert_file" */

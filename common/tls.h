@@ -11,9 +11,7 @@
 
 #include <stddef.h>
 #include <openssl/ssl.h>
-
-/* A SHA-256 fingerprint as Postfix prints it: "AB:CD:...", 95 chars. */
-#define TLS_FP_LEN 96
+#include "bounds.h"
 
 /* A server context: TLS 1.2 or later, no renegotiation, no
  * compression, no session tickets; cert (chain) and key from files; if

@@ -53,61 +53,41 @@ io_poll(struct io *io, int fd, short ev, int ms)
 	return n < 0 ? -1 : n;
 }
 
-/* ssl_want - map an SSL result to EAGAIN with the event to wait for */
-static ssize_t
-ssl_want(struct io *io, int r, short *ev)
+/* xfer - one read or write, plain or TLS, waiting as long as the
+ * timeout allows; the bytes moved, or 0 with io->err set */
+static size_t
+xfer(struct io *io, int wr, void *buf, size_t n)
 {
-	switch (SSL_get_error(io->ssl, r)) {
-	case SSL_ERROR_WANT_READ:
-		*ev = POLLIN;
-		break;
-	case SSL_ERROR_WANT_WRITE:
-		*ev = POLLOUT;
-		break;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	default:
-		errno = EIO;
-		return -1;
+	ssize_t r;
+	short ev;
+
+	for (;;) {
+		ev = wr ? POLLOUT : POLLIN;
+		if (io->ssl == NULL)
+			r = wr ? write(io->wfd, buf, n) : read(io->rfd, buf, n);
+		else
+			r = io->tls->step(io->ssl, wr ? 'w' : 'r', buf, n, &ev);
+		if (r > 0)
+			return (size_t)r;
+		if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+			io->err = r == 0 && !wr ? IO_EOF : IO_ERROR;
+			return 0;
+		}
+		if (errno == EAGAIN && io_poll(io, ev == POLLIN ? io->rfd :
+		    io->wfd, ev, wait_ms(io)) <= 0)
+			return 0;
 	}
-	errno = EAGAIN;
-	return -1;
-}
-
-/* raw_io - one read or write, plain or TLS; sets *ev to wait for on EAGAIN */
-static ssize_t
-raw_io(struct io *io, int wr, void *buf, size_t n, short *ev)
-{
-	int r;
-
-	*ev = wr ? POLLOUT : POLLIN;
-	if (io->ssl == NULL)
-		return wr ? write(io->wfd, buf, n) : read(io->rfd, buf, n);
-	r = wr ? SSL_write(io->ssl, buf, (int)n) : SSL_read(io->ssl, buf, (int)n);
-	return r > 0 ? r : ssl_want(io, r, ev);
 }
 
 /* io_flush - send every queued reply, within the timeout */
 int
 io_flush(struct io *io)
 {
-	size_t done = 0, want = io->olen;
-	short ev;
-	ssize_t w;
+	size_t done = 0, want = io->olen, w;
 
 	io->olen = 0;
-	while (done < want) {
-		w = raw_io(io, 1, io->out + done, want - done, &ev);
-		if (w > 0) {
-			done += (size_t)w;
-		} else if (w == 0 || (errno != EAGAIN && errno != EINTR)) {
-			io->err = IO_ERROR;
-			break;
-		} else if (errno == EAGAIN && io_poll(io, ev == POLLIN ? io->rfd :
-		    io->wfd, ev, wait_ms(io)) <= 0) {
-			break;
-		}
-	}
+	while (done < want && (w = xfer(io, 1, io->out + done, want - done)) > 0)
+		done += w;
 	return done == want ? 0 : -1;
 }
 
@@ -130,28 +110,16 @@ io_reply(struct io *io, const char *line)
 static size_t
 io_fill(struct io *io)
 {
-	ssize_t r;
-	short ev;
+	size_t r;
 
 	if (io_flush(io) < 0)
 		return 0;
 	memmove(io->in, io->in + io->ipos, io->ilen - io->ipos);
 	io->ilen -= io->ipos;
 	io->ipos = 0;
-	for (;;) {
-		r = raw_io(io, 0, io->in + io->ilen, sizeof(io->in) - io->ilen, &ev);
-		if (r > 0) {
-			io->ilen += (size_t)r;
-			return (size_t)r;
-		}
-		if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
-			io->err = r == 0 ? IO_EOF : IO_ERROR;
-			return 0;
-		}
-		if (errno == EAGAIN && io_poll(io, ev == POLLIN ? io->rfd : io->wfd,
-		    ev, wait_ms(io)) <= 0)
-			return 0;
-	}
+	r = xfer(io, 0, io->in + io->ilen, sizeof(io->in) - io->ilen);
+	io->ilen += r;
+	return r;
 }
 
 /* io_wait - is input there within ms? (the greeting pause) */
@@ -167,22 +135,22 @@ io_wait(struct io *io, int ms)
 int
 io_pending(struct io *io)
 {
-	return (io->ssl && SSL_pending(io->ssl) > 0) || io_wait(io, 0) > 0;
+	return (io->ssl && io->tls->pending(io->ssl)) || io_wait(io, 0) > 0;
 }
 
 /* io_starttls - the server side of the handshake, bounded by ms */
 int
-io_starttls(struct io *io, SSL_CTX *ctx, int ms)
+io_starttls(struct io *io, const struct tls_server *tls, int ms)
 {
 	time_t end = time(NULL) + (ms + 999) / 1000;
 	short ev = POLLIN;
-	int r;
+	ssize_t r;
 
-	if ((io->ssl = SSL_new(ctx)) == NULL || SSL_set_rfd(io->ssl, io->rfd) != 1 ||
-	    SSL_set_wfd(io->ssl, io->wfd) != 1)
+	io->tls = tls;
+	if ((io->ssl = tls->conn(io->rfd, io->wfd)) == NULL)
 		return -1;
-	while ((r = SSL_accept(io->ssl)) != 1) {
-		if (ssl_want(io, r, &ev) != -1 || errno != EAGAIN ||
+	while ((r = tls->step(io->ssl, 'a', NULL, 0, &ev)) != 1) {
+		if (r != -1 || errno != EAGAIN ||
 		    io_poll(io, ev == POLLIN ? io->rfd : io->wfd, ev,
 		    (int)(end - time(NULL)) * 1000) <= 0)
 			return -1;

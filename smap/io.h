@@ -12,8 +12,8 @@
 
 #include <stddef.h>
 #include <time.h>
-#include <openssl/ssl.h>
 #include "bounds.h"
+#include "tls_server.h"
 
 enum io_status { IO_OK, IO_LONG, IO_EOF, IO_TIMEOUT, IO_ERROR };
 
@@ -22,7 +22,8 @@ struct io {
 	int timeout;		/* seconds for one wait */
 	time_t deadline;	/* end of the session */
 	enum io_status err;	/* why the last call failed */
-	SSL *ssl;		/* after STARTTLS: all I/O goes through it */
+	const struct tls_server *tls;
+	void *ssl;		/* after STARTTLS: all I/O goes through it */
 	size_t ipos, ilen, olen;
 	char in[16384];
 	char out[4096];
@@ -44,7 +45,7 @@ enum io_status io_getline(struct io *io, char *line, size_t *len);
 enum io_status io_getchunk(struct io *io, int bol, const char **p, size_t *len);
 /* Make the TLS handshake on the connection within ms milliseconds;
  * from then on all I/O is encrypted. 0, or -1 (the session must end). */
-int io_starttls(struct io *io, SSL_CTX *ctx, int ms);
+int io_starttls(struct io *io, const struct tls_server *tls, int ms);
 /* Queue a reply line (CRLF added); sent by io_flush or the next read. */
 void io_reply(struct io *io, const char *line);
 int io_flush(struct io *io);

@@ -10,6 +10,7 @@
  * configuration, 71 (EX_OSERR) when the jail cannot be entered,
  * 64 (EX_USAGE) for a bad command line.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,13 +18,14 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "conf.h"
 #include "jail.h"
 #include "log.h"
 #include "sandbox.h"
 #include "session.h"
-#include "tls.h"
+#include "tls_server.h"
 
 #define EX_USAGE 64
 #define EX_OSERR 71
@@ -54,11 +56,35 @@ connected(void)
 	return 0;
 }
 
-/* tls_setup - the server context, made before the jail; NULL when off */
-static SSL_CTX *
+/* tls_load - smap-tls.so from shlib_directory: root's (or ours), not
+ * writable by anyone else, built for this smap; NULL and why if not */
+static const struct tls_server *
+tls_load(const char *dir, char *why, size_t len)
+{
+	const struct tls_server *tls = NULL;
+	char path[4096];
+	struct stat st;
+	void *h;
+
+	snprintf(path, sizeof(path), "%s/smap-tls.so", dir);
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 022) ||
+	    (st.st_uid != 0 && st.st_uid != geteuid()))
+		snprintf(why, len, "%s: missing, or not a file only root may change", path);
+	else if ((h = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL ||
+	    (tls = dlsym(h, TLS_SERVER_SYMBOL)) == NULL)
+		snprintf(why, len, "%s: %s", path, dlerror());
+	else if (tls->abi != TLS_SERVER_ABI) {
+		snprintf(why, len, "%s: built for another smap", path);
+		tls = NULL;
+	}
+	return tls;
+}
+
+/* tls_setup - OpenSSL and the server context, before the jail; NULL when off */
+static const struct tls_server *
 tls_setup(const struct conf *cf, char *why, size_t len)
 {
-	SSL_CTX *ctx;
+	const struct tls_server *tls;
 
 	if (strcmp(cf->smtpd_tls_security_level, "none") == 0 &&
 	    !cf->smtpd_tls_wrappermode)
@@ -67,13 +93,13 @@ tls_setup(const struct conf *cf, char *why, size_t len)
 		log_fatal("TLS is on but smtpd_tls_cert_file is empty");
 		exit(EX_CONFIG);
 	}
-	ctx = tls_server_ctx(cf->smtpd_tls_cert_file, cf->smtpd_tls_key_file,
-	    cf->smtpd_tls_CAfile, cf->relay_clientcerts[0] != '\0', why, len);
-	if (ctx == NULL) {
+	if ((tls = tls_load(cf->shlib_directory, why, len)) == NULL ||
+	    tls->init(cf->smtpd_tls_cert_file, cf->smtpd_tls_key_file,
+	    cf->smtpd_tls_CAfile, cf->relay_clientcerts[0] != '\0', why, len) < 0) {
 		log_fatal("TLS: %s", why);
 		exit(EX_CONFIG);
 	}
-	return ctx;
+	return tls;
 }
 
 /* load - the configuration, or exit 78 with every error on stderr */
@@ -95,7 +121,7 @@ main(int argc, char **argv)
 	static struct session s;
 	static char err[8192];
 	struct conf cf;
-	SSL_CTX *tls;
+	const struct tls_server *tls;
 	char ident[80];
 	int ch, mode = 0;
 

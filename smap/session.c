@@ -19,61 +19,23 @@
 #include "log.h"
 #include "session.h"
 #include "spool.h"
-#include "tls.h"
 
 #define ANY ((1u << S_INIT) | (1u << S_HELO) | (1u << S_MAIL) | (1u << S_RCPT))
 #define TRANS ((1u << S_MAIL) | (1u << S_RCPT))
 
 struct cmd {
 	const char *verb;
-	void (*fn)(struct session *, char *);
+	void (*fn)(struct session *, char *);	/* NULL: just the reply */
 	unsigned states;
 	enum counter ctr;
 	int junk;		/* counts toward smtpd_junk_command_limit */
+	const char *reply;
 };
 
-static void cmd_helo(struct session *, char *);
-static void cmd_mail(struct session *, char *);
-static void cmd_rcpt(struct session *, char *);
-static void cmd_data(struct session *, char *);
-static void cmd_rset(struct session *, char *);
-static void cmd_noop(struct session *, char *);
-static void cmd_vrfy(struct session *, char *);
-static void cmd_help(struct session *, char *);
-static void cmd_quit(struct session *, char *);
-static void cmd_starttls(struct session *, char *);
-static void cmd_unimpl(struct session *, char *);
-static void cmd_http(struct session *, char *);
-static void cmd_unknown(struct session *, char *);
+/* What follows a path must be nothing or a space. */
+#define PATH_END(p) (*(p) == '\0' || *(p) == ' ')
+#define UNIMPL "502 5.5.1 Error: command not implemented"
 
-static const struct cmd cmds[] = {
-	{ "HELO", cmd_helo, ANY, C_HELO, 0 },
-	{ "EHLO", cmd_helo, ANY, C_EHLO, 0 },
-	{ "MAIL", cmd_mail, 1u << S_HELO, C_MAIL, 0 },
-	{ "RCPT", cmd_rcpt, TRANS, C_RCPT, 0 },
-	{ "DATA", cmd_data, TRANS, C_DATA, 0 },
-	{ "RSET", cmd_rset, ANY, C_RSET, 1 },
-	{ "NOOP", cmd_noop, ANY, C_NOOP, 1 },
-	{ "VRFY", cmd_vrfy, ANY, C_VRFY, 1 },
-	{ "HELP", cmd_help, ANY, C_HELP, 1 },
-	{ "QUIT", cmd_quit, ANY, C_QUIT, 0 },
-	{ "EXPN", cmd_unimpl, ANY, C_EXPN, 0 },
-	{ "STARTTLS", cmd_starttls, ANY, C_STARTTLS, 0 },
-	{ "AUTH", cmd_unimpl, ANY, C_UNIMPL, 0 },
-	{ "BDAT", cmd_unimpl, ANY, C_UNIMPL, 0 },
-	{ "ETRN", cmd_unimpl, ANY, C_UNIMPL, 0 },
-	{ "TURN", cmd_unimpl, ANY, C_UNIMPL, 0 },
-	{ "ATRN", cmd_unimpl, ANY, C_UNIMPL, 0 },
-	{ "XCLIENT", cmd_unimpl, ANY, C_UNIMPL, 0 },
-	{ "XFORWARD", cmd_unimpl, ANY, C_UNIMPL, 0 },
-	{ "GET", cmd_http, ANY, C_UNKNOWN, 0 },
-	{ "POST", cmd_http, ANY, C_UNKNOWN, 0 },
-	{ "HEAD", cmd_http, ANY, C_UNKNOWN, 0 },
-	{ "PUT", cmd_http, ANY, C_UNKNOWN, 0 },
-	{ "CONNECT", cmd_http, ANY, C_UNKNOWN, 0 },
-	{ "OPTIONS", cmd_http, ANY, C_UNKNOWN, 0 },
-	{ NULL, cmd_unknown, ANY, C_UNKNOWN, 0 },
-};
 
 static const char *counter_names[C_NCOUNTERS] = { "helo", "ehlo", "mail",
 	"rcpt", "data", "rset", "noop", "vrfy", "expn", "help", "quit",
@@ -263,13 +225,6 @@ path_arg(struct session *s, char *arg, const char *kw, const char *syntax)
 	return arg;
 }
 
-/* path_end - what follows a path must be nothing or a space */
-static int
-path_end(const char *p)
-{
-	return *p == '\0' || *p == ' ';
-}
-
 /* cmd_mail - MAIL FROM:<path> [SIZE=n] [BODY=7BIT|8BITMIME] */
 static void
 cmd_mail(struct session *s, char *arg)
@@ -292,7 +247,7 @@ cmd_mail(struct session *s, char *arg)
 	if ((p = path_arg(s, arg, "FROM:", "MAIL FROM:<address>")) == NULL)
 		return;
 	n = addr_parse(p, strlen(p), ADDR_SENDER, &a, &why);
-	if (n < 0 || !path_end(p + n)) {
+	if (n < 0 || !PATH_END(p + n)) {
 		session_reply(s, "501 5.1.7 %s", n < 0 ? why : "Bad address syntax");
 		session_reject_log(s, "MAIL", NULL, 0);
 		return;
@@ -363,7 +318,7 @@ cmd_rcpt(struct session *s, char *arg)
 	if ((p = path_arg(s, arg, "TO:", "RCPT TO:<address>")) == NULL)
 		return;
 	n = addr_parse(p, strlen(p), ADDR_RECIPIENT, &a, &why);
-	if (n < 0 || !path_end(p + n))
+	if (n < 0 || !PATH_END(p + n))
 		session_reply(s, "501 5.1.3 %s", n < 0 ? why : "Bad address syntax");
 	else if (p[n + strspn(p + n, " ")] != '\0')
 		session_reply(s, "555 5.5.4 Unsupported option");
@@ -433,14 +388,6 @@ cmd_rset(struct session *s, char *arg)
 	session_reply(s, "250 2.0.0 Ok");
 }
 
-/* cmd_noop - nothing */
-static void
-cmd_noop(struct session *s, char *arg)
-{
-	(void)arg;
-	session_reply(s, "250 2.0.0 Ok");
-}
-
 /* cmd_vrfy - never reveal whether an address exists */
 static void
 cmd_vrfy(struct session *s, char *arg)
@@ -449,15 +396,6 @@ cmd_vrfy(struct session *s, char *arg)
 		session_reply(s, "501 5.5.4 Syntax: VRFY address");
 	else
 		session_reply(s, "252 2.0.0 Cannot VRFY; send mail and it will be tried");
-}
-
-/* cmd_help - the commands this server knows */
-static void
-cmd_help(struct session *s, char *arg)
-{
-	(void)arg;
-	session_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET "
-	    "NOOP VRFY HELP QUIT");
 }
 
 /* cmd_quit - goodbye */
@@ -481,12 +419,12 @@ tls_start(struct session *s)
 		left = s->cf->smtpd_starttls_timeout;
 	if (io_starttls(&s->io, s->tls, (int)left * 1000) < 0) {
 		log_info("TLS handshake failed after %s from unknown[%s]: %s",
-		    s->verb, s->peer.addr, tls_error());
+		    s->verb, s->peer.addr, s->tls->error());
 		return -1;
 	}
-	verified = tls_describe(s->io.ssl, s->tls_info, sizeof(s->tls_info), fp,
+	verified = s->tls->describe(s->io.ssl, s->tls_info, sizeof(s->tls_info), fp,
 	    subject, sizeof(subject));
-	listed = fp[0] && tls_fp_listed(fp, s->cf->relay_clientcerts);
+	listed = fp[0] && s->tls->fp_listed(fp, s->cf->relay_clientcerts);
 	if (listed)
 		s->peer.trusted = 1;
 	if (fp[0] && (verified || listed))
@@ -502,7 +440,7 @@ static void
 cmd_starttls(struct session *s, char *arg)
 {
 	if (s->tls == NULL)
-		session_reply(s, "502 5.5.1 Error: command not implemented");
+		session_reply(s, UNIMPL);
 	else if (s->io.ssl != NULL)
 		session_reply(s, "554 5.5.1 Error: TLS already active");
 	else if (*arg != '\0')
@@ -519,14 +457,6 @@ cmd_starttls(struct session *s, char *arg)
 	}
 }
 
-/* cmd_unimpl - a real SMTP verb that smap does not offer */
-static void
-cmd_unimpl(struct session *s, char *arg)
-{
-	(void)arg;
-	session_reply(s, "502 5.5.1 Error: command not implemented");
-}
-
 /* cmd_http - a web request sent to the SMTP port: hang up */
 static void
 cmd_http(struct session *s, char *arg)
@@ -536,13 +466,35 @@ cmd_http(struct session *s, char *arg)
 	    "closing connection");
 }
 
-/* cmd_unknown - anything else */
-static void
-cmd_unknown(struct session *s, char *arg)
-{
-	(void)arg;
-	session_reply(s, "500 5.5.2 Error: command not recognized");
-}
+static const struct cmd cmds[] = {
+	{ "HELO", cmd_helo, ANY, C_HELO, 0, NULL },
+	{ "EHLO", cmd_helo, ANY, C_EHLO, 0, NULL },
+	{ "MAIL", cmd_mail, 1u << S_HELO, C_MAIL, 0, NULL },
+	{ "RCPT", cmd_rcpt, TRANS, C_RCPT, 0, NULL },
+	{ "DATA", cmd_data, TRANS, C_DATA, 0, NULL },
+	{ "RSET", cmd_rset, ANY, C_RSET, 1, NULL },
+	{ "NOOP", NULL, ANY, C_NOOP, 1, "250 2.0.0 Ok" },
+	{ "VRFY", cmd_vrfy, ANY, C_VRFY, 1, NULL },
+	{ "HELP", NULL, ANY, C_HELP, 1, "214 2.0.0 Commands: HELO EHLO MAIL RCPT "
+	    "DATA RSET NOOP VRFY HELP QUIT" },
+	{ "QUIT", cmd_quit, ANY, C_QUIT, 0, NULL },
+	{ "EXPN", NULL, ANY, C_EXPN, 0, UNIMPL },
+	{ "STARTTLS", cmd_starttls, ANY, C_STARTTLS, 0, NULL },
+	{ "AUTH", NULL, ANY, C_UNIMPL, 0, UNIMPL },
+	{ "BDAT", NULL, ANY, C_UNIMPL, 0, UNIMPL },
+	{ "ETRN", NULL, ANY, C_UNIMPL, 0, UNIMPL },
+	{ "TURN", NULL, ANY, C_UNIMPL, 0, UNIMPL },
+	{ "ATRN", NULL, ANY, C_UNIMPL, 0, UNIMPL },
+	{ "XCLIENT", NULL, ANY, C_UNIMPL, 0, UNIMPL },
+	{ "XFORWARD", NULL, ANY, C_UNIMPL, 0, UNIMPL },
+	{ "GET", cmd_http, ANY, C_UNKNOWN, 0, NULL },
+	{ "POST", cmd_http, ANY, C_UNKNOWN, 0, NULL },
+	{ "HEAD", cmd_http, ANY, C_UNKNOWN, 0, NULL },
+	{ "PUT", cmd_http, ANY, C_UNKNOWN, 0, NULL },
+	{ "CONNECT", cmd_http, ANY, C_UNKNOWN, 0, NULL },
+	{ "OPTIONS", cmd_http, ANY, C_UNKNOWN, 0, NULL },
+	{ NULL, NULL, ANY, C_UNKNOWN, 0, "500 5.5.2 Error: command not recognized" },
+};
 
 /* lookup - the table entry for the verb at the start of line */
 static const struct cmd *
@@ -590,7 +542,7 @@ dispatch(struct session *s, char *line, size_t len)
 	}
 	c = lookup(line, &arg);
 	s->verb = c->verb ? c->verb : "UNKNOWN";
-	if (failed_data && c->fn == cmd_unknown) {
+	if (failed_data && c->verb == NULL) {
 		session_close(s, "message text after failed DATA", "421 4.7.0 %s "
 		    "Error: message text after failed DATA", s->cf->myhostname);
 		return;
@@ -598,10 +550,12 @@ dispatch(struct session *s, char *line, size_t len)
 	s->total[c->ctr]++;
 	if (c->junk && ++s->junk > s->cf->smtpd_junk_command_limit)
 		s->errors++;
-	if (c->states & (1u << s->state))
+	if (!(c->states & (1u << s->state)))
+		out_of_order(s, c);
+	else if (c->fn != NULL)
 		c->fn(s, arg);
 	else
-		out_of_order(s, c);
+		session_reply(s, "%s", c->reply);
 	if (s->reply[0] == '2' || s->reply[0] == '3')
 		s->ok[c->ctr]++;
 	else if (c->fn == cmd_data && !s->quit && !s->got_354)
@@ -622,12 +576,10 @@ log_disconnect(struct session *s)
 			continue;
 		ok += s->ok[i];
 		total += s->total[i];
-		if (s->ok[i] == s->total[i])
-			o += (size_t)snprintf(buf + o, sizeof(buf) - o, " %s=%d",
-			    counter_names[i], s->ok[i]);
-		else
-			o += (size_t)snprintf(buf + o, sizeof(buf) - o, " %s=%d/%d",
-			    counter_names[i], s->ok[i], s->total[i]);
+		o += (size_t)snprintf(buf + o, sizeof(buf) - o, " %s=%d",
+		    counter_names[i], s->ok[i]);
+		if (s->ok[i] != s->total[i])
+			o += (size_t)snprintf(buf + o, sizeof(buf) - o, "/%d", s->total[i]);
 	}
 	if (ok == total)
 		log_info("disconnect from unknown[%s]%s commands=%d", s->peer.addr,
@@ -685,8 +637,8 @@ session_loop(struct session *s)
 
 /* session_run - one whole SMTP session */
 void
-session_run(struct session *s, const struct conf *cf, SSL_CTX *tls, int rfd,
-    int wfd)
+session_run(struct session *s, const struct conf *cf,
+    const struct tls_server *tls, int rfd, int wfd)
 {
 	memset(s, 0, sizeof(*s));
 	s->cf = cf;
@@ -700,6 +652,6 @@ session_run(struct session *s, const struct conf *cf, SSL_CTX *tls, int rfd,
 		session_loop(s);
 	session_reset(s);
 	if (s->io.ssl != NULL)
-		(void)SSL_shutdown(s->io.ssl);	/* close_notify, no waiting */
+		s->io.tls->close(s->io.ssl);
 	log_disconnect(s);
 }

@@ -36,7 +36,7 @@ struct session {
 	char **rcpt;			/* "<...>" each */
 	size_t nrcpt, rcpt_refused;
 	int ok[C_NCOUNTERS], total[C_NCOUNTERS];
-	SSL_CTX *tls;			/* NULL: no STARTTLS */
+	const struct tls_server *tls;	/* NULL: no STARTTLS */
 	char tls_info[160];		/* after STARTTLS: "PROTOCOL CIPHER" */
 	char ccert[512];		/* a trusted client certificate: "FP SUBJECT" */
 	const char *verb;		/* the command being served, for logs */
@@ -45,8 +45,8 @@ struct session {
 
 /* Run one session on fds rfd/wfd, offering TLS when tls is not NULL;
  * returns when it is over. */
-void session_run(struct session *s, const struct conf *cf, SSL_CTX *tls,
-    int rfd, int wfd);
+void session_run(struct session *s, const struct conf *cf,
+    const struct tls_server *tls, int rfd, int wfd);
 
 /* Send a reply; a 4xx or 5xx counts as an error of the client. */
 void session_reply(struct session *s, const char *fmt, ...)

@@ -7,7 +7,8 @@
 # (one write, separate segment, late segment, trickled), junk and silence
 # instead of a ClientHello, relaying by client certificate, CAfile
 # verification, wrapper mode, fail-closed configuration, the STARTTLS
-# reply codes, no TLS < 1.2, no renegotiation, no compression.
+# reply codes, no TLS < 1.2, no renegotiation, no compression; OpenSSL
+# loaded (smap-tls.so) only when TLS is on, and only a module root owns.
 import hashlib
 import os
 import re
@@ -24,7 +25,7 @@ import warnings
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from smaptest import (TAP, Server, HOSTNAME, CRLF, Reply, REPLY_LINE_RE,  # noqa: E402
+from smaptest import (TAP, Server, SMAP_BIN, HOSTNAME, CRLF, Reply, REPLY_LINE_RE,  # noqa: E402
                       SessionResult, DATE_RE, lines, msg, reply_matches, check_log_clean)
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -787,6 +788,76 @@ def test_bad_config(t, C, base):
             t.unlike(srv.log(), r"connect from", "bad TLS config (%s): no session was started" % desc)
 
 
+def module_dirs(d):
+    """shlib_directory variants that smap must refuse: no module, one
+    that others may write, junk, and one built for another table."""
+    real = os.path.join(os.path.dirname(SMAP_BIN), "smap-tls.so")
+    out = {}
+    for name in ("empty", "groupw", "junk", "abi"):
+        out[name] = os.path.join(d, "shlib-" + name)
+        os.mkdir(out[name])
+    dst = os.path.join(out["groupw"], "smap-tls.so")
+    shutil.copy(real, dst)
+    os.chmod(dst, 0o664)
+    with open(os.path.join(out["junk"], "smap-tls.so"), "w") as f:
+        f.write("not an ELF object\n")
+    src = os.path.join(d, "abi.c")
+    with open(src, "w") as f:
+        f.write("const struct { int abi; } smap_tls_server = { 99 };\n")
+    p = subprocess.run(["cc", "-shared", "-fPIC", "-o", os.path.join(out["abi"], "smap-tls.so"), src],
+                       capture_output=True)
+    if p.returncode != 0:
+        raise RuntimeError("cc -shared failed: %r" % p.stderr)
+    return out
+
+
+def test_bad_module(t, d, base):
+    dirs = module_dirs(d)
+    cases = (
+        ("no smap-tls.so", "empty", r"TLS: \S+/shlib-empty/smap-tls\.so: missing, or not a file only root may change"),
+        ("group-writable smap-tls.so", "groupw",
+         r"TLS: \S+/shlib-groupw/smap-tls\.so: missing, or not a file only root may change"),
+        ("smap-tls.so not an object", "junk", r"TLS: \S+/shlib-junk/smap-tls\.so: \S"),
+        ("smap-tls.so of another build", "abi", r"TLS: \S+/shlib-abi/smap-tls\.so: built for another smap"),
+    )
+    for desc, which, why in cases:
+        with Server(t, conf=dict(base, shlib_directory=dirs[which]), name="bad module: " + desc) as srv:
+            c = srv.client()
+            try:
+                r = c.reply(timeout=4)
+                t.ok(r.kind == "eof", "%s: no greeting, closed" % desc, repr(r))
+            finally:
+                c.close()
+            srv.wait_sessions(3)
+            t.like(srv.wait_log(why, 3) and srv.log(), r"(?m)smap/smtpd\[\d+\]: fatal: " + why,
+                   "%s: refused, and the log says why" % desc)
+            t.unlike(srv.log(), r"connect from", "%s: no session was started" % desc)
+
+
+def mapped(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return f.read()
+
+
+def test_maps(t, srv_may, srv_none):
+    """TLS off: a session never maps OpenSSL. TLS on: it maps it through
+    smap-tls.so only."""
+    for srv, desc, want in ((srv_none, "TLS off", False), (srv_may, "TLS may", True)):
+        c = srv.client()
+        try:
+            r = c.reply(timeout=5)
+            pid = srv.wait_smap_pid()
+            maps = mapped(pid) if r.code == 220 and pid else ""
+            t.ok(maps != "", "%s: a session is running (220, pid %s)" % (desc, pid), repr(r))
+            got = [bool(re.search(r"/%s[^/\n]*$" % re.escape(lib), maps, re.M))
+                   for lib in ("smap-tls.so", "libssl.so", "libcrypto.so")]
+            t.is_(got, [want] * 3, "%s: smap-tls.so, libssl, libcrypto mapped: %s" % (desc, want))
+            c.send(b"QUIT\r\n")
+            c.reply(timeout=5)
+        finally:
+            c.close()
+
+
 def test_commands(t, srv_may, srv_none, C):
     snap = Snap(srv_may)
     c = Conn(srv_may.port)
@@ -947,6 +1018,7 @@ def main(t):
                 t.run("levels", test_levels, t, enc, srv, C)
             with Server(t, conf={}, name="none") as none:
                 t.run("commands", test_commands, t, srv, none, C)
+                t.run("maps", test_maps, t, srv, none)
             check_log_clean(t, srv, "may")
         with Server(t, conf=dict(base, smtpd_starttls_timeout="3s"), name="slow") as srv:
             t.run("silent", test_silent, t, srv)
@@ -963,6 +1035,7 @@ def main(t):
                                  smtpd_starttls_timeout="3s"), name="wrapper") as srv:
             t.run("wrapper", test_wrapper, t, srv, C)
         t.run("bad config", test_bad_config, t, C, base)
+        t.run("bad module", test_bad_module, t, d, base)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 

@@ -3,7 +3,10 @@
 # expected files in place with the expected modes, never replaces an
 # existing /etc/smap/smap.conf, adjusts the paths in the units and the
 # xinetd example to PREFIX, and the installed config passes "smap -t"
-# and "smapd -t".
+# and "smapd -t". smap-tls.so goes to the shlib_directory compiled into
+# the smap built here (SHLIBDIR is fixed when smap is built: installing
+# with another PREFIX rebuilds, which this test must not do to the tree
+# the rest of the suite runs), so SHLIBDIR is passed as built.
 import os
 import re
 import shutil
@@ -34,6 +37,19 @@ def pc(var, default):
     return (out.strip() if rc == 0 and out.strip() else default).lstrip("/")
 
 
+def built_shlibdir():
+    """shlib_directory's default in the smap built here (smap -d)."""
+    with tempfile.NamedTemporaryFile("w", prefix="smaptest.empty.", suffix=".conf") as f:
+        rc, out = run([os.path.join(REPO, "smap", "smap"), "-d", "-c", f.name])
+    m = re.search(r"(?m)^shlib_directory = (/\S+)$", out)
+    if rc != 0 or not m:
+        raise RuntimeError("smap -d: exit %d, no shlib_directory: %s" % (rc, out[-500:]))
+    return m.group(1)
+
+
+SHLIBDIR = built_shlibdir()
+
+
 def expected(prefix):
     """{path relative to DESTDIR: mode} for every file, and the dirs."""
     p = prefix.lstrip("/")
@@ -55,6 +71,7 @@ def expected(prefix):
         p + "/share/doc/smap/examples/smapd.service.d/sendmail-postfix.conf": 0o644,
         pc("sysusersdir", "/usr/lib/sysusers.d") + "/smap.conf": 0o644,
         pc("tmpfilesdir", "/usr/lib/tmpfiles.d") + "/smap.conf": 0o644,
+        SHLIBDIR.lstrip("/") + "/smap-tls.so": 0o644,
     }
     if smapq:
         files[p + "/sbin/smapq"] = 0o755
@@ -82,7 +99,8 @@ def tree(root):
 
 
 def install(t, dest, prefix, desc):
-    rc, out = run(["make", "-s", "-C", REPO, "install", "DESTDIR=" + dest, "PREFIX=" + prefix])
+    rc, out = run(["make", "-s", "-C", REPO, "install", "DESTDIR=" + dest, "PREFIX=" + prefix,
+                   "SHLIBDIR=" + SHLIBDIR])
     t.ok(rc == 0, "%s: make install DESTDIR=%s PREFIX=%s exits 0" % (desc, "TMP", prefix), out[-2000:])
     return out
 

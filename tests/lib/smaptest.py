@@ -702,6 +702,8 @@ class Server:
             "spool_directory": self.spool,
             "mail_owner": "smap",
             "maillog_file": self.logfile,
+            # smap-tls.so from the build tree, beside the smap tested
+            "shlib_directory": os.path.dirname(SMAP_BIN),
         }
         conf.update(self.overrides)
         with open(self.conffile, "w") as f:

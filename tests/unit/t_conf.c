@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "paths.h"
 #include "bounds.h"
 #include "tap.h"
 
@@ -245,12 +246,17 @@ replace(const char *s, const char *from, const char *to)
 	return out;
 }
 
-/* Show the system hostname as @HOSTNAME@ when it is myhostname. */
+/* Show the system hostname as @HOSTNAME@ when it is myhostname, and
+ * the SHLIBDIR compiled in as @SHLIBDIR@. */
 static char *
 host_normalise(char *s, const struct conf *c)
 {
 	char host[256], *r;
 
+	if (s != NULL && (r = replace(s, "= " SMAP_SHLIB_DIR "\n", "= @SHLIBDIR@\n")) != NULL) {
+		free(s);
+		s = r;
+	}
 	if (s == NULL || gethostname(host, sizeof(host)) == -1)
 		return s;
 	host[sizeof(host) - 1] = '\0';

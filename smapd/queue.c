@@ -443,8 +443,10 @@ conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
 		bounced += pending;
 		pending = 0;
 	}
-	/* Record the outcome first: a crash from here on never re-sends. */
-	if (state_save(e->id, st) < 0)
+	/* Record the outcome first: a crash from here on never re-sends.
+	 * When every recipient has been sent, removing the file (and
+	 * fsyncing queue/) is that record, so no state file is written. */
+	if ((pending > 0 || bounced > 0) && state_save(e->id, st) < 0)
 		log_warn("%s: cannot save state: %s", e->id, strerror(errno));
 	return_failed(q, e, fd, st);
 	if (pending > 0) {

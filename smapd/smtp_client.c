@@ -165,6 +165,9 @@ struct txn {
 	int stop;		/* decided by MAIL, DATA or 421: no more */
 	int data;		/* DATA got 354: send the message */
 	long long deadline;	/* for writing the message */
+	char xf[SMTP_CMD_MAX + 3];	/* XFORWARD to send ahead of MAIL */
+	size_t olen;		/* message bytes in out[], not yet written */
+	char out[65536];
 };
 
 static struct conn cache = { .fd = -1 };
@@ -236,6 +239,7 @@ static struct conn *conn_get(const struct transport *, const struct conf *,
 static size_t	xtext(char *, size_t, const char *);
 static int	dead_cache(struct txn *, const struct reply *);
 static int	xforward(struct txn *);
+static int	xforward_reply(struct txn *, const struct reply *);
 static int	cmd_line(const struct txn *, size_t, char *, size_t);
 static long long cmd_timeout(const struct txn *, size_t);
 static const char *cmd_stage(const struct txn *, size_t);
@@ -329,13 +333,17 @@ io_write(struct conn *c, const char *p, size_t n, long long deadline)
 			n -= done;
 			continue;
 		}
-		if ((rc = wait_fd(c->fd, POLLOUT, deadline)) <= 0) {
-			c->err = rc == 0 ? IO_TIMEOUT : IO_LOST;
-			return -1;
-		}
-		w = send(c->fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && (errno == EINTR || errno == EAGAIN))
+		/* Write first; wait only when the socket buffer is full. */
+		w = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && errno == EINTR)
 			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if ((rc = wait_fd(c->fd, POLLOUT, deadline)) <= 0) {
+				c->err = rc == 0 ? IO_TIMEOUT : IO_LOST;
+				return -1;
+			}
+			continue;
+		}
 		if (w <= 0) {
 			c->err = IO_LOST;
 			return -1;
@@ -1339,14 +1347,25 @@ xforward(struct txn *x)
 		    e->id);
 	if (c->xforward & XF_SOURCE)
 		snprintf(line + n, sizeof(line) - (size_t)n, " SOURCE=REMOTE");
+	if (c->pipelining) {	/* sent ahead of MAIL, in its group */
+		snprintf(x->xf, sizeof(x->xf), "%s\r\n", line);
+		return 0;
+	}
 	c->stage = "performing the XFORWARD handshake";
 	if (command(c, x->cf->smtp_helo_timeout, &r, "%s", line) < 0 ||
 	    dead_cache(x, &r))
 		return -1;
+	return xforward_reply(x, &r);
+}
+
+/* xforward_reply - 0 go on, or 1: refused, the message is deferred */
+static int
+xforward_reply(struct txn *x, const struct reply *r)
+{
 	x->replies++;
-	if (r.code / 100 == 2)
+	if (r->code / 100 == 2)
 		return 0;
-	undecided_from(x->d, R_DEFER, &r, c->peer, "XFORWARD");
+	undecided_from(x->d, R_DEFER, r, x->c->peer, "XFORWARD");
 	return 1;
 }
 
@@ -1464,10 +1483,14 @@ on_reply(struct txn *x, size_t j, const struct reply *r)
 static int
 send_group(struct txn *x, size_t j, size_t *end)
 {
-	static char out[SMTP_PIPE_MAX * SMTP_CMD_MAX];
+	static char out[(SMTP_PIPE_MAX + 1) * (SMTP_CMD_MAX + 3)];
 	size_t len = 0, k, max = x->c->pipelining ? SMTP_PIPE_MAX : 1;
 	int n;
 
+	if (j == 0 && x->xf[0] != '\0') {
+		len = strlen(x->xf);
+		memcpy(out, x->xf, len);
+	}
 	for (k = j; k < x->d->n + 2 && k - j < max; k++) {
 		if ((n = cmd_line(x, k, out + len, sizeof(out) - len)) < 0)
 			break;
@@ -1495,6 +1518,17 @@ envelope(struct txn *x)
 			break;		/* no recipient: RSET, not DATA */
 		if (send_group(x, next, &end) < 0)
 			return -1;
+		if (next == 0 && x->xf[0] != '\0') {
+			x->c->stage = "performing the XFORWARD handshake";
+			if (read_reply(x->c, x->cf->smtp_helo_timeout, &r) < 0 ||
+			    dead_cache(x, &r))
+				return -1;
+			if (xforward_reply(x, &r) != 0) {
+				/* MAIL and the rest are on their way: hang up */
+				x->c->broken = 1;
+				return 0;
+			}
+		}
 		for (j = next; j < end; j++) {
 			x->c->stage = cmd_stage(x, j);
 			if (read_reply(x->c, cmd_timeout(x, j), &r) < 0 ||
@@ -1506,13 +1540,23 @@ envelope(struct txn *x)
 	return 0;
 }
 
-/* put_body - msg_copy's output: straight to the server */
+/* put_body - msg_copy's output, buffered, so that a small message and
+ * its final "." leave in one write */
 static int
 put_body(void *ctx, const char *p, size_t n)
 {
 	struct txn *x = ctx;
 
-	return io_write(x->c, p, n, x->deadline);
+	if (x->olen + n > sizeof(x->out)) {
+		if (io_write(x->c, x->out, x->olen, x->deadline) < 0)
+			return -1;
+		x->olen = 0;
+	}
+	if (n > sizeof(x->out))
+		return io_write(x->c, p, n, x->deadline);
+	memcpy(x->out + x->olen, p, n);
+	x->olen += n;
+	return 0;
 }
 
 /* final_replies - SMTP: one for all; LMTP: one per accepted recipient */
@@ -1563,7 +1607,8 @@ message(struct txn *x)
 		return 0;
 	}
 	c->stage = "sending end of data -- message may be sent more than once";
-	if (io_write(c, ".\r\n", 3, x->deadline) < 0) {
+	if (put_body(x, ".\r\n", 3) < 0 ||
+	    io_write(c, x->out, x->olen, x->deadline) < 0) {
 		c->broken = 1;
 		return -1;
 	}

@@ -233,7 +233,7 @@ class Smapd:
         return p.returncode, p.stderr.decode("latin-1")
 
     def once(self, flush=True, timeout=40, prefix=()):
-        """One queue run (smapd -1 [-f]); (exit status, stderr)."""
+        """One queue run (smapd -1 [-f]); its exit status (stderr: .stderr())."""
         args = ["-1"] + (["-f"] if flush else [])
         with open(self.errfile, "ab") as err:
             p = subprocess.Popen(list(prefix) + self.argv(*args), stdin=subprocess.DEVNULL,

@@ -14,6 +14,9 @@
             "garbage" 220, then bytes that are no TLS, then close
             None      STARTTLS is not offered (500 if sent anyway)
   auth: offer "AUTH PLAIN LOGIN" in every EHLO reply (never accepted).
+  xforward: offer "XFORWARD NAME ADDR PROTO HELO"; "refuse" answers
+            XFORWARD with 450 4.7.1, anything else with 250.
+  cert and key may be None when STARTTLS is not offered.
 
 Every socket operation has a timeout; threads are daemons; nothing
 talks to anything but 127.0.0.1.
@@ -29,8 +32,9 @@ EHLO_BASE = [b"fake.test", b"PIPELINING", b"8BITMIME", b"SIZE 10000000"]
 
 
 class FakeSMTP:
-    def __init__(self, t, cert, key, starttls="ok", auth=False):
+    def __init__(self, t, cert, key, starttls="ok", auth=False, xforward=None):
         self.t = t
+        self.xforward = xforward
         self.cert = cert
         self.key = key
         self.mode = starttls
@@ -50,7 +54,8 @@ class FakeSMTP:
 
     def start(self):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(self.cert, self.key)
+        if self.cert:
+            self.ctx.load_cert_chain(self.cert, self.key)
         for _ in range(5):
             self.port = free_port()
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -93,6 +98,8 @@ class FakeSMTP:
             words.append(b"STARTTLS")
         if self.auth:
             words.append(b"AUTH PLAIN LOGIN")
+        if self.xforward:
+            words.append(b"XFORWARD NAME ADDR PROTO HELO")
         out = b""
         for i, w in enumerate(words):
             out += b"250" + (b" " if i == len(words) - 1 else b"-") + w + b"\r\n"
@@ -145,6 +152,9 @@ class FakeSMTP:
                 elif verb == b"QUIT":
                     conn.sendall(b"221 2.0.0 Bye\r\n")
                     return
+                elif verb == b"XFORWARD" and self.xforward:
+                    conn.sendall(b"450 4.7.1 Error: XFORWARD refused\r\n" if self.xforward == "refuse"
+                                 else b"250 2.0.0 Ok\r\n")
                 elif verb == b"AUTH":
                     conn.sendall(b"535 5.7.8 Error: authentication failed\r\n")
                 else:

@@ -91,6 +91,7 @@ static void	is_res(const struct run *, size_t, enum rstatus, const char *,
 static void	test_pipelined(void);
 static void	test_reuse(void);
 static void	test_no_pipelining(void);
+static void	test_xforward_refused(void);
 static void	test_reject(const char *, const char *, enum rstatus,
 		    const char *, const char *);
 static void	test_greeting(void);
@@ -641,6 +642,32 @@ test_reject(const char *opt, const char *cmd, enum rstatus st,
 	run_free(&r);
 }
 
+/* test_xforward_refused - a refused XFORWARD defers every recipient
+ * and nothing follows it (smtp-sink offers no PIPELINING once -r names
+ * a command; tests/40 covers the pipelined case with a scripted server) */
+static void
+test_xforward_refused(void)
+{
+	static const char *const opts[] = { "-r", "XFORWARD", NULL };
+	const char *want = "127.0.0.1[127.0.0.1] said: 450 4.3.0 Error: "
+	    "command failed (in reply to XFORWARD command)";
+	char *log;
+	struct run r;
+
+	sink_start(opts, NULL);
+	spool_message(&r, RCPT2, 2, "192.0.2.1");
+	deliver(&r, "smtp:[127.0.0.1]:%u");
+	is_res(&r, 0, R_DEFER, "4.3.0", want);
+	is_res(&r, 1, R_DEFER, "4.3.0", want);
+	smtp_close_cached();
+	log = slurp_log();
+	tap_ok(dump_count() == 0, "XFORWARD refused: nothing delivered");
+	tap_ok(strstr(log, "XFORWARD HELO=") != NULL && strstr(log,
+	    "\nMAIL FROM") == NULL, "XFORWARD refused: no MAIL after it");
+	free(log);
+	run_free(&r);
+}
+
 /* test_greeting - a 5xx greeting defers, with a 4.x code */
 static void
 test_greeting(void)
@@ -1087,6 +1114,7 @@ main(void)
 	test_reject("-f", "MAIL", R_BOUNCE, "5.3.0", "MAIL FROM");
 	test_reject("-r", "DATA", R_DEFER, "4.3.0", "DATA");
 	test_reject("-f", ".", R_BOUNCE, "5.3.0", "end of DATA");
+	test_xforward_refused();
 	test_greeting();
 	test_helo_fallback();
 	test_lost();

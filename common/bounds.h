@@ -31,6 +31,10 @@
 #define CONF_LINE_MAX 8192
 #define CONF_LIST_MAX 1024
 
+/* Upper bound of default_destination_concurrency_limit: smapd's
+ * delivery processes in one queue run. */
+#define CONCURRENCY_MAX 100
+
 /* Upper bound of smtpd_recipient_limit; also what smapd accepts. */
 #define RCPT_LIMIT_MAX 10000
 

@@ -2,7 +2,9 @@
 # 40-smapd-smtp.t - smap -> smapd -> a real Postfix over SMTP, end to end:
 # what a client sent is what lands in the Maildir (after the headers
 # Postfix prepends and smap's Received:), leading dots, 8-bit bytes and a
-# 5000-byte line included; how long it takes; smapd -t.
+# 5000-byte line included; how long it takes; smapd -t. A scripted
+# server that offers PIPELINING and XFORWARD, then refuses XFORWARD.
+# Parallel delivery processes (default_destination_concurrency_limit).
 import os
 import re
 import sys
@@ -13,7 +15,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 from smaptest import TAP, Server, HOSTNAME  # noqa: E402
 from postfix import Postfix, DOMAIN, split_message, header, read_maildir  # noqa: E402
 from smapdtest import (Smapd, send, queue_ids, state_ids, quarantined, smapd_log,  # noqa: E402
-                       wait_until)
+                       wait_until, state)
+from smtpfake import FakeSMTP  # noqa: E402
 
 HDR = (b"From: Alice <a@b.example>\r\nTo: a@backend.test\r\nDate: Mon, 23 Nov 2026 05:00:00 +0000\r\n")
 
@@ -160,11 +163,59 @@ def test_delivery(t, srv, pf):
         t.like(srv.log(), r"(?m)smap/qmgr\[\d+\]: stopped$", "smapd logs 'stopped'")
 
 
+def test_xforward_refused(t, srv):
+    """With PIPELINING, XFORWARD goes out in one write with MAIL, RCPT
+    and DATA; refused, the message is deferred and the connection is
+    dropped before a byte of the message."""
+    with FakeSMTP(t, None, None, starttls=None, xforward="refuse") as fs:
+        sent = send(srv, [(["a@" + DOMAIN], mk(9, b"xforward refused", b"body\r\n"))])
+        sid = sent[0][0] if sent else None
+        d = Smapd(t, srv, conf={"default_transport": "smtp:[127.0.0.1]:%d" % fs.port}, name="smapd-40x")
+        t.is_(d.once(), 0, "XFORWARD refused: smapd -1 exits 0")
+        st = state(srv, sid) or {}
+        r = st.get("rcpt", {}).get(0)
+        t.ok(r and r[0] == "deferred" and r[1] == "4.7.1" and "said: 450 4.7.1 Error: XFORWARD refused "
+             "(in reply to XFORWARD command)" in r[2], "XFORWARD refused: deferred, 4.7.1, in reply to XFORWARD",
+             repr(st.get("raw")))
+        t.ok(sid in queue_ids(srv), "XFORWARD refused: the message stays queued")
+        cmds = [c.split(b" ")[0] for c in fs.sessions[0]["plain"]] if fs.sessions else []
+        # MAIL arrived though XFORWARD was refused: they left together
+        # (the server may stop reading at DATA once smapd has hung up)
+        t.is_(cmds[:4], [b"EHLO", b"XFORWARD", b"MAIL", b"RCPT"],
+              "XFORWARD refused: MAIL and RCPT were pipelined behind XFORWARD")
+        t.ok(fs.sessions and fs.sessions[0]["messages"] == [] and b"QUIT" not in cmds,
+             "XFORWARD refused: no message text, no QUIT: the connection was dropped", repr(fs.sessions))
+
+
+def test_concurrency(t, srv, pf):
+    """default_destination_concurrency_limit = 3: twelve messages, three
+    delivery processes at once, each message delivered exactly once."""
+    msgs = [(["b@" + DOMAIN], mk(100 + i, b"parallel %d" % i, b"body %d\r\n" % i)) for i in range(12)]
+    before = len(pf.messages("b"))
+    sent = send(srv, msgs)
+    t.ok(len(sent) == 12 and all(s for s, _ in sent), "concurrency: smap took 12 messages")
+    d = Smapd(t, srv, conf={"default_transport": "smtp:[127.0.0.1]:%d" % pf.port,
+                            "default_destination_concurrency_limit": "3"}, name="smapd-40c")
+    t.is_(d.once(), 0, "concurrency: smapd -1 exits 0")
+    got = pf.wait_messages("b", before + 12, 20)
+    mids = [header(x, "Message-ID") for _, x in got]
+    want = [header(m, "Message-ID") for _, m in msgs]
+    t.ok(all(mids.count(m) == 1 for m in want), "concurrency: each of the 12 delivered exactly once",
+         repr(sorted(mids)))
+    t.is_(queue_ids(srv), [], "concurrency: queue/ is empty")
+    ids = {s for s, _ in sent}
+    pids = set(m.group(1) for m in re.finditer(r"smap/smtp\[(\d+)\]: ([0-9A-F]+): to=<b@[^>]+>, .*status=sent",
+                                                srv.log()) if m.group(2) in ids)
+    t.is_(len(pids), 3, "concurrency: three processes delivered them (%s)" % sorted(pids))
+
+
 def main(t):
     with Postfix(t, users=("a", "b", "c", "sender")) as pf:
         with Server(t, name="smap-40") as srv:
             t.run("config", test_config, t, srv, pf)
             t.run("delivery", test_delivery, t, srv, pf)
+            t.run("concurrency", test_concurrency, t, srv, pf)
+            t.run("xforward refused", test_xforward_refused, t, srv)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,20 @@ def judge(t, desc, cnt, inflight_ok=True):
     return two_msgs
 
 
+def children_of(pid):
+    """The pids whose parent is pid (smapd's delivery processes)."""
+    out = []
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            try:
+                with open("/proc/%s/stat" % e) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(e))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
 def run_kill(t, srv, pf, tag, listener, trigger, after, n=4, inflight_ok=True):
     """Queue n messages (to c and d) with smapd stopped, start smapd
     against `listener`, wait for the Postfix log regex `trigger` (as it
@@ -91,9 +105,14 @@ def run_kill(t, srv, pf, tag, listener, trigger, after, n=4, inflight_ok=True):
         if after:
             time.sleep(after)
         alive = d.alive()
+        workers = children_of(d.pid()) if alive else []
         d.kill9()
         t.ok(m is not None and alive, "%s: smapd killed -9 at /%s/ + %.1fs" % (tag, trigger, after),
              "trigger seen: %r, smapd alive then: %r" % (m and m.group(0), alive), pf.log()[logpos:][-2000:])
+        # its delivery processes get SIGTERM when it dies: each finishes
+        # the message it has and exits
+        gone = wait_until(lambda: not any(os.path.exists("/proc/%d" % w) for w in workers), SLEEP + 10)
+        t.ok(gone, "%s: the killed smapd's %d delivery processes exited too" % (tag, len(workers)))
         # the smtpd that served the killed smapd, if it still runs, finishes
         # before the copies are counted
         pids = set(re.findall(r"postfix/\w+/smtpd\[(\d+)\]: connect from", pf.log()[logpos:]))

@@ -736,7 +736,7 @@ def report(R, info, env):
         "from exec to exit (dynamic linking and OpenSSL initialisation included), one session "
         "under systemd-socket-activate. `perf stat -e instructions` is not supported on this "
         "machine, so valgrind counted them, and valgrind cannot run seccomp(2): the smap counted is "
-        "the normal build linked with bench/nosandbox.c in place of common/sandbox.c (no filter "
+        "the normal build linked with tests/nosandbox.c in place of common/sandbox.c (no filter "
         "installed). Postfix smtpd's count was not measured (master(8) starts it; no wrapper).")
     add("")
     add("### Hand-off to smtp-sink (1 KiB messages)")
@@ -857,9 +857,9 @@ def main():
             for tg in targets:
                 tg.clear()
             # valgrind cannot run seccomp(2): count instructions on smap
-            # linked with bench/nosandbox.c in place of common/sandbox.c
+            # linked with tests/nosandbox.c in place of common/sandbox.c
             nosec = os.path.join(fs.work, "smap-nosandbox")
-            sh(["cc", "-O2", "-c", "-o", nosec + ".o", os.path.join(HERE, "nosandbox.c")])
+            sh(["cc", "-O2", "-c", "-o", nosec + ".o", os.path.join(REPO, "tests", "nosandbox.c")])
             sh(["cc", "-o", nosec, os.path.join(REPO, "smap", "main.o"), nosec + ".o",
                 os.path.join(REPO, "smap", "libsmap.a"), os.path.join(REPO, "common", "libcommon.a")] +
                sh(["pkg-config", "--libs", "libcap"]).split() + ["-ldl"], timeout=120)

@@ -120,7 +120,7 @@ main(int argc, char **argv)
 {
 	static struct session s;
 	static char err[8192];
-	struct conf cf;
+	static struct conf cf;	/* lives as long as the process */
 	const struct tls_server *tls;
 	char ident[80];
 	int ch, mode = 0;

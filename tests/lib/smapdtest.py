@@ -26,7 +26,7 @@ import subprocess
 import threading
 import time
 
-from smaptest import (REPO, HOSTNAME, SANITIZER_PATTERNS, proc_alive, smap_ids)
+from smaptest import (REPO, HOSTNAME, VALGRIND, proc_alive, sanitizer_hits, smap_ids)
 
 SMAPD_BIN = os.path.abspath(os.environ.get("SMAPD_BIN") or os.path.join(REPO, "smapd", "smapd"))
 
@@ -224,11 +224,11 @@ class Smapd:
         return env
 
     def argv(self, *args):
-        return [SMAPD_BIN, "-c", self.conffile] + list(args)
+        return VALGRIND + [SMAPD_BIN, "-c", self.conffile] + list(args)
 
     def check(self, conffile=None):
         """smapd -t: (exit status, stderr)."""
-        p = subprocess.run([SMAPD_BIN, "-c", conffile or self.conffile, "-t"], capture_output=True,
+        p = subprocess.run(VALGRIND + [SMAPD_BIN, "-c", conffile or self.conffile, "-t"], capture_output=True,
                            timeout=20, stdin=subprocess.DEVNULL, env=self._env())
         return p.returncode, p.stderr.decode("latin-1")
 
@@ -316,7 +316,7 @@ class Smapd:
 
     def check_sanitizer(self):
         err = self.stderr()
-        hits = [l for l in err.splitlines() if any(p in l for p in SANITIZER_PATTERNS)]
+        hits = sanitizer_hits(err)
         self.t.ok(not hits, "%s: no sanitizer report in smapd's stderr" % self.name,
                   err[:3000] if hits else "")
 

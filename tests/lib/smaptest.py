@@ -49,6 +49,19 @@ SANITIZER_PATTERNS = (
     "SUMMARY: UndefinedBehaviorSanitizer",
 )
 
+# make check-valgrind: smap and smapd run under memcheck, which (quiet)
+# writes only its findings, each line "==PID== ...", to their stderr.
+VALGRIND = [shutil.which("valgrind") or "/usr/bin/valgrind", "--quiet", "--vgdb=no",
+            "--leak-check=full", "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite",
+            "--error-exitcode=99"] if os.environ.get("SMAPTEST_VALGRIND") else []
+VALGRIND_RE = re.compile(r"^==\d+== ")
+
+
+def sanitizer_hits(err):
+    """Lines of a sanitizer or valgrind report in a program's stderr."""
+    return [l for l in err.splitlines()
+            if any(p in l for p in SANITIZER_PATTERNS) or (VALGRIND and VALGRIND_RE.match(l))]
+
 LOG_PREFIX_RE = re.compile(
     r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ smap/smtpd\[\d+\]: ")
 DATE_RE = r"[A-Z][a-z]{2}, [ \d]?\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d \+0000"
@@ -724,7 +737,7 @@ class Server:
             port = free_port()
             err = open(self.errfile, "ab")
             argv = [SSA, "-a", "--inetd", "-l", "127.0.0.1:%d" % port] + env_args + \
-                self.wrapper + [SMAP_BIN, "-c", self.conffile]
+                self.wrapper + VALGRIND + [SMAP_BIN, "-c", self.conffile]
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=err,
                                          close_fds=True)
@@ -822,7 +835,8 @@ class Server:
         out = []
         for p in self.live_sessions():
             try:
-                if os.path.realpath("/proc/%d/exe" % p) == os.path.realpath(SMAP_BIN):
+                if os.path.realpath("/proc/%d/exe" % p) == os.path.realpath(SMAP_BIN) or \
+                        (VALGRIND and SMAP_BIN.encode() in proc_cmdline(p)):
                     out.append(p)
             except OSError:
                 pass
@@ -896,7 +910,7 @@ class Server:
 
     def check_sanitizer(self):
         err = self.stderr()
-        hits = [l for l in err.splitlines() if any(p in l for p in SANITIZER_PATTERNS)]
+        hits = sanitizer_hits(err)
         if hits:
             i = err.find(hits[0])
             self.t.ok(False, "%s: no sanitizer report in smap's stderr" % self.name,

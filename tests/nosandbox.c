@@ -1,7 +1,8 @@
 /*
- * bench/nosandbox.c - linked in place of common/sandbox.c into a copy of
- * smap used only to count instructions under valgrind, which cannot run
- * seccomp(2). Everything else in that copy is the normal smap build.
+ * tests/nosandbox.c - linked in place of common/sandbox.c into copies of
+ * smap and smapd that run only under valgrind (make check-valgrind, and
+ * the instruction counts of make bench): valgrind cannot run inside a
+ * seccomp filter. Everything else in those copies is the normal build.
  */
 #include <stddef.h>
 

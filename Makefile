@@ -230,7 +230,7 @@ install: all
 clean:
 	rm -f common/*.o common/*.d common/*.a smap/*.o smap/*.d smap/*.a \
 		smapd/*.o smapd/*.d smapd/*.a tests/unit/*.o tests/unit/*.d \
-		$(UNIT_BIN) $(PROGS) $(MODULES) common/paths.h $(VG_PROGS) tests/nosandbox.o
+		$(UNIT_BIN) $(PROGS) $(MODULES) common/paths.h $(VG_PROGS) tests/nosandbox.[od]
 
 .PHONY: all tests check check-only check-valgrind lint clean FORCE
 .SECONDARY:

@@ -261,9 +261,9 @@ class Sink:
         stop_proc(self.proc)
 
 
-def smtp_source(port, n, conc, size, timeout=600):
-    argv = [SMTP_SOURCE, "-4", "-s", str(conc), "-m", str(n), "-l", str(size),
-            "-f", FROM, "-t", RCPT, "-M", "client.example", "127.0.0.1:%d" % port]
+def smtp_source(port, n, conc, size, timeout=600, prefix=()):
+    argv = list(prefix) + [SMTP_SOURCE, "-4", "-s", str(conc), "-m", str(n), "-l", str(size),
+                           "-f", FROM, "-t", RCPT, "-M", "client.example", "127.0.0.1:%d" % port]
     t0 = time.monotonic()
     p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     dt = time.monotonic() - t0
@@ -326,6 +326,122 @@ class PostfixTarget:
         sh([POSTSUPER, "-c", self.pf.etc, "-d", "ALL"], timeout=120, check=False)
 
 
+OSMTPD_NS = """set -e
+# private mount and network namespaces (unshare -m -n): nothing here
+# touches the host's files or network
+ip link set lo up
+mount --bind "$D/passwd" /etc/passwd
+mount --bind "$D/group" /etc/group
+mount --bind "$D/resolv.conf" /etc/resolv.conf
+mount -t tmpfs tmpfs /var/lib && mkdir -p /var/lib/opensmtpd/empty
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /var/spool && mkdir -m 0711 /var/spool/smtpd
+mount --bind "$D/spool" /var/spool/smtpd
+exec "$@"
+"""
+
+
+class OpenSMTPD:
+    """Debian's OpenSMTPD, unpacked with dpkg-deb -x (its package
+    conflicts with postfix), run in private mount and network namespaces:
+    its own loopback, a resolv.conf that names no server (it resolves
+    every client), users opensmtpd/opensmtpq in a private /etc/passwd,
+    its queue on the benchmark filesystem, and mta and mda paused (-P)
+    so that it holds what it accepts. smtp-source runs in its namespace."""
+    name = "OpenSMTPD"
+    max_count = 100     # its listen backlog of 5 makes it slow under concurrency
+
+    def __init__(self, work):
+        self.work = work
+        self.root = os.path.join(work, "root")
+        self.ns = os.path.join(work, "ns")
+        self.spool = os.path.join(self.ns, "spool")
+        self.port = 2525
+        self.proc = None
+        self.traced = False
+        self.version = None
+
+    def fetch(self):
+        os.makedirs(self.ns, exist_ok=True)
+        p = subprocess.run(["apt-get", "download", "opensmtpd"], cwd=self.work, capture_output=True,
+                           stdin=subprocess.DEVNULL, timeout=300)
+        debs = [f for f in os.listdir(self.work) if f.startswith("opensmtpd_") and f.endswith(".deb")]
+        if not debs:
+            raise RuntimeError("apt-get download opensmtpd: %s" % p.stderr.decode("latin-1")[-300:])
+        self.version = debs[0].split("_")[1]
+        sh(["dpkg-deb", "-x", os.path.join(self.work, debs[0]), self.root], timeout=120)
+        with open("/etc/passwd") as f:
+            passwd = f.read()
+        with open("/etc/group") as f:
+            group = f.read()
+        with open(os.path.join(self.ns, "passwd"), "w") as f:
+            f.write(passwd + "opensmtpd:x:64001:64001::/nonexistent:/usr/sbin/nologin\n"
+                    "opensmtpq:x:64002:64002::/nonexistent:/usr/sbin/nologin\n")
+        with open(os.path.join(self.ns, "group"), "w") as f:
+            f.write(group + "opensmtpd:x:64001:\nopensmtpq:x:64002:\n")
+        with open(os.path.join(self.ns, "resolv.conf"), "w") as f:
+            f.write("# no name server: nothing leaves this namespace\nnameserver 127.0.0.255\n")
+        with open(os.path.join(self.ns, "smtpd.conf"), "w") as f:
+            f.write('listen on 127.0.0.1 port %d\n'
+                    'action "hold" relay host smtp://127.0.0.1:9\n'
+                    'match from any for any action "hold"\n' % self.port)
+        with open(os.path.join(self.ns, "ns.sh"), "w") as f:
+            f.write(OSMTPD_NS)
+        return self
+
+    def start(self, prefix=()):
+        self.traced = bool(prefix)
+        shutil.rmtree(self.spool, ignore_errors=True)
+        os.mkdir(self.spool, 0o711)
+        os.chmod(self.spool, 0o711)
+        argv = ["unshare", "-m", "-n", "env", "D=" + self.ns, "sh", os.path.join(self.ns, "ns.sh")] + \
+            list(prefix) + [os.path.join(self.root, "usr/sbin/smtpd"), "-d", "-f",
+                            os.path.join(self.ns, "smtpd.conf"), "-P", "mta", "-P", "mda"]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.ns, "smtpd.err"), "ab"), close_fds=True)
+        want = ":%04X " % self.port
+        if not wait_for(lambda: self.proc.poll() is not None or self._listening(want), 20):
+            raise RuntimeError("OpenSMTPD did not listen")
+        if self.proc.poll() is not None:
+            with open(os.path.join(self.ns, "smtpd.err"), errors="replace") as f:
+                raise RuntimeError("OpenSMTPD exited %d: %s" % (self.proc.returncode, f.read()[-500:]))
+        self.prefix = ["nsenter", "-t", str(self.proc.pid), "-n", "--"]
+        return self
+
+    def _listening(self, want):
+        try:
+            with open("/proc/%d/net/tcp" % self.proc.pid) as f:
+                return any(want in l and " 0A " in l for l in f)
+        except OSError:
+            return False
+
+    def count(self):
+        # one directory per message under queue/BUCKET/MSGID, holding "message"
+        time.sleep(0.2)
+        q = os.path.join(self.spool, "queue")
+        return sum(1 for d, _, fs in os.walk(q) for f in fs if f == "message")
+
+    def clear(self):
+        self.stop()
+        self.start()
+
+    def stop(self):
+        if self.proc is None:
+            return
+        # under strace, smtpd is strace's child: end smtpd, strace follows
+        for c in children(self.proc.pid) if self.traced else []:
+            try:
+                os.kill(c, signal.SIGTERM)
+            except OSError:
+                pass
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            pass
+        stop_proc(self.proc)
+        self.proc = None
+
+
 # --------------------------------------------------------------------------
 # measurements
 
@@ -333,12 +449,12 @@ class PostfixTarget:
 def receive(targets, results):
     for size in SIZES:
         for conc in CONCS:
-            n = COUNT[conc]
             for rep in range(REPEATS):
                 for tg in targets:
+                    n = min(COUNT[conc], getattr(tg, "max_count", COUNT[conc]))
                     tg.clear()
                     os.sync()
-                    dt = smtp_source(tg.port, n, conc, size)
+                    dt = smtp_source(tg.port, n, conc, size, prefix=getattr(tg, "prefix", ()))
                     got = tg.count()
                     if got != n:
                         raise RuntimeError("%s: %d messages sent, %d on disk (size %d, conc %d)" % (
@@ -499,6 +615,21 @@ def fsyncs_postfix(pf, pft, workdir, n=100):
     pft.clear()
     if got != n:
         raise RuntimeError("Postfix fsync run: %d of %d held" % (got, n))
+    return strace_summary(out), n
+
+
+def fsyncs_osmtpd(osd, workdir, n=100):
+    out = os.path.join(workdir, "strace-opensmtpd.txt")
+    osd.stop()
+    osd.start(prefix=[STRACE, "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", out])
+    try:
+        smtp_source(osd.port, n, 1, 1024, prefix=osd.prefix)
+        got = osd.count()
+    finally:
+        osd.stop()
+        osd.start()
+    if got != n:
+        raise RuntimeError("OpenSMTPD fsync run: %d of %d queued" % (got, n))
     return strace_summary(out), n
 
 
@@ -712,13 +843,23 @@ def report(R, info, env):
             s = statistics.median(R["recv"][(size, conc, "smap")])
             p = statistics.median(R["recv"][(size, conc, "Postfix")])
             b = statistics.median(R["recv"][(size, conc, "baseline")])
-            add("| %d KiB | %d | %d | %s | %s | %.2f | %s | %.2f | skipped* |" % (
-                size // 1024, conc, COUNT[conc], fmt(s), fmt(p), p / s, fmt(b), s / b))
+            o = R["recv"].get((size, conc, "OpenSMTPD"))
+            o = "%s (%.2f)" % (fmt(statistics.median(o)), statistics.median(o) / s) if o else "skipped*"
+            add("| %d KiB | %d | %d | %s | %s | %.2f | %s | %.2f | %s |" % (
+                size // 1024, conc, COUNT[conc], fmt(s), fmt(p), p / s, fmt(b), s / b, o))
     add("")
-    add("\\* OpenSMTPD not run this round: Debian's opensmtpd conflicts with postfix; it needs "
-        "`dpkg-deb -x` into a private root and a network namespace.")
+    if env.get("osmtpd"):
+        add("OpenSMTPD %s (Debian's package, unpacked with `dpkg-deb -x`: it conflicts with postfix) ran "
+            "in private mount and network namespaces with a resolv.conf naming no server, its queue on "
+            "the same filesystem, mta and mda paused (`-P mta -P mda`) so that it holds what it "
+            "accepts; smtp-source ran in its namespace (nsenter). In brackets: OpenSMTPD / smap. "
+            "It listens with a backlog of 5, which limits it under concurrency; it was sent at most "
+            "%d messages per run." % (env["osmtpd"], OpenSMTPD.max_count))
+    else:
+        add("\\* OpenSMTPD not run: %s" % env.get("osmtpd_skip", "unknown reason"))
     add("Every run was checked: files in smap's (and baseline's) new/ == messages sent; "
-        "Postfix: `postqueue -p` count == files in the hold queue == messages sent.")
+        "Postfix: `postqueue -p` count == files in the hold queue == messages sent; OpenSMTPD: "
+        "message files in its queue == messages sent.")
     add("")
     add("### Cost per session (1 KiB message)")
     add("")
@@ -762,13 +903,16 @@ def report(R, info, env):
     add("")
     add("| | fsync | fdatasync | per message |")
     add("|---|---|---|---|")
-    for k in ("smap", "Postfix"):
+    for k in ("smap", "Postfix", "OpenSMTPD"):
+        if k not in R["fsync"]:
+            continue
         c = R["fsync"][k]
         add("| %s | %d | %d | %.2f |" % (k, c["fsync"], c["fdatasync"],
                                           (c["fsync"] + c["fdatasync"]) / R["fsync"]["n"]))
     add("")
     add("smap fsyncs the file and the directory (new/) before its 250; Postfix (cleanup) fsyncs "
-        "the queue file but not the directory.")
+        "the queue file but not the directory; OpenSMTPD answers 250 without an fsync, so a crash "
+        "can lose what it accepted. Speed is compared at these different levels of durability.")
     add("")
     add("### Targets")
     add("")
@@ -845,6 +989,17 @@ def main():
             stack.append(pf)
             pft = PostfixTarget(pf)
             targets = [SmapTarget(srv), PostfixTarget(pf), BaselineTarget(base, bdir)]
+            osd = None
+            try:
+                osd = OpenSMTPD(os.path.join(fs.mnt, "opensmtpd")).fetch()
+                stack.append(osd)
+                osd.start()
+                targets.append(osd)
+                env["osmtpd"] = osd.version
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                env["osmtpd_skip"] = str(e)[:300]
+                log("OpenSMTPD skipped: %s" % env["osmtpd_skip"])
+                osd = None
 
             env["quiet"], env["load_start"], env["waited"] = wait_quiet()
             log("load average %.2f after %.0fs: measuring%s" % (
@@ -876,6 +1031,8 @@ def main():
             fs_smap, n = fsyncs_smap(srv, fs.work)
             fs_pf, _ = fsyncs_postfix(pf, pft, fs.work)
             R["fsync"] = {"smap": fs_smap, "Postfix": fs_pf, "n": n}
+            if osd is not None:
+                R["fsync"]["OpenSMTPD"], _ = fsyncs_osmtpd(osd, fs.work)
             log("fsyncs over %d messages: smap %r, Postfix %r" % (n, fs_smap, fs_pf))
             for tg in targets:
                 tg.clear()

@@ -22,13 +22,13 @@
 
 struct msg {
 	struct envelope env;
-	struct spool_out o;	/* the spool file; o.err: first write errno */
 	int bare, toobig, in_headers, hops;
 	long long limit;	/* message_size_limit */
 	long long data;		/* message bytes after unstuffing */
 	long long total;	/* bytes after the envelope: header and data */
 	size_t plen;		/* bytes of prefix[] filled for this line */
 	char prefix[9];		/* start of the current header line */
+	struct spool_out o;	/* last (a 64 KiB buffer); o.err: first errno */
 };
 
 /* out - bytes for the spool file, counted even after a write error */
@@ -220,7 +220,7 @@ data_receive(struct session *s)
 {
 	static struct msg m;
 
-	memset(&m, 0, sizeof(m));
+	memset(&m, 0, offsetof(struct msg, o));	/* open_spool() sets o */
 	m.in_headers = 1;
 	m.limit = s->cf->message_size_limit;
 	if (open_spool(s, &m) < 0) {

@@ -16,7 +16,7 @@
 void
 io_init(struct io *io, int rfd, int wfd, int timeout, time_t deadline)
 {
-	memset(io, 0, sizeof(*io));
+	memset(io, 0, offsetof(struct io, in));	/* not the buffers */
 	io->rfd = rfd;
 	io->wfd = wfd;
 	io->timeout = timeout;

@@ -640,7 +640,7 @@ void
 session_run(struct session *s, const struct conf *cf,
     const struct tls_server *tls, int rfd, int wfd)
 {
-	memset(s, 0, sizeof(*s));
+	memset(s, 0, offsetof(struct session, io));
 	s->cf = cf;
 	s->tls = tls;
 	s->verb = "CONNECT";

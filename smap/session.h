@@ -23,7 +23,6 @@ enum counter { C_HELO, C_EHLO, C_MAIL, C_RCPT, C_DATA, C_RSET, C_NOOP,
 struct session {
 	const struct conf *cf;
 	struct peer peer;
-	struct io io;
 	enum state state;
 	int esmtp, quit, errors, junk, messages, after_failed_data;
 	int got_354;			/* DATA of this command went past 354 */
@@ -41,6 +40,7 @@ struct session {
 	char ccert[512];		/* a trusted client certificate: "FP SUBJECT" */
 	const char *verb;		/* the command being served, for logs */
 	char reply[512];		/* the last reply sent */
+	struct io io;			/* last: io_init() leaves its buffers be */
 };
 
 /* Run one session on fds rfd/wfd, offering TLS when tls is not NULL;

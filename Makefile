@@ -40,7 +40,7 @@ ALL_CFLAGS = $(WARN) $(HARDEN) $(CAP_CFLAGS) $(SECCOMP_CFLAGS) $(SSL_CFLAGS) \
 	$(CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(LDHARDEN) $(SANLD) $(LDFLAGS)
 
-COMMON_SRC = $(wildcard common/*.c)
+COMMON_SRC = $(filter-out common/sandbox_gen.c,$(wildcard common/*.c))
 COMMON_OBJ = $(COMMON_SRC:.c=.o)
 SMAP_SRC = $(filter-out smap/main.c smap/tls_server.c,$(wildcard smap/*.c))
 SMAP_OBJ = $(SMAP_SRC:.c=.o)
@@ -68,7 +68,7 @@ smap/libsmap.a: $(SMAP_OBJ)
 # smap links no OpenSSL; it loads smap-tls.so only when TLS is on
 # (smap/tls_server.h says why).
 smap/smap: smap/main.o smap/libsmap.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(LDLIBS)
 
 %.pic.o: %.c
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -c -o $@ $<
@@ -76,6 +76,14 @@ smap/smap: smap/main.o smap/libsmap.a common/libcommon.a
 smap/smap-tls.so: smap/tls_server.pic.o common/tls.pic.o
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-z,relro,-z,now -Wl,--as-needed \
 		$(SANLD) $(LDFLAGS) -o $@ $^ $(SSL_LIBS) $(LDLIBS)
+
+# smap's seccomp filter is compiled to BPF once, here, from the rules in
+# common/sandbox.c; a session loads it without libseccomp.
+common/sandbox_gen: common/sandbox_gen.o common/sandbox.o
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(SECCOMP_LIBS) $(LDLIBS)
+common/sandbox_smap_bpf.h: common/sandbox_gen
+	./common/sandbox_gen >$@.new && mv $@.new $@
+common/sandbox_smap.o: common/sandbox_smap_bpf.h
 
 # shlib_directory's default follows SHLIBDIR; the file changes only
 # when SHLIBDIR does, so that conf.o is rebuilt exactly then.
@@ -230,7 +238,8 @@ install: all
 clean:
 	rm -f common/*.o common/*.d common/*.a smap/*.o smap/*.d smap/*.a \
 		smapd/*.o smapd/*.d smapd/*.a tests/unit/*.o tests/unit/*.d \
-		$(UNIT_BIN) $(PROGS) $(MODULES) common/paths.h $(VG_PROGS) tests/nosandbox.[od]
+		$(UNIT_BIN) $(PROGS) $(MODULES) common/paths.h $(VG_PROGS) tests/nosandbox.[od] \
+		common/sandbox_gen common/sandbox_smap_bpf.h
 
 .PHONY: all tests check check-only check-valgrind lint clean FORCE
 .SECONDARY:
@@ -266,6 +275,7 @@ $(FUZZ_BUILD)/obj/%.o: %.c $(FUZZ_HDR)
 		-fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
 
 $(FUZZ_BUILD)/obj/common/conf.o: common/paths.h
+$(FUZZ_BUILD)/obj/common/sandbox_smap.o: common/sandbox_smap_bpf.h
 
 $(FUZZ_BUILD)/libfuzzsrc.a: $(FUZZ_OBJ)
 	rm -f $@

@@ -1,6 +1,10 @@
 /*
  * sandbox.c - seccomp system call filters (libseccomp) for smap, smapd.
  *
+ * smap's filter is compiled to BPF here once, when smap is built
+ * (sandbox_gen.c), and loaded by sandbox_smap.c without libseccomp;
+ * smapd's is built and loaded at start-up.
+ *
  * smap: an allow-list; default action SCMP_ACT_KILL_PROCESS. The jail
  * (chroot, unprivileged user, no capabilities, no_new_privs) is already
  * in place, so the list holds only what a session does afterwards: I/O
@@ -142,9 +146,10 @@ add_smap_args(scmp_filter_ctx ctx)
 	    SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
 }
 
-/* sandbox_smap - the allow-list filter; see sandbox.h */
+/* sandbox_smap_rules - smap's allow-list as a libseccomp context; see
+ * sandbox.h (sandbox_gen.c turns it into the BPF smap loads) */
 int
-sandbox_smap(char *why, size_t len)
+sandbox_smap_rules(void **out, char *why, size_t len)
 {
 	scmp_filter_ctx ctx;
 	const char *bad = "";
@@ -157,9 +162,7 @@ sandbox_smap(char *why, size_t len)
 		return fail(ctx, why, len, bad, rc);
 	if ((rc = add_smap_args(ctx)) < 0)
 		return fail(ctx, why, len, "mmap/mprotect/socket", rc);
-	if ((rc = seccomp_load(ctx)) < 0)
-		return fail(ctx, why, len, "load", rc);
-	seccomp_release(ctx);
+	*out = ctx;
 	return 0;
 }
 

@@ -19,6 +19,11 @@
  */
 int sandbox_smap(char *why, size_t whylen);
 
+/* The rules of smap's filter as a libseccomp context (a scmp_filter_ctx
+ * in *ctx): 0, or -1 with the reason in why. Used only by sandbox_gen,
+ * which exports it as the BPF program sandbox_smap() loads. */
+int sandbox_smap_rules(void **ctx, char *why, size_t whylen);
+
 /*
  * smapd's filter: everything its transports and their children need is
  * allowed (sockets, DNS, inotify, fork and execve of sendmail); the

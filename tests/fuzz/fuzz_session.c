@@ -3,7 +3,8 @@
  *
  * Fork-free: the input is written to one end of a socketpair, which is
  * then shut down for writing, and session_run() serves the other end
- * in a private temp spool directory (tmp/, new/; no jail). The replies
+ * in a private temp spool directory (tmp/, new/; no jail), as a client
+ * in mynetworks or an outsider. The replies
  * are read back afterwards; the socket buffers are large enough that a
  * session never blocks. Invariants: one file in new/ per
  * "250 2.0.0 Ok: queued as" reply, nothing left in tmp/.
@@ -108,6 +109,24 @@ cleanup(void)
 	(void)rmdir(spooldir);
 }
 
+/* load_conf - the defaults, and example.com as a relay domain */
+static int
+load_conf(void)
+{
+	char path[] = "/tmp/fuzz_session.conf.XXXXXX", err[2048];
+	static const char text[] = "relay_domains = example.com\n";
+	int fd = mkstemp(path), rc;
+
+	if (fd < 0 || write(fd, text, sizeof(text) - 1) != (ssize_t)(sizeof(text) - 1))
+		return -1;
+	close(fd);
+	rc = conf_load(&cf, path, err, sizeof(err));
+	unlink(path);
+	if (rc != 0)
+		fputs(err, stderr);
+	return rc;
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -115,12 +134,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	signal(SIGPIPE, SIG_IGN);
 	log_open("smap/smtpd", "mail", "/dev/null");
-	/* Relaying allowed: the client counts as in mynetworks, so that
-	 * transactions reach the spool. */
-	setenv("TCPREMOTEIP", "127.0.0.1", 1);
+	/* The client's address comes from TCPREMOTEIP (a socketpair has
+	 * none); see LLVMFuzzerTestOneInput for which one. */
 	setenv("TCPREMOTEPORT", "25", 1);
-	if (conf_defaults(&cf) != 0) {
-		fprintf(stderr, "fuzz_session: conf_defaults failed\n");
+	if (load_conf() != 0) {
+		fprintf(stderr, "fuzz_session: configuration failed\n");
 		abort();
 	}
 	cf.message_size_limit = 4096;
@@ -174,7 +192,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	assert(shutdown(sv[0], SHUT_WR) == 0);
 
-	skip_pregreet = 1;
+	/* Odd sizes come from an outsider (relay_domains only), even ones
+	 * from 127.0.0.1 (mynetworks: relaying allowed); one size in 16 is
+	 * judged by the pregreet check as the bytes sent before the
+	 * greeting that it is. */
+	setenv("TCPREMOTEIP", size % 2 ? "192.0.2.7" : "127.0.0.1", 1);
+	skip_pregreet = size % 16 != 15;
 	session_run(&s, &cf, NULL, sv[1], sv[1]);
 	skip_pregreet = 0;
 	(void)shutdown(sv[1], SHUT_WR);

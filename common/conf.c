@@ -121,7 +121,7 @@ static const struct param params[] = {
 	P(sendmail_path, T_PATH, "/usr/sbin/sendmail", 1, PATH_MAX - 1),
 	P(smtp_helo_name, T_STR, "$myhostname", 0, 255),
 	P(queue_run_delay, T_TIME, "300s", 1, 86400),
-	P(default_destination_concurrency_limit, T_INT, "4", 1, CONCURRENCY_MAX),
+	P(default_destination_concurrency_limit, T_INT, "20", 1, CONCURRENCY_MAX),
 	P(minimal_backoff_time, T_TIME, "300s", 1, 86400),
 	P(maximal_backoff_time, T_TIME, "4000s", 1, 7 * 86400),
 	P(maximal_queue_lifetime, T_TIME, "5d", 0, 100 * 86400),

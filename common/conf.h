@@ -52,7 +52,7 @@ struct conf {
 	char *sendmail_path;		/* "/usr/sbin/sendmail" */
 	char *smtp_helo_name;		/* "$myhostname" */
 	long long queue_run_delay;	/* 300s */
-	long long default_destination_concurrency_limit;	/* 4 processes */
+	long long default_destination_concurrency_limit;	/* 20, as Postfix */
 	long long minimal_backoff_time;	/* 300s */
 	long long maximal_backoff_time;	/* 4000s */
 	long long maximal_queue_lifetime;	/* 5d */

@@ -872,6 +872,9 @@ def report(R, info, env):
             "%d messages per run." % (env["osmtpd"], OpenSMTPD.max_count))
     else:
         add("\\* OpenSMTPD not run: %s" % env.get("osmtpd_skip", "unknown reason"))
+    add("smap and baseline.c are started for every connection (fork and exec by "
+        "systemd-socket-activate --inetd, the inetd model); Postfix's smtpd serves many "
+        "connections per process (max_use 100 here).")
     add("Every run was checked: files in smap's (and baseline's) new/ == messages sent; "
         "Postfix: `postqueue -p` count == files in the hold queue == messages sent; OpenSMTPD: "
         "message files in its queue == messages sent.")
@@ -894,7 +897,7 @@ def report(R, info, env):
         "line is what each further session really costs. "
         "Postfix smtpd's VmHWM is of a fresh smtpd (its first session); a Postfix session also "
         "runs cleanup(8), trivial-rewrite(8) and others, not counted. Instructions: user-space, "
-        "from exec to exit (dynamic linking and OpenSSL initialisation included), one session "
+        "from exec to exit (dynamic linking included; without TLS smap loads no OpenSSL), one session "
         "under systemd-socket-activate. `perf stat -e instructions` is not supported on this "
         "machine, so valgrind counted them, and valgrind cannot run seccomp(2): the smap counted is "
         "the normal build linked with tests/nosandbox.c in place of common/sandbox.c (no filter "

@@ -132,6 +132,20 @@ def stop_proc(p, sig=signal.SIGTERM, wait=10):
         pass
 
 
+def stop_traced(proc):
+    """proc is strace: SIGTERM what it traces, by PID, and let strace
+    write its summary and exit (at most 20 s)."""
+    for c in children(proc.pid):
+        try:
+            os.kill(c, signal.SIGTERM)
+        except OSError:
+            pass
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def children(pid):
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
@@ -428,16 +442,8 @@ class OpenSMTPD:
     def stop(self):
         if self.proc is None:
             return
-        # under strace, smtpd is strace's child: end smtpd, strace follows
-        for c in children(self.proc.pid) if self.traced else []:
-            try:
-                os.kill(c, signal.SIGTERM)
-            except OSError:
-                pass
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
+        if self.traced:     # under strace, smtpd is strace's child
+            stop_traced(self.proc)
         stop_proc(self.proc)
         self.proc = None
 
@@ -589,15 +595,8 @@ def fsyncs_smap(srv, workdir, n=100):
         got = srv.count_new() - before
     finally:
         # the strace process is inetd.proc; stop the ssa it runs, by PID
-        for c in children(inetd.proc.pid):
-            try:
-                os.kill(c, signal.SIGTERM)
-            except OSError:
-                pass
-        try:
-            inetd.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            stop_proc(inetd.proc)
+        stop_traced(inetd.proc)
+        stop_proc(inetd.proc)
     if got != n:
         raise RuntimeError("fsync run: %d of %d on disk" % (got, n))
     return strace_summary(out), n

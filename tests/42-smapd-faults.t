@@ -140,6 +140,41 @@ def run_kill(t, srv, pf, tag, listener, trigger, after, n=4, inflight_ok=True):
         d.stop()
 
 
+def test_orphans(t, srv, pf):
+    """A delivery process whose smapd is killed -9 gets SIGTERM
+    (PR_SET_PDEATHSIG): it finishes the message it has and exits, and
+    does not go on with the rest of its share. Two processes, eight
+    messages to a listener that sleeps SLEEP s at DATA: the worker holds
+    four, 4 * SLEEP s of work, and must be gone within 2 * SLEEP + 1."""
+    users, n = ("g",), 8
+    want = mids("orphan", n)
+    d = Smapd(t, srv, conf={"default_transport": "smtp:[127.0.0.1]:%d" % pf.ports["slowdata"],
+                            "default_destination_concurrency_limit": "2"}, name="smapd-orphan")
+    try:
+        send(srv, [(["g@" + DOMAIN], mk("orphan", i)) for i in range(n)])
+        logpos = len(pf.log())
+        d.start()
+        seen = wait_until(lambda: len(re.findall(r"postfix/slowdata/smtpd\[\d+\]: connect from",
+                                                 pf.log()[logpos:])) >= 2, 15)
+        workers = children_of(d.pid())
+        t.ok(seen and len(workers) == 1, "orphans: two deliveries under way, one by a delivery process",
+             "connections seen: %r, workers: %r" % (seen, workers))
+        d.kill9()
+        t0 = time.monotonic()
+        gone = wait_until(lambda: not any(os.path.exists("/proc/%d" % w) for w in workers), 2 * SLEEP + 1)
+        t.ok(gone and workers, "orphans: the delivery process exited %.1fs after its smapd was killed "
+             "(bound %ds; its share was %ds of work)" % (time.monotonic() - t0, 2 * SLEEP + 1, 4 * SLEEP))
+        d.set_conf({"default_transport": "smtp:[127.0.0.1]:%d" % pf.port})
+        d.start()
+        t.ok(wait_all(pf, users, want, 20), "orphans: after a restart every message arrived")
+        settle(t, srv, pf, "orphans")
+        time.sleep(0.3)
+        judge(t, "orphans", counts(pf, users, want), inflight_ok=True)
+        d.check_sanitizer()
+    finally:
+        d.stop()
+
+
 def test_concurrent(t, srv, pf):
     users = ("e",)
     n = 30
@@ -214,7 +249,7 @@ def main(t):
         "slowdata": "-o smtpd_data_restrictions=sleep,%d" % SLEEP,
         "sloweod": "-o smtpd_end_of_data_restrictions=sleep,%d" % SLEEP,
     }
-    with Postfix(t, users=("c", "d", "e", "f"), listeners=listeners, name="postfix-42") as pf:
+    with Postfix(t, users=("c", "d", "e", "f", "g"), listeners=listeners, name="postfix-42") as pf:
         with Server(t, name="smap-42") as srv:
             # A: smapd waits for Postfix's answer to DATA (Postfix sleeps):
             # no byte of the message reached Postfix, so exactly one copy
@@ -227,6 +262,7 @@ def main(t):
             # C: right after Postfix queued it (qmgr picked it up)
             t.run("kill after accept", run_kill, t, srv, pf, "accepted", "default",
                   r"postfix/qmgr\[\d+\]: [0-9A-F]+: from=<a@b\.example>", 0.0)
+            t.run("orphaned delivery processes", test_orphans, t, srv, pf)
             t.run("two daemons", test_concurrent, t, srv, pf)
             t.run("two one-shot runs", test_concurrent_once, t, srv, pf)
 

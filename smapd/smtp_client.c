@@ -8,7 +8,9 @@
  * (LHLO; HELO when SMTP's EHLO gets 5xx), then per message XFORWARD
  * (when offered), MAIL, RCPT..., DATA, the message, ".". With
  * PIPELINING, MAIL, the RCPTs and DATA go out in groups of at most
- * SMTP_PIPE_MAX commands and the replies are read in order.
+ * SMTP_PIPE_MAX commands, XFORWARD ahead of the first group, and the
+ * replies are read in order; a refused XFORWARD then drops the
+ * connection, since MAIL and the rest are already on their way.
  *
  * RESULTS: a recipient is R_SENT only after the final reply to the
  * message; 4xx defers and 5xx bounces it; a failed MAIL decides every

@@ -156,8 +156,11 @@ lint:
 #                         and the Postfix sendmail drop-in: examples to
 #                         copy, because each changes what another
 #                         daemon does once it is in /etc
-#   $(SPOOLDIR)           the spool (and $(MAILDIR)): owners are set only
-#                         when installing as root without DESTDIR
+#   $(SPOOLDIR)           the spool (and $(MAILDIR)), modes of
+#                         smap-spool(5); as root without DESTDIR, the users
+#                         smap and smapd are made and smapd -P sets the
+#                         owners (SPOOLDIR must be the installed config's
+#                         spool_directory)
 LOCALSTATEDIR ?= /var
 SPOOLDIR ?= $(LOCALSTATEDIR)/spool/smap
 MAILDIR ?= $(LOCALSTATEDIR)/mail/smap
@@ -168,6 +171,7 @@ SYSUSERSDIR ?= $(or $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/
 TMPFILESDIR ?= $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null),/usr/lib/tmpfiles.d)
 INSTALL ?= install
 SMAP_USER ?= smap
+SMAPD_USER ?= smapd
 UNITS = systemd/smap.socket systemd/smap@.service systemd/smapd.service \
 	systemd/smapd-run.service systemd/smapd.timer
 MAN8 = smap/smap.8 smapd/smapd.8 $(wildcard smapd/smapq.8)
@@ -216,21 +220,22 @@ install: all
 		echo "$(INSTALL) -m 0644 conf/smap.conf $(DESTDIR)$(SYSCONFDIR)/smap/smap.conf"; \
 		$(INSTALL) -m 0644 conf/smap.conf $(DESTDIR)$(SYSCONFDIR)/smap/smap.conf; \
 	fi
-	$(INSTALL) -d -m 0755 $(DESTDIR)$(SPOOLDIR)
-	$(INSTALL) -d -m 0750 $(DESTDIR)$(SPOOLDIR)/tmp $(DESTDIR)$(SPOOLDIR)/new
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SPOOLDIR) $(DESTDIR)$(SPOOLDIR)/incoming
+	$(INSTALL) -d -m 2770 $(DESTDIR)$(SPOOLDIR)/incoming/tmp
+	$(INSTALL) -d -m 0770 $(DESTDIR)$(SPOOLDIR)/incoming/new
 	$(INSTALL) -d -m 0700 $(DESTDIR)$(SPOOLDIR)/queue \
 		$(DESTDIR)$(SPOOLDIR)/state $(DESTDIR)$(SPOOLDIR)/quarantine \
 		$(DESTDIR)$(SPOOLDIR)/hold $(DESTDIR)$(MAILDIR)
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
-		getent passwd $(SMAP_USER) >/dev/null || \
+		for u in $(SMAP_USER) $(SMAPD_USER); do \
+		    getent passwd $$u >/dev/null && continue; \
 		    systemd-sysusers $(SYSUSERSDIR)/smap.conf 2>/dev/null || \
-		    useradd --system --home-dir $(SPOOLDIR) \
-			--shell /usr/sbin/nologin $(SMAP_USER) || exit 1; \
-		echo "chown root:root $(SPOOLDIR); chown $(SMAP_USER): its subdirectories, $(MAILDIR)"; \
-		chown root:root $(SPOOLDIR) && \
-		chown $(SMAP_USER):$(SMAP_USER) $(SPOOLDIR)/tmp $(SPOOLDIR)/new \
-		    $(SPOOLDIR)/queue $(SPOOLDIR)/state $(SPOOLDIR)/quarantine \
-		    $(SPOOLDIR)/hold $(MAILDIR) || exit 1; \
+		    useradd --system --user-group --home-dir $(SPOOLDIR) \
+			--shell /usr/sbin/nologin $$u || exit 1; \
+		done; \
+		echo "$(SBINDIR)/smapd -c $(SYSCONFDIR)/smap/smap.conf -P"; \
+		$(SBINDIR)/smapd -c $(SYSCONFDIR)/smap/smap.conf -P || exit 1; \
+		chown $(SMAPD_USER):$(SMAPD_USER) $(MAILDIR) || exit 1; \
 	fi
 
 .PHONY: install

@@ -116,7 +116,7 @@ static const struct param params[] = {
 	P(smtpd_timeout, T_TIME, "300s", 1, 3600),
 	P(smtpd_session_deadline, T_TIME, "3600s", 10, 86400),
 	P(smtpd_greet_pause, T_TIME, "0s", 0, 60),
-	P(smapd_user, T_USER, "smap", 1, 32),
+	P(smapd_user, T_USER, "smapd", 1, 32),
 	P(default_transport, T_STR, "maildir:/var/mail/smap/", 1, 4000),
 	P(sendmail_path, T_PATH, "/usr/sbin/sendmail", 1, PATH_MAX - 1),
 	P(smtp_helo_name, T_STR, "$myhostname", 0, 255),
@@ -210,6 +210,7 @@ static void conf_finish(struct ctx *);
 static void conf_value(struct ctx *, size_t);
 static int net_breadth(const struct net *);
 static void relay_check(struct ctx *);
+static void users_check(struct ctx *);
 static int warn(char *, size_t, size_t *, const char *, int, const char *,
     ...) __attribute__((format(printf, 6, 7)));
 static int key_line(const struct conf *, const char *);
@@ -753,6 +754,7 @@ conf_finish(struct ctx *x)
 		if (expand(x, i, 0) == 0)
 			conf_value(x, i);
 	relay_check(x);
+	users_check(x);
 }
 
 /* Parse key i's expanded text into its field of struct conf. */
@@ -1296,6 +1298,23 @@ relay_check(struct ctx *x)
 	}
 }
 
+/* smap and smapd must run as two users: smap may never reach smapd's
+ * queue (the ids behind the names are checked by layout_users()). */
+static void
+users_check(struct ctx *x)
+{
+	int a = x->set_line[param_find("mail_owner", strlen("mail_owner"))];
+	int b = x->set_line[param_find("smapd_user", strlen("smapd_user"))];
+
+	if (x->c->mail_owner == NULL || x->c->smapd_user == NULL ||
+	    strcmp(x->c->mail_owner, x->c->smapd_user) != 0)
+		return;
+	conf_err(x, a > b ? a : b, "mail_owner and smapd_user are both %s: "
+	    "smap and smapd must run as different users (defaults: smap and "
+	    "smapd), or a compromised smap could rewrite smapd's queue",
+	    x->c->mail_owner);
+}
+
 /* Append "path:line: warning: ..." to buf when the whole line fits
  * (*used = len once one did not). Returns 1, the count of a warning. */
 static int
@@ -1406,27 +1425,6 @@ conf_print(FILE *fp, const struct conf *c, int all)
 		ops[params[i].type].print(fp, (const char *)c + params[i].off);
 		fputc('\n', fp);
 	}
-}
-
-/* Exact match, or ".domain" matching strict subdomains; any case. */
-int
-domain_match(const struct strlist *l, const char *domain)
-{
-	size_t i, dl, il;
-
-	if (l == NULL || domain == NULL)
-		return 0;
-	dl = strlen(domain);
-	for (i = 0; i < l->n; i++) {
-		il = strlen(l->v[i]);
-		if (l->v[i][0] == '.') {
-			if (dl > il &&
-			    strcasecmp(domain + dl - il, l->v[i]) == 0)
-				return 1;
-		} else if (strcasecmp(domain, l->v[i]) == 0)
-			return 1;
-	}
-	return 0;
 }
 
 /* Risky but legal settings, one warning line each; see conf.h. */

@@ -47,7 +47,7 @@ struct conf {
 	long long smtpd_session_deadline;	/* 3600s */
 	long long smtpd_greet_pause;	/* 0s */
 	/* smapd: who, where to, how often */
-	char *smapd_user;		/* "smap" */
+	char *smapd_user;		/* "smapd": never mail_owner */
 	char *default_transport;	/* "maildir:/var/mail/smap/" */
 	char *sendmail_path;		/* "/usr/sbin/sendmail" */
 	char *smtp_helo_name;		/* "$myhostname" */
@@ -106,10 +106,5 @@ int conf_warnings(const struct conf *c, const char *path, char *buf,
 /* Print "key = value" lines: every key (all = 1) or only those set in
  * the file (all = 0), in table order, values as the parser reads them. */
 void conf_print(FILE *fp, const struct conf *c, int all);
-
-/* Does a domain (already lowercase, no trailing dot) match the list?
- * "example.com" matches itself; ".example.com" matches its
- * subdomains but not itself. Comparison ignores case. */
-int domain_match(const struct strlist *l, const char *domain);
 
 #endif

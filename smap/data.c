@@ -8,7 +8,7 @@
  * end of data is ever stored or passed on. A line starting with "." is
  * unstuffed. Size, hop count and write errors are all judged at the
  * end, after the rest of the data has been read, so the session stays
- * in step. 250 is sent only after spool_commit() made the file durable.
+ * in step. 250 is sent only after layout_commit() made the file durable.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "layout.h"
 #include "log.h"
 #include "session.h"
 #include "spool.h"
@@ -81,7 +82,7 @@ open_spool(struct session *s, struct msg *m)
 	e->body8 = s->body8;
 	e->rcpt = s->rcpt;
 	e->nrcpt = s->nrcpt;
-	spool_out_init(&m->o, spool_create(s->id, sizeof(s->id)));
+	spool_out_init(&m->o, layout_create(s->id, sizeof(s->id)));
 	if (m->o.fd >= 0)
 		snprintf(e->id, sizeof(e->id), "%s", s->id);
 	if (m->o.fd < 0 || spool_write_envelope(m->o.fd, e) < 0) {
@@ -153,12 +154,12 @@ finish(struct msg *m)
 	m->env.size = m->total;
 	if (bad < 0 || spool_write_final(fd, &m->env) < 0) {
 		m->o.err = m->o.err ? m->o.err : errno;
-		spool_abort(fd, m->env.id);
+		layout_abort(fd, m->env.id);
 		return -1;
 	}
-	if (spool_commit(fd, m->env.id) < 0) {
+	if (layout_commit(fd, m->env.id) < 0) {
 		m->o.err = errno;
-		spool_abort(-1, m->env.id);
+		layout_abort(-1, m->env.id);
 		return -1;
 	}
 	return 0;
@@ -186,7 +187,7 @@ verdict(struct session *s, struct msg *m)
 	else if (m->hops > s->cf->hopcount_limit)
 		session_reply(s, "554 5.4.6 Error: too many hops");
 	if (m->bare || m->toobig || m->hops > s->cf->hopcount_limit) {
-		spool_abort(m->o.fd, m->env.id);
+		layout_abort(m->o.fd, m->env.id);
 		m->o.fd = -1;
 		session_reject_log(s, "END-OF-MESSAGE", NULL, 0);
 	} else if (finish(m) < 0) {
@@ -225,7 +226,7 @@ data_receive(struct session *s)
 	m.limit = s->cf->message_size_limit;
 	if (open_spool(s, &m) < 0) {
 		if (m.o.fd >= 0)
-			spool_abort(m.o.fd, s->id);
+			layout_abort(m.o.fd, s->id);
 		storage_reply(s, m.o.err);
 		session_reset(s);
 		return;
@@ -234,7 +235,7 @@ data_receive(struct session *s)
 	s->got_354 = 1;
 	s->verb = "DATA";
 	if (swallow(s, &m) < 0) {
-		spool_abort(m.o.fd, m.env.id);
+		layout_abort(m.o.fd, m.env.id);
 		if (s->io.err == IO_TIMEOUT)
 			session_close(s, "timeout", "421 4.4.2 %s Error: timeout "
 			    "exceeded", s->cf->myhostname);

@@ -18,14 +18,15 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include "conf.h"
 #include "jail.h"
+#include "layout_setup.h"
 #include "log.h"
 #include "sandbox.h"
 #include "session.h"
 #include "tls_server.h"
+#include "trusted.h"
 
 #define EX_USAGE 64
 #define EX_OSERR 71
@@ -56,27 +57,29 @@ connected(void)
 	return 0;
 }
 
-/* tls_load - smap-tls.so from shlib_directory: root's (or ours), not
- * writable by anyone else, built for this smap; NULL and why if not */
+/* tls_load - smap-tls.so from shlib_directory, opened once, checked by
+ * its descriptor (trusted.h) and loaded from that very descriptor;
+ * built for this smap; NULL and why if not */
 static const struct tls_server *
 tls_load(const char *dir, char *why, size_t len)
 {
 	const struct tls_server *tls = NULL;
-	char path[4096];
-	struct stat st;
+	char path[4096], self[64];
 	void *h;
+	int fd;
 
 	snprintf(path, sizeof(path), "%s/smap-tls.so", dir);
-	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 022) ||
-	    (st.st_uid != 0 && st.st_uid != geteuid()))
-		snprintf(why, len, "%s: missing, or not a file only root may change", path);
-	else if ((h = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL ||
+	if ((fd = trusted_open(path, why, len)) < 0)
+		return NULL;
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	if ((h = dlopen(self, RTLD_NOW | RTLD_LOCAL)) == NULL ||
 	    (tls = dlsym(h, TLS_SERVER_SYMBOL)) == NULL)
 		snprintf(why, len, "%s: %s", path, dlerror());
 	else if (tls->abi != TLS_SERVER_ABI) {
 		snprintf(why, len, "%s: built for another smap", path);
 		tls = NULL;
 	}
+	(void)close(fd);
 	return tls;
 }
 
@@ -115,6 +118,23 @@ load(struct conf *cf, char *err, size_t errlen)
 	exit(EX_CONFIG);
 }
 
+/* say - one problem found by -t, on stderr */
+static void
+say(void *ctx, const char *line)
+{
+	(void)ctx;
+	fprintf(stderr, "%s: %s\n", conf_path, line);
+}
+
+/* check - smap -t: the configuration, the users, the spool; exit status */
+static int
+check(const struct conf *cf, char *err, size_t len)
+{
+	if (conf_warnings(cf, conf_path, err, len) > 0)
+		fputs(err, stderr);
+	return layout_check_config(cf, SIDE_SMAP, say, NULL) ? EX_CONFIG : 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -122,7 +142,7 @@ main(int argc, char **argv)
 	static char err[8192];
 	static struct conf cf;	/* lives as long as the process */
 	const struct tls_server *tls;
-	char ident[80];
+	char ident[80], root[4096];
 	int ch, mode = 0;
 
 	while ((ch = getopt(argc, argv, "c:tnd")) != -1) {
@@ -137,12 +157,11 @@ main(int argc, char **argv)
 		usage();
 	load(&cf, err, sizeof(err));
 	if (mode != 0) {
-		if (mode == 't' && conf_warnings(&cf, conf_path, err, sizeof(err)) > 0)
-			fputs(err, stderr);
+		ch = mode == 't' ? check(&cf, err, sizeof(err)) : 0;
 		if (mode != 't')
 			conf_print(stdout, &cf, mode == 'd');
 		conf_free(&cf);
-		return 0;
+		return ch;
 	}
 	snprintf(ident, sizeof(ident), "%s/smtpd", cf.syslog_name);
 	if (log_open(ident, cf.syslog_facility, cf.maillog_file) < 0) {
@@ -153,10 +172,11 @@ main(int argc, char **argv)
 	if (!connected())
 		return EX_USAGE;
 	tls = tls_setup(&cf, err, sizeof(err));
-	if (jail_enter(cf.spool_directory, cf.mail_owner, 0, err, sizeof(err)) < 0 ||
+	if (layout_chroot(cf.spool_directory, root, sizeof(root)) < 0 ||
+	    jail_enter(root, cf.mail_owner, 0, err, sizeof(err)) < 0 ||
 	    sandbox_smap(err, sizeof(err)) < 0) {
-		log_fatal("cannot enter the jail %s as %s: %s", cf.spool_directory,
-		    cf.mail_owner, err);
+		log_fatal("cannot enter the jail %s as %s: %s", root, cf.mail_owner,
+		    err);
 		return EX_OSERR;
 	}
 	signal(SIGPIPE, SIG_IGN);

@@ -16,7 +16,9 @@
 #include <sys/statvfs.h>
 
 #include "addr.h"
+#include "layout.h"
 #include "log.h"
+#include "relay.h"
 #include "session.h"
 #include "spool.h"
 
@@ -103,18 +105,6 @@ session_reset(struct session *s)
 		s->state = S_HELO;
 }
 
-/* helo_ok - one printable token of at most HELO_MAX bytes */
-static int
-helo_ok(const char *arg)
-{
-	size_t n;
-
-	for (n = 0; arg[n]; n++)
-		if ((unsigned char)arg[n] <= 0x20 || (unsigned char)arg[n] >= 0x7f)
-			return 0;
-	return n > 0 && n <= HELO_MAX;
-}
-
 /* cmd_helo - HELO and EHLO: name the client, start over */
 static void
 cmd_helo(struct session *s, char *arg)
@@ -124,7 +114,7 @@ cmd_helo(struct session *s, char *arg)
 
 	while (n > 0 && arg[n - 1] == ' ')
 		arg[--n] = '\0';
-	if (!helo_ok(arg)) {
+	if (!spool_token_ok(arg, HELO_MAX)) {
 		session_reply(s, "501 5.5.4 Syntax: %s hostname", ehlo ? "EHLO" : "HELO");
 		return;
 	}
@@ -203,7 +193,7 @@ space_ok(struct session *s)
 	struct statvfs sv;
 	unsigned long long avail;
 
-	if (statvfs(SPOOL_TMP, &sv) < 0)
+	if (statvfs(LAYOUT_TMP, &sv) < 0)
 		return 0;
 	avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
 	return avail >= (unsigned long long)s->cf->queue_minfree +
@@ -273,19 +263,6 @@ cmd_mail(struct session *s, char *arg)
 	session_reply(s, "250 2.1.0 Ok");
 }
 
-/* relay_ok - may this client send to this recipient? */
-static int
-relay_ok(const struct session *s, const struct addr *a)
-{
-	if (a->at == 0)
-		return 1;	/* <postmaster>: RFC 5321 4.5.1 */
-	if (s->peer.trusted)
-		return 1;
-	if (a->literal)
-		return 0;
-	return domain_match(&s->cf->relay_domains, addr_domain(a));
-}
-
 /* add_rcpt - remember an accepted recipient; the first one names the message */
 static int
 add_rcpt(struct session *s, const struct addr *a)
@@ -300,7 +277,7 @@ add_rcpt(struct session *s, const struct addr *a)
 		return -1;
 	snprintf(v[s->nrcpt++], n, "<%s>", a->text);
 	if (s->id[0] == '\0') {
-		spool_make_id(s->id, sizeof(s->id));
+		qid_make(s->id, sizeof(s->id));
 		log_info("%s: client=unknown[%s]", s->id, s->peer.addr);
 	}
 	return 0;
@@ -324,7 +301,7 @@ cmd_rcpt(struct session *s, char *arg)
 		session_reply(s, "555 5.5.4 Unsupported option");
 	else if (s->nrcpt >= (size_t)s->cf->smtpd_recipient_limit)
 		session_reply(s, "452 4.5.3 Error: too many recipients");
-	else if (!relay_ok(s, &a))
+	else if (!relay_allowed(s->cf, &a, s->peer.trusted))
 		session_reply(s, "554 5.7.1 <%s>: Relay access denied", a.text);
 	else if (add_rcpt(s, &a) < 0)
 		session_reply(s, "451 4.3.0 Error: out of memory");
@@ -334,12 +311,11 @@ cmd_rcpt(struct session *s, char *arg)
 		return;
 	}
 	s->rcpt_refused++;
-	if (n >= 0) {
+	if (n < 0) {	/* as sent, inside its brackets (escaped, capped) */
+		p += *p == '<';
+		session_reject_log(s, "RCPT", p, strcspn(p, ">"));
+	} else
 		session_reject_log(s, "RCPT", a.text, strlen(a.text));
-	} else {
-		n = (int)strcspn(p + 1, ">");
-		session_reject_log(s, "RCPT", p + 1, (size_t)n);
-	}
 }
 
 /* cmd_data - check the transaction, then let data.c take the message */

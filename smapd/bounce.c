@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "bounce.h"
 
@@ -152,8 +153,9 @@ compose(struct text *t, const struct conf *cf, const struct envelope *e,
 
 /* report - compose and commit a DSN as a new spool file */
 static int
-report(const struct conf *cf, const struct envelope *e, int fd,
-    const struct state *st, char *id, size_t idlen, int delay)
+report(const struct spooldirs *d, const struct conf *cf,
+    const struct envelope *e, int fd, const struct state *st, char *id,
+    size_t idlen, int delay)
 {
 	struct envelope b;
 	struct text t = { NULL, 0, 0, 0 };
@@ -161,8 +163,8 @@ report(const struct conf *cf, const struct envelope *e, int fd,
 	int out, rc = -1;
 
 	memset(&b, 0, sizeof(b));
-	id[0] = '\0';
-	if ((out = spool_create(id, idlen)) < 0)
+	qid_make(id, idlen);
+	if ((out = layout_create_own(d, L_QUEUE, id)) < 0)
 		return -1;
 	compose(&t, cf, e, fd, st, id, delay);
 	snprintf(b.id, sizeof(b.id), "%s", id);
@@ -176,28 +178,31 @@ report(const struct conf *cf, const struct envelope *e, int fd,
 	b.nrcpt = 1;
 	b.size = (long long)t.n;
 	if (!t.failed && spool_write_envelope(out, &b) == 0 &&
-	    spool_write(out, t.p, t.n) == 0 && spool_write_final(out, &b) == 0) {
-		rc = spool_commit(out, id);
+	    spool_write(out, t.p, t.n) == 0 && spool_write_final(out, &b) == 0 &&
+	    fchmod(out, 0640) == 0) {
+		rc = layout_publish(d, L_QUEUE, out, id, 0);
 		out = -1;
 	}
-	if (rc < 0)
-		spool_abort(out, id);
+	if (out >= 0)
+		layout_discard(d, L_QUEUE, out, id);
 	free(t.p);
 	return rc;
 }
 
 /* bounce_create - the failures of a message, to its sender */
 int
-bounce_create(const struct conf *cf, const struct envelope *e, int fd,
-    const struct state *st, char *id, size_t idlen)
+bounce_create(const struct spooldirs *d, const struct conf *cf,
+    const struct envelope *e, int fd, const struct state *st, char *id,
+    size_t idlen)
 {
-	return report(cf, e, fd, st, id, idlen, 0);
+	return report(d, cf, e, fd, st, id, idlen, 0);
 }
 
 /* bounce_delay - a warning that a message is still queued */
 int
-bounce_delay(const struct conf *cf, const struct envelope *e, int fd,
-    const struct state *st, char *id, size_t idlen)
+bounce_delay(const struct spooldirs *d, const struct conf *cf,
+    const struct envelope *e, int fd, const struct state *st, char *id,
+    size_t idlen)
 {
-	return report(cf, e, fd, st, id, idlen, 1);
+	return report(d, cf, e, fd, st, id, idlen, 1);
 }

@@ -3,12 +3,13 @@
  *
  * Runs in the foreground (systemd Type=notify), wakes when smap commits
  * a file into new/ (inotify) and rescans every queue_run_delay. Started
- * as root it prepares its directories, then drops to smapd_user with no
- * capabilities. Trusts its command line and configuration file; every
- * spool file is hostile (queue.c).
+ * as root it checks the spool's owners and modes, opens its directories
+ * and drops to smapd_user with no capabilities; -P (as root) lays the
+ * spool out first (layout_setup.h). Trusts its command line and
+ * configuration file; every spool file is hostile (queue.c).
  *
  * Exit status: 0; 64 bad usage; 71 cannot drop privileges; 78 a bad
- * configuration (-t prints every error as file:line: reason).
+ * configuration or spool (-t prints every problem, one line each).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,8 @@
 
 #include "conf.h"
 #include "jail.h"
+#include "layout_queue.h"
+#include "layout_setup.h"
 #include "log.h"
 #include "notify.h"
 #include "queue.h"
@@ -74,19 +77,44 @@ load(struct conf *cf, struct transport *t)
 	return 0;
 }
 
-/* uid_of - a user's uid (and gid), or exit */
-static uid_t
-uid_of(const char *user, gid_t *gid)
+/* say - one problem or change, on stderr and in the log */
+static void
+say(void *ctx, const char *line)
 {
-	struct passwd *pw = getpwnam(user);
+	(*(int *)ctx)++;
+	fprintf(stderr, "smapd: %s\n", line);
+	log_warn("%s", line);
+}
 
-	if (pw == NULL) {
-		log_fatal("unknown user %s", user);
+/* users - the two users, or exit 78 saying why */
+static void
+users(const struct conf *cf, struct layout_ids *ids)
+{
+	char why[512];
+
+	if (layout_users(cf->mail_owner, cf->smapd_user, ids, why,
+	    sizeof(why)) < 0) {
+		fprintf(stderr, "smapd: %s: %s\n", conf_path, why);
+		log_fatal("%s: %s", conf_path, why);
 		exit(EX_CONFIG);
 	}
-	if (gid)
-		*gid = pw->pw_gid;
-	return pw->pw_uid;
+}
+
+/* check - -t: users and spool; -P: lay the spool out; the exit status */
+static int
+check(const struct conf *cf, int prepare)
+{
+	static char warns[8192];
+	struct layout_ids ids;
+	int changes = 0;
+
+	if (conf_warnings(cf, conf_path, warns, sizeof(warns)) > 0)
+		fputs(warns, stderr);
+	users(cf, &ids);
+	if (prepare && layout_prepare(cf->spool_directory, &ids, say,
+	    &changes) > 0)
+		return EX_OSERR;
+	return layout_check_config(cf, SIDE_ALL, say, &changes) ? EX_CONFIG : 0;
 }
 
 /* signals - handlers without SA_RESTART, so poll() wakes up */
@@ -111,20 +139,23 @@ static void
 setup(struct conf *cf, struct qctx *q)
 {
 	char why[512] = "";
-	gid_t gid;
-	uid_t uid = uid_of(cf->smapd_user, &gid);
-	int rc;
+	struct layout_ids ids;
+	int rc, bad = 0;
 
 	if (log_open("smap/qmgr", cf->syslog_facility, cf->maillog_file) < 0) {
 		fprintf(stderr, "smapd: cannot open %s: %s\n", cf->maillog_file,
 		    strerror(errno));
 		exit(EX_CONFIG);
 	}
-	q->spool_uid = uid_of(cf->mail_owner, NULL);
-	if (chdir(cf->spool_directory) < 0 ||
-	    queue_prepare(cf, uid, gid, why, sizeof(why)) < 0) {
-		if (errno != 0 && why[0] == '\0')
-			snprintf(why, sizeof(why), "%s", strerror(errno));
+	users(cf, &ids);
+	q->spool_uid = ids.smap_uid;
+	if (layout_check(cf->spool_directory, &ids, SIDE_ALL, say, &bad) > 0)
+		exit(EX_CONFIG);
+	if (chdir(cf->spool_directory) < 0)
+		snprintf(why, sizeof(why), "%s", strerror(errno));
+	else if (layout_open(&q->dirs, why, sizeof(why)) == 0)
+		why[0] = '\0';
+	if (why[0] != '\0') {
 		log_fatal("%s: %s", cf->spool_directory, why);
 		exit(EX_OSERR);
 	}
@@ -139,7 +170,6 @@ setup(struct conf *cf, struct qctx *q)
 	}
 	if (rc > 0)
 		log_info("%s", why);
-	q->self_uid = getuid();
 }
 
 /* do_reload - SIGHUP: the new configuration, if it is good */
@@ -209,46 +239,43 @@ main(int argc, char **argv)
 {
 	static struct conf cf;
 	static struct qctx q;
-	int ch, once = 0, check = 0, print = 0, ino = -1;
+	int ch, once = 0, mode = 0, ino = -1;
 	long long wait = 0;
 	time_t full_at = 0;
 
-	while ((ch = getopt(argc, argv, "c:1tfnd")) != -1) {
+	while ((ch = getopt(argc, argv, "c:1tPfnd")) != -1) {
 		if (ch == 'c')
 			conf_path = optarg;
 		else if (ch == '1')
 			once = 1;
-		else if (ch == 't')
-			check = 1;
 		else if (ch == 'f')
 			q.flush = 1;
-		else if (ch == 'n' || ch == 'd')
-			print = ch;
+		else if (ch == 't' || ch == 'P' || ch == 'n' || ch == 'd')
+			mode = ch;
 		else {
-			fprintf(stderr, "usage: smapd [-c config] [-1 [-f] | -t | -n | -d]\n");
+			fprintf(stderr, "usage: smapd [-c config] "
+			    "[-1 [-f] | -t | -P | -n | -d]\n");
 			return EX_USAGE;
 		}
 	}
 	if (optind != argc || load(&cf, &q.t) < 0)
 		return optind != argc ? EX_USAGE : EX_CONFIG;
-	if (print || check) {
-		static char warns[8192];
-
-		if (print)
-			conf_print(stdout, &cf, print == 'd');
-		else if (conf_warnings(&cf, conf_path, warns, sizeof(warns)) > 0)
-			fputs(warns, stderr);
+	if (mode != 0) {
+		ch = mode == 't' || mode == 'P' ? check(&cf, mode == 'P') : 0;
+		if (mode == 'n' || mode == 'd')
+			conf_print(stdout, &cf, mode == 'd');
 		conf_free(&cf);
-		return 0;
+		return ch;
 	}
 	q.cf = &cf;
 	q.stop = &stop;
 	setup(&cf, &q);
 	signals();
 	if (!once && (ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0 &&
-	    (inotify_add_watch(ino, SPOOL_NEW, IN_MOVED_TO | IN_CLOSE_WRITE) < 0 ||
-	    inotify_add_watch(ino, QUEUE_DIR, IN_CLOSE_WRITE | IN_ATTRIB) < 0))
-		log_warn("inotify on %s: %s", SPOOL_NEW, strerror(errno));
+	    (inotify_add_watch(ino, layout_name(L_NEW), IN_MOVED_TO |
+	    IN_CLOSE_WRITE) < 0 || inotify_add_watch(ino, layout_name(L_QUEUE),
+	    IN_CLOSE_WRITE | IN_ATTRIB) < 0))
+		log_warn("inotify on %s: %s", layout_name(L_NEW), strerror(errno));
 	log_info("started, delivering by %s", cf.default_transport);
 	notify("READY=1");
 	while (!stop) {

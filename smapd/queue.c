@@ -2,12 +2,15 @@
  * queue.c - pick up, deliver, retry, bounce, quarantine (see queue.h).
  *
  * Every file in new/ is hostile: it is opened with O_NOFOLLOW and
- * O_NONBLOCK, must be a regular file with one link owned by smap or
- * smapd, must parse with spool_read_envelope(), and must carry its own
- * name as its id. Anything else is moved to quarantine/ with the reason
- * beside it. Two smapd processes may run at once: a move out of new/
- * succeeds for one of them only, and a message in queue/ is delivered
- * only under an exclusive flock that is checked to still name the file.
+ * O_NONBLOCK, must be a regular file with one link owned by mail_owner,
+ * must parse with spool_read_envelope(), must carry its own name as its
+ * id, and must pass the relay policy again (relay.h): smap may have
+ * been made to write anything. Anything else is moved to quarantine/
+ * with the reason beside it. Every path is relative to the directories
+ * layout_queue.c opened, never through a link. Two smapd processes may
+ * run at once: a move out of new/ succeeds for one of them only, and a
+ * message in queue/ is delivered only under an exclusive flock that is
+ * checked to still name the file.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,90 +26,89 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "addr.h"
 #include "bounce.h"
+#include "layout_queue.h"
 #include "log.h"
 #include "queue.h"
+#include "relay.h"
 #include "spool.h"
 #include "state.h"
+#include "tls.h"
 
-#define QDIR QUEUE_DIR
-#define QUAR "quarantine"
 #define SCAN_MAX 100000		/* files looked at in one directory scan */
+#define STALE (24 * 3600)	/* a temporary file this old was abandoned */
 
-/* id_ok - a queue id: 1..SPOOL_ID_MAX upper-case hex digits */
-static int
-id_ok(const char *s)
-{
-	size_t n = strspn(s, "0123456789ABCDEF");
-
-	return n > 0 && n <= SPOOL_ID_MAX && s[n] == '\0';
-}
-
-/* sync_dir - fsync a directory */
+/* sync_dir - fsync one of the spool directories, saying so if it fails */
 static void
-sync_dir(const char *dir)
+sync_dir(const struct qctx *q, enum ldir w)
 {
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		if (fsync(fd) < 0)
-			log_warn("fsync %s: %s", dir, strerror(errno));
-		close(fd);
-	}
+	if (layout_sync(q->dirs.fd[w]) < 0)
+		log_warn("fsync %s: %s", layout_name(w), strerror(errno));
 }
 
-/* queue_prepare - smapd's directories, owned by smapd */
-int
-queue_prepare(const struct conf *cf, uid_t uid, gid_t gid, char *why, size_t len)
+/* quarantine - move w/name aside, the reason beside it and in the log */
+static void
+quarantine(const struct qctx *q, enum ldir w, const char *name,
+    const char *why)
 {
-	static const char *dirs[] = { QDIR, "state", QUAR, HOLD_DIR };
+	char esc[300], to[80];
+	int rc = layout_quarantine(&q->dirs, w, name, why, to, sizeof(to));
+
+	log_esc(esc, sizeof(esc), name, strlen(name));
+	if (rc < 0) {
+		log_warn("cannot quarantine %s/%s: %s", layout_name(w), esc,
+		    strerror(errno));
+		return;
+	}
+	if (rc > 0)
+		log_warn("quarantine/%s.why: cannot write the reason: %s", to,
+		    strerror(errno));
+	if (strcmp(to, name) == 0)
+		log_warn("%s: quarantined: %s", esc, why);
+	else
+		log_warn("%s: quarantined: %s (as quarantine/%s)", esc, why, to);
+}
+
+/* trusted_client - may the client recorded in e relay (mynetworks, or a
+ * certificate listed in relay_clientcerts)? */
+static int
+trusted_client(const struct conf *cf, const struct envelope *e)
+{
+	unsigned char bin[16];
+	char fp[TLS_FP_LEN];
+	int fam;
+
+	if (net_addr_parse(e->client, &fam, bin) == 0 &&
+	    net_match(&cf->mynetworks, fam, bin))
+		return 1;
+	if (e->ccert[0] == '\0')
+		return 0;
+	snprintf(fp, sizeof(fp), "%.*s", (int)strcspn(e->ccert, " "), e->ccert);
+	return tls_fp_listed(fp, cf->relay_clientcerts);
+}
+
+/* relay_recheck - the relay policy once more; NULL when it holds */
+static const char *
+relay_recheck(const struct conf *cf, const struct envelope *e, char *why,
+    size_t len)
+{
+	int trusted = trusted_client(cf, e);
+	const char *bad;
+	struct addr a;
 	size_t i;
 
-	(void)cf;
-	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-		if (mkdir(dirs[i], 0700) < 0 && errno != EEXIST) {
-			snprintf(why, len, "mkdir %s: %s", dirs[i], strerror(errno));
-			return -1;
-		}
-		if (geteuid() == 0 && chown(dirs[i], uid, gid) < 0) {
-			snprintf(why, len, "chown %s: %s", dirs[i], strerror(errno));
-			return -1;
-		}
+	for (i = 0; i < e->nrcpt; i++) {
+		if (addr_check_stored(e->rcpt[i], ADDR_RECIPIENT, &a, &bad) < 0)
+			return bad;
+		if (relay_allowed(cf, &a, trusted))
+			continue;
+		snprintf(why, len, "relay policy: recipient %.300s is outside "
+		    "relay_domains and client %s is not in mynetworks",
+		    e->rcpt[i], e->client);
+		return why;
 	}
-	return 0;
-}
-
-/* quarantine - move dir/name aside and write why beside it */
-static void
-quarantine(const char *dir, const char *name, const char *why)
-{
-	static unsigned counter;
-	char from[512], to[512], safe[64], esc[300];
-	FILE *fp;
-
-	if (id_ok(name))
-		snprintf(safe, sizeof(safe), "%s", name);
-	else
-		snprintf(safe, sizeof(safe), "X%llX%X", (long long)time(NULL),
-		    counter++);
-	snprintf(from, sizeof(from), "%s/%s", dir, name);
-	snprintf(to, sizeof(to), "%s/%s", QUAR, safe);
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0) {
-		snprintf(to, sizeof(to), "%s/%s.%llX", QUAR, safe,
-		    (long long)time(NULL));
-		if (rename(from, to) < 0) {
-			log_warn("cannot quarantine %s: %s", from, strerror(errno));
-			return;
-		}
-	}
-	snprintf(to + strlen(to), sizeof(to) - strlen(to), ".why");
-	if ((fp = fopen(to, "we")) != NULL) {
-		fprintf(fp, "%s\n", why);
-		fclose(fp);
-	}
-	sync_dir(QUAR);
-	log_esc(esc, sizeof(esc), name, strlen(name));
-	log_warn("%s: quarantined: %s", esc, why);
+	return NULL;
 }
 
 /* check_file - the checks of an open spool file; NULL when it is fine */
@@ -122,7 +124,7 @@ check_file(struct qctx *q, int fd, const char *name, struct envelope *e,
 		return "not a regular file";
 	if (st.st_nlink != 1)
 		return "more than one hard link";
-	if (st.st_uid != q->spool_uid && st.st_uid != q->self_uid)
+	if (st.st_uid != q->spool_uid)
 		return "wrong owner";
 	if (st.st_size > q->cf->message_size_limit + 65536LL + SPOOL_LINE_MAX *
 	    (long long)(q->cf->smtpd_recipient_limit + 16))
@@ -134,56 +136,94 @@ check_file(struct qctx *q, int fd, const char *name, struct envelope *e,
 		spool_free_envelope(e);
 		return "id record does not match the file name";
 	}
+	if (relay_recheck(q->cf, e, why, len) != NULL) {
+		spool_free_envelope(e);
+		return why;
+	}
 	return NULL;
+}
+
+/* what_is - the name's kind, owner and links as lstat sees them: a
+ * reason even for a file smapd may not open; NULL when it looks right.
+ * The checks of the open file (check_file) are the ones that count. */
+static const char *
+what_is(const struct qctx *q, const char *name, int *dir)
+{
+	struct stat ls;
+
+	*dir = 0;
+	if (fstatat(q->dirs.fd[L_NEW], name, &ls, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? "" : strerror(errno);
+	if (S_ISLNK(ls.st_mode))
+		return "symbolic link";
+	if (S_ISDIR(ls.st_mode))
+		return (*dir = 1), "not a regular file: a directory";
+	if (!S_ISREG(ls.st_mode))
+		return "not a regular file";
+	if (ls.st_nlink != 1)
+		return "more than one hard link";
+	return ls.st_uid != q->spool_uid ? "wrong owner" : NULL;
 }
 
 /* check_new - open and check new/name; NULL when it may be queued */
 static const char *
-check_new(struct qctx *q, const char *name, struct envelope *e)
+check_new(struct qctx *q, const char *name, struct envelope *e, int *dir)
 {
-	static char why[256];
-	char path[512];
+	static char why[512];
 	const char *bad;
-	struct stat ls;
 	int fd;
 
-	if (!id_ok(name))
+	if (!qid_ok(name))
 		return "file name is not a queue id";
-	snprintf(path, sizeof(path), "%s/%s", SPOOL_NEW, name);
-	/* A stranger's file may not even be readable: say whose it is. The
-	 * checks after open() are the ones that count. */
-	if (lstat(path, &ls) == 0 && S_ISREG(ls.st_mode) &&
-	    ls.st_uid != q->spool_uid && ls.st_uid != q->self_uid)
-		return "wrong owner";
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
+	if ((bad = what_is(q, name, dir)) != NULL)
+		return bad;
+	if ((fd = layout_open_file(&q->dirs, L_NEW, name)) < 0) {
 		if (errno == ENOENT)
 			return "";	/* taken by another smapd */
-		return errno == ELOOP ? "symbolic link" : strerror(errno);
+		return errno == ELOOP ? "symbolic link" : errno == EINVAL ?
+		    "not a regular file" : strerror(errno);
 	}
 	bad = check_file(q, fd, name, e, why, sizeof(why));
 	close(fd);
 	return bad;
 }
 
+/* refuse - quarantine what pickup refused; a directory (which smapd may
+ * not move: it is smap's) is removed if empty, else left and named */
+static void
+refuse(struct qctx *q, const char *name, const char *why, int dir)
+{
+	char esc[300];
+
+	if (!dir) {
+		quarantine(q, L_NEW, name, why);
+		return;
+	}
+	log_esc(esc, sizeof(esc), name, strlen(name));
+	if (unlinkat(q->dirs.fd[L_NEW], name, AT_REMOVEDIR) == 0)
+		log_warn("%s: removed from %s: an empty directory", esc,
+		    layout_name(L_NEW));
+	else
+		log_warn("%s/%s: a directory that smapd may not move: %s (remove "
+		    "it as root)", layout_name(L_NEW), esc, strerror(errno));
+}
+
 /* pick_one - new/name to queue/name, or to quarantine/ */
 static int
 pick_one(struct qctx *q, const char *name)
 {
-	char from[512], to[512];
-	struct envelope e;
-	const char *bad = check_new(q, name, &e);
+	struct envelope e = { 0 };
+	int dir = 0;
+	const char *bad = check_new(q, name, &e, &dir);
 
 	if (bad != NULL) {
 		if (*bad != '\0')
-			quarantine(SPOOL_NEW, name, bad);
+			refuse(q, name, bad, dir);
 		return 0;
 	}
-	snprintf(from, sizeof(from), "%s/%s", SPOOL_NEW, name);
-	snprintf(to, sizeof(to), "%s/%s", QDIR, name);
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0) {
+	if (layout_move(q->dirs.fd[L_NEW], name, q->dirs.fd[L_QUEUE], name) < 0) {
 		if (errno == EEXIST)
-			quarantine(SPOOL_NEW, name, "duplicate queue id");
+			quarantine(q, L_NEW, name, "duplicate queue id");
 		else if (errno != ENOENT)
 			log_warn("%s: cannot queue: %s", name, strerror(errno));
 		spool_free_envelope(&e);
@@ -196,82 +236,79 @@ pick_one(struct qctx *q, const char *name)
 	return 1;
 }
 
-/* push - add a copy of name to a growing list */
-static void
-push(char ***v, size_t *n, size_t *cap, const char *name)
+/* any_name - every entry but . and .. (pickup judges the rest) */
+static int
+any_name(const char *name)
 {
-	char **nv;
-
-	if (*n == *cap) {
-		*cap = *cap ? *cap * 2 : 64;
-		if ((nv = realloc(*v, *cap * sizeof(**v))) == NULL)
-			return;
-		*v = nv;
-	}
-	if (((*v)[*n] = strdup(name)) != NULL)
-		(*n)++;
+	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
 /* pickup - move what smap committed to queue/; the ids moved, malloc'd */
 static char **
 pickup(struct qctx *q, size_t *n)
 {
-	struct dirent *de;
-	DIR *d = opendir(SPOOL_NEW);
-	char **v = NULL;
-	size_t cap = 0;
-	int seen = 0;
+	char **names, **v;
+	size_t i, k = 0, all;
 
 	*n = 0;
-	if (d == NULL) {
-		log_warn("open %s: %s", SPOOL_NEW, strerror(errno));
+	if (layout_scan(&q->dirs, L_NEW, SCAN_MAX, any_name, &names, &all) < 0) {
+		log_warn("open %s: %s", layout_name(L_NEW), strerror(errno));
 		return NULL;
 	}
-	while ((de = readdir(d)) != NULL && seen++ < SCAN_MAX && !*q->stop) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (pick_one(q, de->d_name))
-			push(&v, n, &cap, de->d_name);
+	v = names;
+	for (i = 0; i < all; i++) {
+		if (!*q->stop && pick_one(q, names[i]))
+			v[k++] = names[i];
+		else
+			free(names[i]);
 	}
-	closedir(d);
-	if (*n > 0)
-		sync_dir(QDIR);
+	*n = k;
+	if (k > 0)
+		sync_dir(q, L_QUEUE);
+	if (k < all)
+		sync_dir(q, L_NEW);
 	return v;
 }
 
-/* queue_clean_tmp - files a killed smap left in tmp/ more than a day ago */
+/* stale_tmp - a leftover name: a temporary file of smapd's own */
+static int
+stale_tmp(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 4 && strcmp(name + n - 4, ".tmp") == 0;
+}
+
+/* clean_dir - remove files in w that keep() names, older than STALE */
+static void
+clean_dir(struct qctx *q, enum ldir w, int (*keep)(const char *))
+{
+	char **v, esc[80];
+	struct stat st;
+	size_t i, n;
+	time_t old = time(NULL) - STALE;
+
+	if (layout_scan(&q->dirs, w, SCAN_MAX, keep, &v, &n) < 0)
+		return;
+	for (i = 0; i < n && !*q->stop; i++) {
+		if (fstatat(q->dirs.fd[w], v[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode) || st.st_mtime >= old)
+			continue;
+		if (unlinkat(q->dirs.fd[w], v[i], 0) == 0)
+			log_info("%s/%s: removed stale temporary file",
+			    layout_name(w), log_esc(esc, sizeof(esc), v[i],
+			    strlen(v[i])));
+	}
+	layout_free_list(v, n);
+}
+
+/* queue_clean_tmp - what a killed smap (tmp/) or smapd left half-written */
 void
 queue_clean_tmp(struct qctx *q)
 {
-	char path[512];
-	struct dirent *de;
-	struct stat st;
-	DIR *d = opendir(SPOOL_TMP);
-	time_t old = time(NULL) - 86400;
-	int seen = 0;
-
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL && seen++ < SCAN_MAX && !*q->stop) {
-		snprintf(path, sizeof(path), "%s/%s", SPOOL_TMP, de->d_name);
-		if (de->d_name[0] == '.' || lstat(path, &st) < 0 ||
-		    !S_ISREG(st.st_mode) || st.st_mtime >= old)
-			continue;
-		if (unlink(path) == 0)
-			log_info("%s: removed stale temporary file", id_ok(de->d_name) ?
-			    de->d_name : "(bad name)");
-	}
-	closedir(d);
-}
-
-/* still_named - is the locked file still queue/id (not removed meanwhile)? */
-static int
-still_named(int fd, const char *path)
-{
-	struct stat a, b;
-
-	return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_nlink == 1 &&
-	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	clean_dir(q, L_TMP, any_name);
+	clean_dir(q, L_QUEUE, stale_tmp);
+	clean_dir(q, L_STATE, stale_tmp);
 }
 
 /* log_result - one Postfix-shaped delivery line */
@@ -369,24 +406,29 @@ backoff(const struct conf *cf, long long attempts)
 
 /* remove_message - the message is done: delete it and its state */
 static void
-remove_message(const char *id)
+remove_message(const struct qctx *q, const char *id)
 {
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%s", QDIR, id);
-	if (unlink(path) < 0) {
+	if (unlinkat(q->dirs.fd[L_QUEUE], id, 0) < 0) {
 		log_warn("%s: cannot remove: %s", id, strerror(errno));
 		return;
 	}
-	state_remove(id);
-	sync_dir(QDIR);
+	state_remove(&q->dirs, id);
+	sync_dir(q, L_QUEUE);
 	log_ident("smap/qmgr");
 	log_info("%s: removed", id);
 }
 
+/* made - remember a notification just queued, to be tried in this run */
+static void
+made(struct qctx *q, const char *id)
+{
+	if (q->nmade < MADE_MAX)
+		snprintf(q->made[q->nmade++], sizeof(q->made[0]), "%s", id);
+}
+
 /* warn_delay - once, after delay_warning_time, tell the sender */
 static void
-warn_delay(const struct qctx *q, const struct envelope *e, int fd,
+warn_delay(struct qctx *q, const struct envelope *e, int fd,
     struct state *st, long long now)
 {
 	char bid[SPOOL_ID_MAX + 1];
@@ -395,12 +437,13 @@ warn_delay(const struct qctx *q, const struct envelope *e, int fd,
 	    now - e->arrival < q->cf->delay_warning_time ||
 	    strcmp(e->sender, "<>") == 0)
 		return;
-	if (bounce_delay(q->cf, e, fd, st, bid, sizeof(bid)) < 0) {
+	if (bounce_delay(&q->dirs, q->cf, e, fd, st, bid, sizeof(bid)) < 0) {
 		log_warn("%s: cannot create the delay notification: %s", e->id,
 		    strerror(errno));
 		return;
 	}
 	st->warned = 1;
+	made(q, bid);
 	log_ident("smap/bounce");
 	log_info("%s: sender delay notification: %s", e->id, bid);
 }
@@ -408,7 +451,7 @@ warn_delay(const struct qctx *q, const struct envelope *e, int fd,
 /* return_failed - the DSN for recipients that failed since the last one;
  * sent at once, even while others are still being retried */
 static void
-return_failed(const struct qctx *q, const struct envelope *e, int fd,
+return_failed(struct qctx *q, const struct envelope *e, int fd,
     struct state *st)
 {
 	char bid[SPOOL_ID_MAX + 1];
@@ -418,7 +461,7 @@ return_failed(const struct qctx *q, const struct envelope *e, int fd,
 		n += st->r[i].status == R_BOUNCE && !st->r[i].notified;
 	if (n == 0 || strcmp(e->sender, "<>") == 0)
 		return;
-	if (bounce_create(q->cf, e, fd, st, bid, sizeof(bid)) < 0) {
+	if (bounce_create(&q->dirs, q->cf, e, fd, st, bid, sizeof(bid)) < 0) {
 		log_warn("%s: cannot create the non-delivery notification: %s",
 		    e->id, strerror(errno));
 		return;
@@ -426,6 +469,7 @@ return_failed(const struct qctx *q, const struct envelope *e, int fd,
 	for (i = 0; i < st->n; i++)
 		if (st->r[i].status == R_BOUNCE)
 			st->r[i].notified = 1;
+	made(q, bid);
 	log_ident("smap/bounce");
 	log_info("%s: sender non-delivery notification: %s", e->id, bid);
 }
@@ -449,14 +493,14 @@ conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
 	/* Record the outcome first: a crash from here on never re-sends.
 	 * When every recipient has been sent, removing the file (and
 	 * fsyncing queue/) is that record, so no state file is written. */
-	if ((pending > 0 || bounced > 0) && state_save(e->id, st) < 0)
+	if ((pending > 0 || bounced > 0) && state_save(&q->dirs, e->id, st) < 0)
 		log_warn("%s: cannot save state: %s", e->id, strerror(errno));
 	return_failed(q, e, fd, st);
 	if (pending > 0) {
 		warn_delay(q, e, fd, st, now);
 		st->attempts++;
 		st->next = now + backoff(q->cf, st->attempts);
-		if (state_save(e->id, st) < 0)
+		if (state_save(&q->dirs, e->id, st) < 0)
 			log_warn("%s: cannot save state: %s", e->id, strerror(errno));
 		log_ident("smap/qmgr");
 		log_info("%s: deferred after attempt %lld, next attempt in %llds",
@@ -465,15 +509,15 @@ conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
 		return;
 	}
 	if (bounced > 0 && strcmp(e->sender, "<>") == 0) {
-		quarantine(QDIR, e->id, "undeliverable, and the sender is the null "
-		    "sender (never bounced)");
-		state_remove(e->id);
+		quarantine(q, L_QUEUE, e->id, "undeliverable, and the sender is "
+		    "the null sender (never bounced)");
+		state_remove(&q->dirs, e->id);
 		return;
 	}
 	for (i = 0; i < st->n; i++)
 		if (st->r[i].status == R_BOUNCE && !st->r[i].notified)
 			return;	/* the DSN could not be made: keep it, try later */
-	remove_message(e->id);
+	remove_message(q, e->id);
 }
 
 /* deliver_pending - one attempt for every recipient still pending */
@@ -507,22 +551,21 @@ deliver_pending(struct qctx *q, const struct envelope *e, int fd,
 static long long
 deliver_one(struct qctx *q, const char *id, long long now)
 {
-	char path[512], why[256];
+	char why[256];
 	struct envelope e;
 	struct state st = { 0 };
 	long long next = 0;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%s", QDIR, id);
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0)
-		return 0;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || !still_named(fd, path)) {
-		close(fd);
-		return 0;	/* another smapd has it, or had it */
+	if ((fd = layout_lock(&q->dirs, L_QUEUE, id)) < 0) {
+		if (errno == ELOOP || errno == EINVAL)	/* planted: never follow */
+			quarantine(q, L_QUEUE, id, errno == ELOOP ?
+			    "symbolic link" : "not a regular file");
+		return 0;	/* gone, or another smapd has it */
 	}
 	if (spool_read_envelope(fd, &e, RCPT_LIMIT_MAX, why, sizeof(why)) < 0 ||
-	    state_load(id, e.nrcpt, &st, why, sizeof(why)) < 0) {
-		quarantine(QDIR, id, why);
+	    state_load(&q->dirs, id, e.nrcpt, &st, why, sizeof(why)) < 0) {
+		quarantine(q, L_QUEUE, id, why);
 	} else if (!q->flush && st.next > now) {
 		next = st.next;
 		q->deferred++;
@@ -537,31 +580,17 @@ deliver_one(struct qctx *q, const char *id, long long now)
 	return next;
 }
 
-/* by_name - qsort order of queue ids: oldest first */
-static int
-by_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* list_queue - the ids in queue/, sorted, malloc'd */
 static char **
-list_queue(size_t *n)
+list_queue(const struct qctx *q, size_t *n)
 {
-	struct dirent *de;
-	DIR *d = opendir(QDIR);
-	char **v = NULL;
-	size_t cap = 0;
+	char **v;
 
-	*n = 0;
-	if (d == NULL)
+	if (layout_list(&q->dirs, L_QUEUE, SCAN_MAX, &v, n) < 0) {
+		log_warn("open %s: %s", layout_name(L_QUEUE), strerror(errno));
+		*n = 0;
 		return NULL;
-	while ((de = readdir(d)) != NULL && *n < SCAN_MAX)
-		if (id_ok(de->d_name))
-			push(&v, n, &cap, de->d_name);
-	closedir(d);
-	if (*n > 0)
-		qsort(v, *n, sizeof(*v), by_name);
+	}
 	return v;
 }
 
@@ -578,6 +607,11 @@ deliver_share(struct qctx *q, char **ids, size_t n, size_t first,
 		next = deliver_one(q, ids[i], now);
 		if (next > now && next - now < wait)
 			wait = next - now;
+		while (q->nmade > 0 && !*q->stop)	/* the DSNs it made */
+			if (!q->down)	/* else they wait for the next run */
+				(void)deliver_one(q, q->made[--q->nmade], now);
+			else
+				q->nmade = 0;
 	}
 	if (q->t.kind == T_SMTP || q->t.kind == T_LMTP)
 		smtp_close_cached();
@@ -677,7 +711,7 @@ queue_run(struct qctx *q, int full)
 		for (i = 0; i < n; i++)
 			free(ids[i]);
 		free(ids);
-		ids = list_queue(&n);
+		ids = list_queue(q, &n);
 		q->active = (long long)n;
 		q->deferred = 0;
 	}

@@ -20,6 +20,7 @@
 
 #include "conf.h"
 #include "jail.h"
+#include "layout_queue.h"
 #include "log.h"
 #include "queueadm.h"
 
@@ -77,7 +78,7 @@ ids_ok(char **v, int n)
 	int i, ok = 1;
 
 	for (i = 0; i < n; i++)
-		if (!qadm_id_ok(v[i])) {
+		if (!qid_ok(v[i])) {
 			fprintf(stderr, "smapq: bad queue id: %s\n",
 			    log_esc(esc, sizeof(esc), v[i], strlen(v[i])));
 			ok = 0;
@@ -87,7 +88,7 @@ ids_ok(char **v, int n)
 
 /* setup - configuration, log, privileges, spool: 0 or an exit status */
 static int
-setup(struct conf *cf, int logs)
+setup(struct conf *cf, struct qadm *a, int logs)
 {
 	static char err[8192];
 	char why[512];
@@ -113,6 +114,8 @@ setup(struct conf *cf, int logs)
 		    strerror(errno));
 		return EX_OSERR;
 	}
+	/* A directory that cannot be opened is reported where it is used. */
+	(void)layout_open(&a->dirs, why, sizeof(why));
 	return 0;
 }
 
@@ -135,7 +138,7 @@ int
 main(int argc, char **argv)
 {
 	static struct conf cf;
-	struct qadm a = { stdout, stderr, 0 };
+	struct qadm a = { stdout, stderr, 0, { { 0 }, { 0 } } };
 	int ch, k, n, rc;
 
 	while ((ch = getopt(argc, argv, "c:j")) != -1) {
@@ -156,7 +159,7 @@ main(int argc, char **argv)
 	if (!ids_ok(argv + optind, n))
 		return EX_USAGE;
 	umask(077);
-	if ((rc = setup(&cf, cmds[k].logs)) == 0)
+	if ((rc = setup(&cf, &a, cmds[k].logs)) == 0)
 		rc = run(&a, k, argv + optind, n);
 	conf_free(&cf);
 	if (fflush(stdout) != 0 && rc == 0)

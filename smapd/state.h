@@ -11,6 +11,7 @@
 #define SMAPD_STATE_H
 
 #include <stddef.h>
+#include "layout_queue.h"
 #include "transport.h"
 
 struct state {
@@ -23,14 +24,15 @@ struct state {
 
 /* Read state/ID for a message of n recipients; a missing file means a
  * fresh message. Returns 0, or -1 with a reason (a damaged file). */
-int state_load(const char *id, size_t n, struct state *st, char *why,
-    size_t whylen);
+int state_load(const struct spooldirs *d, const char *id, size_t n,
+    struct state *st, char *why, size_t whylen);
 
 /* Write state/ID durably. Returns 0 or -1 with errno. */
-int state_save(const char *id, const struct state *st);
+int state_save(const struct spooldirs *d, const char *id,
+    const struct state *st);
 
 /* Remove state/ID (the message is gone). */
-void state_remove(const char *id);
+void state_remove(const struct spooldirs *d, const char *id);
 
 void state_free(struct state *st);
 

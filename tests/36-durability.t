@@ -165,8 +165,9 @@ def check_jail(t, srv, desc, bounding_zero):
             cwd = os.readlink("/proc/%d/cwd" % pid)
         except OSError as e:
             root = cwd = str(e)
-        t.is_(root, os.path.realpath(srv.spool), "%s: chrooted into the spool" % desc)
-        t.is_(cwd, os.path.realpath(srv.spool), "%s: cwd is the root of the jail" % desc)
+        jail = os.path.join(os.path.realpath(srv.spool), "incoming")
+        t.is_(root, jail, "%s: chrooted into the spool's incoming/" % desc)
+        t.is_(cwd, jail, "%s: cwd is the root of the jail" % desc)
         # the session still works in the jail
         c.send(lines(MAIL, RCPT, "DATA") + msg("jailed") + b".\r\n" + lines("QUIT"))
         got = c.collect(timeout=5)

@@ -10,13 +10,13 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from smaptest import TAP, Server, smap_ids  # noqa: E402
+from smaptest import TAP, Server, smap_ids, smapd_ids  # noqa: E402
 from postfix import read_maildir, header  # noqa: E402
 from smapdtest import Smapd, send, queue_ids, smapd_log, wait_until  # noqa: E402
 
 
 def maildir(srv, name):
-    uid, gid = smap_ids()
+    uid, gid = smapd_ids()
     parent = os.path.join(srv.dir, name)
     os.mkdir(parent)
     os.chown(parent, uid, gid)
@@ -91,7 +91,7 @@ def test_term_in_flight(t, srv):
     with open(prog, "w") as f:
         f.write("#!/bin/sh\ncat > %s.tmp\nsleep 2\nmv %s.tmp %s\nexit 0\n" % (out, out, out))
     os.chmod(prog, 0o755)
-    uid, gid = smap_ids()
+    uid, gid = smapd_ids()
     os.chown(srv.dir, uid, gid)    # the script writes its output here
     d = Smapd(t, srv, conf={"default_transport": "sendmail", "sendmail_path": prog},
               name="smapd-46b")
@@ -107,7 +107,7 @@ def test_term_in_flight(t, srv):
 
 
 def test_stale_tmp(t, srv):
-    tmp = os.path.join(srv.spool, "tmp")
+    tmp = srv.tmpdir()
     old, fresh = os.path.join(tmp, "6B0000000000001"), os.path.join(tmp, "6B0000000000002")
     uid, gid = smap_ids()
     for p in (old, fresh):

@@ -14,9 +14,10 @@ import tempfile
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
-from smaptest import TAP, REPO, SMAP_BIN  # noqa: E402
+from smaptest import TAP, REPO, SMAP_BIN, make_spool  # noqa: E402
 
 SMAPD_BIN = os.path.join(REPO, "smapd", "smapd")
+SPOOL = [None]          # a spool laid out by smapd -P: -t checks it too
 EX_CONFIG = 78
 HEAD = "# written by 63-config-check.t\nmyhostname = mx.test.example\n"
 
@@ -27,10 +28,10 @@ def check(prog, path):
     return p.returncode, p.stdout.decode("latin-1"), p.stderr.decode("latin-1")
 
 
-def write(d, name, body):
+def write(d, name, body, head=None):
     path = os.path.join(d, name + ".conf")
     with open(path, "w") as f:
-        f.write(HEAD + body)
+        f.write((HEAD if head is None else head) + "spool_directory = %s\n" % SPOOL[0] + body)
     return path
 
 
@@ -124,8 +125,10 @@ def test_warnings(t, d):
             t.ok(has, "%s -t warns: %s" % (pn, why.replace("\\", "")))
         t.unlike(err, r"10\.0\.0\.0/8|127\.0\.0\.0/8", "%s -t: private networks draw no warning" % pn)
         t.unlike(err, r"example\.com", "%s -t: an ordinary domain draws no warning" % pn)
-    # The shipped sample and a plain config: no warnings at all.
-    for path in (os.path.join(REPO, "conf", "smap.conf"), write(d, "plain", "relay_domains = example.com\n")):
+    # The shipped sample (its spool here) and a plain config: no warnings at all.
+    with open(os.path.join(REPO, "conf", "smap.conf")) as f:
+        sample = write(d, "sample", "", head=f.read())
+    for path in (sample, write(d, "plain", "relay_domains = example.com\n")):
         for prog in (SMAP_BIN, SMAPD_BIN):
             rc, out, err = check(prog, path)
             t.ok(rc == 0 and err == "" and out == "",
@@ -135,6 +138,9 @@ def test_warnings(t, d):
 
 def main(t):
     d = tempfile.mkdtemp(prefix="smaptest.conf.")
+    os.chmod(d, 0o755)
+    SPOOL[0] = os.path.join(d, "spool")
+    make_spool(SPOOL[0])
     try:
         t.run("bad", test_bad, t, d)
         t.run("ack", test_ack, t, d)

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "layout.h"
 #include "spool.h"
 #include "tap.h"
 
@@ -117,8 +118,8 @@ setup(const char *dir)
 	if (mkdtemp(work) == NULL)
 		tap_fatal("mkdtemp");
 	made = 1;
-	if (chdir(work) < 0 || mkdir(SPOOL_TMP, 0700) < 0 ||
-	    mkdir(SPOOL_NEW, 0700) < 0)
+	if (chdir(work) < 0 || mkdir(LAYOUT_TMP, 0700) < 0 ||
+	    mkdir(LAYOUT_NEW, 0700) < 0)
 		tap_fatal("spool directory");
 }
 
@@ -248,13 +249,13 @@ test_writer(void)
 	int fd;
 
 	golden_envelope(&e, rcpts, NELEM(rcpts));
-	fd = spool_create(id, sizeof(id));
+	fd = layout_create(id, sizeof(id));
 	if (!tap_ok(fd >= 0, "spool_create %s", GOLDEN_ID))
 		tap_fatal("spool_create");
 	tap_is(id, GOLDEN_ID, "spool_create keeps the id given");
 	tap_ok(fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
 	    (st.st_mode & 07777) == 0600, "temp file has mode 0600");
-	tap_ok(access(SPOOL_TMP "/" GOLDEN_ID, F_OK) == 0,
+	tap_ok(access(LAYOUT_TMP "/" GOLDEN_ID, F_OK) == 0,
 	    "temp file is tmp/ID");
 	tap_ok(spool_write_envelope(fd, &e) == 0, "spool_write_envelope");
 	start = lseek(fd, 0, SEEK_CUR);
@@ -267,9 +268,9 @@ test_writer(void)
 	e.size = (long long)(end - start);
 	e.body8 = 1;
 	tap_ok(spool_write_final(fd, &e) == 0, "spool_write_final");
-	tap_ok(spool_commit(fd, id) == 0, "spool_commit");
+	tap_ok(layout_commit(fd, id) == 0, "spool_commit");
 
-	snprintf(path, sizeof(path), "%s/%s", SPOOL_NEW, GOLDEN_ID);
+	snprintf(path, sizeof(path), "%s/%s", LAYOUT_NEW, GOLDEN_ID);
 	gpath(gfile, sizeof(gfile), "written", ".spool");
 	got = tap_slurp(path, &glen);
 	want = tap_slurp(gfile, &wlen);
@@ -285,8 +286,8 @@ test_writer(void)
 	    (st.st_mode & 07777) == 0640 && st.st_nlink == 1,
 	    "committed file: regular, mode 0640, one link (mode %o)",
 	    (unsigned)(st.st_mode & 07777));
-	tap_ok(dir_entries(SPOOL_TMP) == 0, "tmp/ is empty after commit");
-	tap_ok(dir_entries(SPOOL_NEW) == 1, "new/ holds one file");
+	tap_ok(dir_entries(LAYOUT_TMP) == 0, "tmp/ is empty after commit");
+	tap_ok(dir_entries(LAYOUT_NEW) == 1, "new/ holds one file");
 
 	/* What the writer wrote, the reader takes back unchanged. */
 	tap_ok(read_path(path, &r, MAX_RCPT, why) == 0,
@@ -307,29 +308,29 @@ test_commit_noreplace(void)
 	char id[SPOOL_ID_MAX + 1] = CLASH_ID, *s;
 	int fd, rc, err;
 
-	tap_ok(write_file(SPOOL_NEW "/" CLASH_ID, "existing\n") == 0,
+	tap_ok(write_file(LAYOUT_NEW "/" CLASH_ID, "existing\n") == 0,
 	    "new/%s made by hand", CLASH_ID);
-	fd = spool_create(id, sizeof(id));
+	fd = layout_create(id, sizeof(id));
 	if (!tap_ok(fd >= 0, "spool_create %s", CLASH_ID))
 		tap_fatal("spool_create");
 	tap_is(id, CLASH_ID, "spool_create keeps the id (only new/ has it)");
 	tap_ok(spool_write(fd, "replacement\n", 12) == 0, "write temp file");
 	errno = 0;
-	rc = spool_commit(fd, id);
+	rc = layout_commit(fd, id);
 	err = errno;
 	tap_ok(rc == -1 && err == EEXIST,
 	    "spool_commit onto an existing new/ID fails with EEXIST "
 	    "(rc %d, %s)", rc, strerror(err));
-	s = tap_slurp(SPOOL_NEW "/" CLASH_ID, NULL);
+	s = tap_slurp(LAYOUT_NEW "/" CLASH_ID, NULL);
 	tap_is(s, "existing\n", "the existing file is intact");
 	free(s);
 	tap_ok(fcntl(fd, F_GETFD) == -1 && errno == EBADF,
 	    "spool_commit closed the fd on failure");
-	tap_ok(access(SPOOL_TMP "/" CLASH_ID, F_OK) == 0,
+	tap_ok(access(LAYOUT_TMP "/" CLASH_ID, F_OK) == 0,
 	    "the temp file is still there for spool_abort");
-	spool_abort(-1, id);
-	tap_ok(dir_entries(SPOOL_TMP) == 0, "spool_abort emptied tmp/");
-	tap_ok(unlink(SPOOL_NEW "/" CLASH_ID) == 0, "remove new/%s", CLASH_ID);
+	layout_abort(-1, id);
+	tap_ok(dir_entries(LAYOUT_TMP) == 0, "spool_abort emptied tmp/");
+	tap_ok(unlink(LAYOUT_NEW "/" CLASH_ID) == 0, "remove new/%s", CLASH_ID);
 }
 
 /* test_create_clash - an id taken in tmp/ gives a fresh one */
@@ -340,9 +341,9 @@ test_create_clash(void)
 	size_t n;
 	int fd, hex = 1;
 
-	tap_ok(write_file(SPOOL_TMP "/" TAKEN_ID, "taken\n") == 0,
+	tap_ok(write_file(LAYOUT_TMP "/" TAKEN_ID, "taken\n") == 0,
 	    "tmp/%s made by hand", TAKEN_ID);
-	fd = spool_create(id, sizeof(id));
+	fd = layout_create(id, sizeof(id));
 	tap_ok(fd >= 0 && strcmp(id, TAKEN_ID) != 0,
 	    "spool_create on a taken id picks another (%s)", id);
 	for (n = 0; id[n]; n++)
@@ -351,17 +352,17 @@ test_create_clash(void)
 			hex = 0;
 	tap_ok(hex && n > 0 && n <= SPOOL_ID_MAX,
 	    "the fresh id is 1..%d uppercase hex digits", SPOOL_ID_MAX);
-	snprintf(path, sizeof(path), "%s/%s", SPOOL_TMP, id);
+	snprintf(path, sizeof(path), "%s/%s", LAYOUT_TMP, id);
 	tap_ok(fd >= 0 && access(path, F_OK) == 0, "tmp/<fresh id> exists");
-	s = tap_slurp(SPOOL_TMP "/" TAKEN_ID, NULL);
+	s = tap_slurp(LAYOUT_TMP "/" TAKEN_ID, NULL);
 	tap_is(s, "taken\n", "the taken file is intact");
 	free(s);
 	if (fd >= 0)
-		spool_abort(fd, id);
+		layout_abort(fd, id);
 	tap_ok(access(path, F_OK) < 0 && errno == ENOENT,
 	    "spool_abort removed tmp/<fresh id>");
-	tap_ok(unlink(SPOOL_TMP "/" TAKEN_ID) == 0, "remove tmp/%s", TAKEN_ID);
-	tap_ok(dir_entries(SPOOL_TMP) == 0, "tmp/ is empty");
+	tap_ok(unlink(LAYOUT_TMP "/" TAKEN_ID) == 0, "remove tmp/%s", TAKEN_ID);
+	tap_ok(dir_entries(LAYOUT_TMP) == 0, "tmp/ is empty");
 }
 
 /* test_good - name.spool parses and dumps as name.out */

@@ -426,8 +426,9 @@ made(struct qctx *q, const char *id)
 		snprintf(q->made[q->nmade++], sizeof(q->made[0]), "%s", id);
 }
 
-/* warn_delay - once, after delay_warning_time, tell the sender */
-static void
+/* warn_delay - once, after delay_warning_time, tell the sender; 1 when
+ * it did (st changed) */
+static int
 warn_delay(struct qctx *q, const struct envelope *e, int fd,
     struct state *st, long long now)
 {
@@ -436,21 +437,23 @@ warn_delay(struct qctx *q, const struct envelope *e, int fd,
 	if (q->cf->delay_warning_time == 0 || st->warned ||
 	    now - e->arrival < q->cf->delay_warning_time ||
 	    strcmp(e->sender, "<>") == 0)
-		return;
+		return 0;
 	if (bounce_delay(&q->dirs, q->cf, e, fd, st, bid, sizeof(bid)) < 0) {
 		log_warn("%s: cannot create the delay notification: %s", e->id,
 		    strerror(errno));
-		return;
+		return 0;
 	}
 	st->warned = 1;
 	made(q, bid);
 	log_ident("smap/bounce");
 	log_info("%s: sender delay notification: %s", e->id, bid);
+	return 1;
 }
 
 /* return_failed - the DSN for recipients that failed since the last one;
- * sent at once, even while others are still being retried */
-static void
+ * sent at once, even while others are still being retried; 1 when it
+ * was made (st changed) */
+static int
 return_failed(struct qctx *q, const struct envelope *e, int fd,
     struct state *st)
 {
@@ -460,11 +463,11 @@ return_failed(struct qctx *q, const struct envelope *e, int fd,
 	for (i = 0; i < st->n; i++)
 		n += st->r[i].status == R_BOUNCE && !st->r[i].notified;
 	if (n == 0 || strcmp(e->sender, "<>") == 0)
-		return;
+		return 0;
 	if (bounce_create(&q->dirs, q->cf, e, fd, st, bid, sizeof(bid)) < 0) {
 		log_warn("%s: cannot create the non-delivery notification: %s",
 		    e->id, strerror(errno));
-		return;
+		return 0;
 	}
 	for (i = 0; i < st->n; i++)
 		if (st->r[i].status == R_BOUNCE)
@@ -472,6 +475,7 @@ return_failed(struct qctx *q, const struct envelope *e, int fd,
 	made(q, bid);
 	log_ident("smap/bounce");
 	log_info("%s: sender non-delivery notification: %s", e->id, bid);
+	return 1;
 }
 
 /* conclude - after an attempt: done, bounce, or wait for the next one */
@@ -490,18 +494,22 @@ conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
 		bounced += pending;
 		pending = 0;
 	}
-	/* Record the outcome first: a crash from here on never re-sends.
-	 * When every recipient has been sent, removing the file (and
-	 * fsyncing queue/) is that record, so no state file is written. */
-	if ((pending > 0 || bounced > 0) && state_save(&q->dirs, e->id, st) < 0)
-		log_warn("%s: cannot save state: %s", e->id, strerror(errno));
-	return_failed(q, e, fd, st);
 	if (pending > 0) {
-		warn_delay(q, e, fd, st, now);
 		st->attempts++;
 		st->next = now + backoff(q->cf, st->attempts);
-		if (state_save(&q->dirs, e->id, st) < 0)
-			log_warn("%s: cannot save state: %s", e->id, strerror(errno));
+	}
+	/* Record the outcome first, in one state file that is complete when
+	 * it appears: a crash from here on never re-sends. When every
+	 * recipient has been sent, removing the file (and fsyncing queue/)
+	 * is that record, so no state file is written. The DSNs made next
+	 * are recorded by a second save (a crash between the two may repeat
+	 * a DSN, never a delivery). */
+	if ((pending > 0 || bounced > 0) && state_save(&q->dirs, e->id, st) < 0)
+		log_warn("%s: cannot save state: %s", e->id, strerror(errno));
+	if ((return_failed(q, e, fd, st) | (pending > 0 &&
+	    warn_delay(q, e, fd, st, now))) && state_save(&q->dirs, e->id, st) < 0)
+		log_warn("%s: cannot save state: %s", e->id, strerror(errno));
+	if (pending > 0) {
 		log_ident("smap/qmgr");
 		log_info("%s: deferred after attempt %lld, next attempt in %llds",
 		    e->id, st->attempts, st->next - now);

@@ -367,6 +367,28 @@ def test_mail_rcpt_data_errors(t, srv):
     ], "MAIL/RCPT parameters")
 
 
+def test_reject_log_bytes(t, srv):
+    """A refused RCPT is logged with exactly the bytes the client sent,
+    escaped and capped: never bytes of an earlier line past the end of
+    the argument (an empty path once logged 'to=<:<a@b.example>')."""
+    long_sender = "<" + "s" * 60 + "@sender.example>"
+    steps = [("EHLO logs.example", "250"), ("MAIL FROM:" + long_sender, "250"),
+             ("RCPT TO:", "501 5.1.3"), ("RCPT TO:<bad..dots@x.example>", "501 5.1.3"),
+             ("RCPT TO:<" + "x\x01" * 300, "501"), ("QUIT", "221")]
+    dialog(t, srv, steps, "reject log bytes", quiet=True)
+    srv.wait_log(r"reject: RCPT .* to=<x\\x01", 3)
+    lg = srv.log()
+    rcpt = [l for l in lg.splitlines() if "reject: RCPT" in l and "logs.example" in l]
+    t.is_(len(rcpt), 3, "three refused RCPTs, three reject lines")
+    if len(rcpt) == 3:
+        t.like(rcpt[0], r"; from=%s to=<> proto=ESMTP helo=<logs\.example>$" % re.escape(long_sender),
+               "RCPT TO: (nothing after the colon) logs to=<>, nothing of the MAIL line")
+        t.like(rcpt[1], r" to=<bad\.\.dots@x\.example> proto=", "a bad address is logged as sent")
+        t.like(rcpt[2], r" to=<(x\\x01)+x?\.\.\.> proto=",
+               "a long bad path with control bytes: escaped and capped ('...')")
+        t.ok(all(len(l) < 2100 for l in rcpt), "every reject line is bounded")
+
+
 def test_banner(t):
     with Server(t, conf={"smtpd_banner": "$myhostname Welcome to smap"}, name="banner") as srv:
         c = srv.client()
@@ -447,6 +469,7 @@ def main(t):
         t.run("commands", test_commands, t, srv)
         t.run("helo errors", test_helo_errors, t, srv)
         t.run("mail errors", test_mail_rcpt_data_errors, t, srv)
+        t.run("reject log bytes", test_reject_log_bytes, t, srv)
         check_log_clean(t, srv, "session2")
     t.run("banner", test_banner, t)
     t.run("catalogue", test_catalogue, t)

@@ -790,7 +790,9 @@ def test_bad_config(t, C, base):
 
 def module_dirs(d):
     """shlib_directory variants that smap must refuse: no module, one
-    that others may write, junk, and one built for another table."""
+    that others may write, a good one below a directory others may write
+    (where the file could be swapped), junk, and one built for another
+    table."""
     real = os.path.join(os.path.dirname(SMAP_BIN), "smap-tls.so")
     out = {}
     for name in ("empty", "groupw", "junk", "abi"):
@@ -799,6 +801,13 @@ def module_dirs(d):
     dst = os.path.join(out["groupw"], "smap-tls.so")
     shutil.copy(real, dst)
     os.chmod(dst, 0o664)
+    gw = os.path.join(d, "shlib-gwdir")
+    os.mkdir(gw)
+    os.chmod(gw, 0o775)
+    out["gwdir"] = os.path.join(gw, "lib")
+    os.mkdir(out["gwdir"])
+    shutil.copy(real, os.path.join(out["gwdir"], "smap-tls.so"))
+    os.chmod(os.path.join(out["gwdir"], "smap-tls.so"), 0o644)
     with open(os.path.join(out["junk"], "smap-tls.so"), "w") as f:
         f.write("not an ELF object\n")
     src = os.path.join(d, "abi.c")
@@ -817,6 +826,9 @@ def test_bad_module(t, d, base):
         ("no smap-tls.so", "empty", r"TLS: \S+/shlib-empty/smap-tls\.so: No such file or directory"),
         ("group-writable smap-tls.so", "groupw",
          r"TLS: \S+/shlib-groupw/smap-tls\.so: not a file only root may change"),
+        ("smap-tls.so below a group-writable directory", "gwdir",
+         r"TLS: \S+/shlib-gwdir/lib/smap-tls\.so: directory \S+/shlib-gwdir may be changed by someone "
+         r"other than root"),
         ("smap-tls.so not an object", "junk", r"TLS: \S+/shlib-junk/smap-tls\.so: \S"),
         ("smap-tls.so of another build", "abi", r"TLS: \S+/shlib-abi/smap-tls\.so: built for another smap"),
     )

@@ -221,8 +221,8 @@ install: all
 		$(INSTALL) -m 0644 conf/smap.conf $(DESTDIR)$(SYSCONFDIR)/smap/smap.conf; \
 	fi
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(SPOOLDIR) $(DESTDIR)$(SPOOLDIR)/incoming
-	$(INSTALL) -d -m 2770 $(DESTDIR)$(SPOOLDIR)/incoming/tmp
-	$(INSTALL) -d -m 0770 $(DESTDIR)$(SPOOLDIR)/incoming/new
+	$(INSTALL) -d -m 1770 $(DESTDIR)$(SPOOLDIR)/incoming/tmp \
+		$(DESTDIR)$(SPOOLDIR)/incoming/new
 	$(INSTALL) -d -m 0700 $(DESTDIR)$(SPOOLDIR)/queue \
 		$(DESTDIR)$(SPOOLDIR)/state $(DESTDIR)$(SPOOLDIR)/quarantine \
 		$(DESTDIR)$(SPOOLDIR)/hold $(DESTDIR)$(MAILDIR)

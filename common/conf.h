@@ -31,6 +31,7 @@ struct conf {
 	char *spool_directory;		/* "/var/spool/smap" */
 	char *mail_owner;		/* "smap" */
 	long long queue_minfree;	/* bytes, 20480000 */
+	long long queue_minfree_inodes;	/* 1000 free inodes */
 	/* relay policy */
 	struct netlist mynetworks;	/* "127.0.0.0/8 [::1]/128" */
 	struct strlist relay_domains;	/* "" */
@@ -38,6 +39,7 @@ struct conf {
 	/* limits */
 	long long message_size_limit;	/* 10240000 */
 	long long smtpd_recipient_limit;	/* 1000 */
+	long long smtpd_recipient_overshoot_limit;	/* 1000, as Postfix */
 	long long smtpd_message_limit;	/* 100 messages per session */
 	long long smtpd_hard_error_limit;	/* 20 */
 	long long smtpd_junk_command_limit;	/* 100 */
@@ -57,6 +59,8 @@ struct conf {
 	long long maximal_backoff_time;	/* 4000s */
 	long long maximal_queue_lifetime;	/* 5d */
 	long long delay_warning_time;	/* 0s: off */
+	long long quarantine_lifetime;	/* 7d: quarantine/ expires */
+	int quarantine_double_bounces;	/* no: logged and discarded */
 	long long smtp_connect_timeout;	/* 30s */
 	long long smtp_helo_timeout;	/* 300s: greeting, EHLO, MAIL, RCPT */
 	long long smtp_data_done_timeout;	/* 600s: DATA, message, its reply */

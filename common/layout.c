@@ -111,7 +111,7 @@ layout_commit(int fd, const char *id)
 	if (path(from, sizeof(from), LAYOUT_TMP, id) < 0 ||
 	    path(to, sizeof(to), LAYOUT_NEW, id) < 0)
 		return (errno = ENAMETOOLONG, -1);
-	rc = fchmod(fd, 0640) < 0 || fsync(fd) < 0 ? -1 : 0;
+	rc = fchmod(fd, 0644) < 0 || fsync(fd) < 0 ? -1 : 0;
 	if (close(fd) < 0)
 		rc = -1;
 	if (rc < 0 || layout_move(AT_FDCWD, from, AT_FDCWD, to) < 0)
@@ -119,8 +119,10 @@ layout_commit(int fd, const char *id)
 	if (sync_new() < 0) {
 		int saved = errno;
 
-		/* Not known to be durable: take it back, the client retries. */
-		(void)unlink(to);
+		/* Not known to be durable: take it back, the client retries;
+		 * unless smapd has it already, and made it durable itself. */
+		if (unlink(to) < 0 && errno == ENOENT)
+			return 0;
 		errno = saved;
 		return -1;
 	}

@@ -5,18 +5,20 @@
  *
  *   spool_directory/          root           0755
  *     incoming/               root           0755  smap's chroot: only
- *       tmp/                  smap:smapd     2770    what smap writes
- *       new/                  smap:smapd     0770
+ *       tmp/                  smapd:smap     1770    what smap writes
+ *       new/                  smapd:smap     1770
  *     queue/ state/ hold/     smapd          0700  smapd's, out of
  *     quarantine/                                  smap's sight
  * (smap = mail_owner, smapd = smapd_user, never the same user; the
  * table, its checks and smapd -P are in layout_setup.c.)
  *
- * smap creates a file in tmp/ (mode 0600; tmp/ is setgid, so the file
- * takes smapd's group), writes and fsyncs it, makes it 0640 and renames
- * it into new/ without replacing anything, then fsyncs new/: only then
- * does it answer 250. smapd reads and renames files out of new/ through
- * its group, and works in its own directories relative to descriptors
+ * smap creates a file in tmp/ (mode 0600), writes and fsyncs it, makes it
+ * 0644 and renames it into new/ without replacing anything, then fsyncs
+ * new/: only then does it answer 250. tmp/ and new/ are sticky and
+ * smapd's, so smap (by their group) may add files and move its own, but
+ * may not change the directories. smapd, their owner, reads what is in
+ * new/, copies it into queue/ as a file of its own (smap may have kept a
+ * descriptor), and works in its own directories relative to descriptors
  * opened once, never following a symbolic link (layout_queue.c).
  *
  * The writer side below (ids, create, commit) is all smap links; it

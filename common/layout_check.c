@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,9 +27,9 @@
 static const struct layout_row rows[] = {
 	{ ".", O_ROOT, O_ROOT, 0755, 0001, 0022, SIDE_SMAP },
 	{ LAYOUT_INCOMING, O_ROOT, O_ROOT, 0755, 0001, 0022, SIDE_SMAP },
-	{ LAYOUT_INCOMING "/" LAYOUT_TMP, O_SMAP, O_SMAPD, 02770, 02770, 0007,
+	{ LAYOUT_INCOMING "/" LAYOUT_TMP, O_SMAPD, O_SMAP, 01770, 01770, 0007,
 	    SIDE_SMAP },
-	{ LAYOUT_INCOMING "/" LAYOUT_NEW, O_SMAP, O_SMAPD, 0770, 0770, 0007,
+	{ LAYOUT_INCOMING "/" LAYOUT_NEW, O_SMAPD, O_SMAP, 01770, 01770, 0007,
 	    SIDE_SMAP },
 	{ "queue", O_SMAPD, O_SMAPD, 0700, 0700, 0077, SIDE_ALL },
 	{ "state", O_SMAPD, O_SMAPD, 0700, 0700, 0077, SIDE_ALL },
@@ -142,6 +143,23 @@ layout_row_path(char *buf, size_t len, const char *spool,
 		snprintf(buf, len, "%s/%s", spool, r->path);
 }
 
+/* uname - a user's (group's) name for a message, else the number */
+static const char *
+uname(unsigned long id, int group)
+{
+	static char buf[4][64];
+	static int k;
+	struct passwd *pw = group ? NULL : getpwuid((uid_t)id);
+	struct group *gr = group ? getgrgid((gid_t)id) : NULL;
+
+	k = (k + 1) % 4;
+	snprintf(buf[k], sizeof(buf[k]), "%s", pw ? pw->pw_name : gr ?
+	    gr->gr_name : "");
+	if (buf[k][0] == '\0')
+		snprintf(buf[k], sizeof(buf[k]), "%lu", id);
+	return buf[k];
+}
+
 /* row_problem - what is wrong with one directory, or NULL */
 static const char *
 row_problem(const struct layout_row *r, const struct stat *st,
@@ -156,10 +174,10 @@ row_problem(const struct layout_row *r, const struct stat *st,
 	if (st->st_uid != layout_uid(ids, r->owner) || (r->group != O_ROOT &&
 	    st->st_gid != layout_gid(ids, r->group)) || (m & r->need) != r->need ||
 	    (m & r->deny) != 0) {
-		snprintf(buf, len, "owner %lu:%lu mode %04o, must be %lu:%lu mode "
-		    "%04o", (unsigned long)st->st_uid, (unsigned long)st->st_gid,
-		    (unsigned)m, (unsigned long)layout_uid(ids, r->owner),
-		    (unsigned long)layout_gid(ids, r->group), (unsigned)r->mode);
+		snprintf(buf, len, "owner %s:%s mode %04o, must be %s:%s mode %04o",
+		    uname(st->st_uid, 0), uname(st->st_gid, 1), (unsigned)m,
+		    uname(layout_uid(ids, r->owner), 0),
+		    uname(layout_gid(ids, r->group), 1), (unsigned)r->mode);
 		return buf;
 	}
 	return NULL;

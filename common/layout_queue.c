@@ -190,8 +190,10 @@ layout_lock(const struct spooldirs *d, enum ldir w, const char *id)
 		return -1;
 	}
 	if (!layout_still_named(d, w, fd, id)) {
+		struct stat st;
+
+		errno = fstat(fd, &st) == 0 && st.st_nlink > 1 ? EMLINK : ENOENT;
 		(void)close(fd);
-		errno = ENOENT;
 		return -1;
 	}
 	return fd;
@@ -249,16 +251,17 @@ quarantine_name(const struct spooldirs *d, const char *name, char *out,
 	return -1;
 }
 
-/* write_why - quarantine/NAME.why, new, with the reason */
-static int
-write_why(const struct spooldirs *d, const char *name, const char *why)
+/* layout_write_why - w/NAME.why, new, with the reason */
+int
+layout_write_why(const struct spooldirs *d, enum ldir w, const char *name,
+    const char *why)
 {
 	char path[80];
 	size_t n = strlen(why);
 	int fd, rc;
 
 	snprintf(path, sizeof(path), "%s.why", name);
-	fd = openat(d->fd[L_QUAR], path, O_WRONLY | O_CREAT | O_EXCL |
+	fd = openat(d->fd[w], path, O_WRONLY | O_CREAT | O_EXCL |
 	    O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
@@ -287,7 +290,8 @@ layout_quarantine(const struct spooldirs *d, enum ldir w, const char *name,
 	}
 	if (tries == 5)
 		return -1;
-	if (write_why(d, out, why) < 0 || layout_sync(d->fd[L_QUAR]) < 0)
+	if (layout_write_why(d, L_QUAR, out, why) < 0 ||
+	    layout_sync(d->fd[L_QUAR]) < 0)
 		return 1;	/* moved, but the reason is only in the log */
 	(void)layout_sync(d->fd[w]);
 	return 0;
@@ -313,11 +317,12 @@ layout_create_own(const struct spooldirs *d, enum ldir w, const char *id)
 	    O_CLOEXEC, 0600);
 }
 
-/* layout_publish - fsync w/ID.tmp and give it its name, then fsync w:
- * replacing an older version (state/) or never (replace = 0) */
+/* layout_publish - fsync w/ID.tmp and give it its name, then fsync w
+ * (unless PUB_NOSYNC): replacing an older version (PUB_REPLACE, state/)
+ * or never */
 int
 layout_publish(const struct spooldirs *d, enum ldir w, int fd, const char *id,
-    int replace)
+    int flags)
 {
 	char path[64];
 	int rc;
@@ -327,9 +332,9 @@ layout_publish(const struct spooldirs *d, enum ldir w, int fd, const char *id,
 	if (close(fd) < 0)
 		rc = -1;
 	if (rc == 0)
-		rc = replace ? renameat(d->fd[w], path, d->fd[w], id) :
+		rc = flags & PUB_REPLACE ? renameat(d->fd[w], path, d->fd[w], id) :
 		    layout_move(d->fd[w], path, d->fd[w], id);
-	if (rc == 0)
+	if (rc == 0 && !(flags & PUB_NOSYNC))
 		rc = layout_sync(d->fd[w]);
 	if (rc < 0) {
 		int saved = errno;

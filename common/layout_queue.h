@@ -44,7 +44,8 @@ int layout_still_named(const struct spooldirs *d, enum ldir w, int fd,
 
 /* w/id opened as above under an exclusive, non-waiting flock (the
  * delivery lock) and checked to still name it: fd, or -1 with errno
- * ENOENT (gone), EWOULDBLOCK (being delivered), ELOOP or EINVAL. */
+ * ENOENT (gone), EWOULDBLOCK (being delivered), EMLINK (more than one
+ * link), ELOOP or EINVAL. */
 int layout_lock(const struct spooldirs *d, enum ldir w, const char *id);
 
 /* Move w1/name to w2/name, never replacing; fsync both. 0 or -1. */
@@ -58,13 +59,21 @@ int layout_rename(const struct spooldirs *d, enum ldir w1, enum ldir w2,
 int layout_quarantine(const struct spooldirs *d, enum ldir w,
     const char *name, const char *why, char *out, size_t len);
 
+/* Write w/NAME.why (created with O_EXCL, never through a link) holding
+ * why and a LF: 0, or -1 with errno. */
+int layout_write_why(const struct spooldirs *d, enum ldir w,
+    const char *name, const char *why);
+
 /* A file of smapd's own in w, written as w/ID.tmp (never listed: not
  * a queue id) and then published as w/ID: replacing an older one
- * (replace = 1, state/) or never (0, queue/). create: fd or -1;
- * publish: fsync, close, rename, fsync w: 0 or -1 (then removed). */
+ * (PUB_REPLACE, state/) or never (queue/). create: fd or -1; publish:
+ * fsync, close, rename, fsync w (not with PUB_NOSYNC: the caller does
+ * it once for many): 0 or -1 (then removed). */
+#define PUB_REPLACE 1
+#define PUB_NOSYNC 2
 int layout_create_own(const struct spooldirs *d, enum ldir w, const char *id);
 int layout_publish(const struct spooldirs *d, enum ldir w, int fd,
-    const char *id, int replace);
+    const char *id, int flags);
 void layout_discard(const struct spooldirs *d, enum ldir w, int fd,
     const char *id);
 

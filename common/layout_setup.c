@@ -31,13 +31,13 @@ make_row(const char *spool, const struct layout_row *r,
 	struct stat st;
 
 	layout_row_path(path, sizeof(path), spool, r);
-	if (lstat(path, &st) < 0 && errno == ENOENT) {
-		if (mkdir(path, 0700) < 0) {
-			layout_say(say, ctx, "mkdir %s: %s", path, strerror(errno));
+	if (lstat(path, &st) < 0) {
+		if (errno != ENOENT || mkdir(path, 0700) < 0 ||
+		    lstat(path, &st) < 0) {
+			layout_say(say, ctx, "%s: %s", path, strerror(errno));
 			return -1;
 		}
 		layout_say(say, ctx, "created %s", path);
-		(void)lstat(path, &st);
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		layout_say(say, ctx, "%s: not a directory; move it away first", path);
@@ -51,23 +51,37 @@ make_row(const char *spool, const struct layout_row *r,
 	return 0;
 }
 
-/* own_files - files in dir owned by from: to to_uid:to_gid (an old
- * layout had one user for both programs) */
+/* own_file - one regular file (opened without following a link, judged
+ * by its descriptor) given to uid:gid with the mode given */
 static void
-own_files(const char *dir, uid_t from, uid_t to_uid, gid_t to_gid)
+own_file(int dfd, const char *name, uid_t uid, gid_t gid, mode_t mode)
+{
+	struct stat st;
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1)
+		(void)!(fchown(fd, uid, gid) || fchmod(fd, mode));
+	(void)close(fd);
+}
+
+/* own_files - every file in dir: an old layout had one user for both
+ * programs; incoming/new's are smap's, 0644 (smapd reads them as
+ * "other": the directory is its own), the rest smapd's, 0600 */
+static void
+own_files(const char *dir, uid_t uid, gid_t gid, mode_t mode)
 {
 	struct dirent *de;
-	struct stat st;
 	DIR *d = opendir(dir);
 	long seen = 0;
 
 	if (d == NULL)
 		return;
 	while ((de = readdir(d)) != NULL && seen++ < SCAN_MAX)
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISREG(st.st_mode) && (st.st_uid == from || st.st_uid == to_uid))
-			(void)!fchownat(dirfd(d), de->d_name, to_uid, to_gid,
-			    AT_SYMLINK_NOFOLLOW);
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			own_file(dirfd(d), de->d_name, uid, gid, mode);
 	closedir(d);
 }
 
@@ -106,7 +120,7 @@ migrate(const char *spool, const char *old, const struct layout_ids *ids,
 	(void)fsync(dfd);
 	close(dfd);
 	closedir(d);
-	own_files(to, ids->smap_uid, ids->smap_uid, ids->smapd_gid);
+	own_files(to, ids->smap_uid, ids->smap_gid, 0644);
 	if (moved > 0)
 		layout_say(say, ctx, "moved %ld entries from %s to %s", moved, from, to);
 	if (bad == 0 && rmdir(from) == 0)
@@ -131,10 +145,10 @@ layout_prepare(const char *spool, const struct layout_ids *ids,
 	bad += migrate(spool, LAYOUT_NEW, ids, say, ctx);
 	bad += migrate(spool, LAYOUT_TMP, ids, say, ctx);
 	for (i = 0; i < n; i++) {	/* smapd's directories: its files */
-		if (rows[i].owner != O_SMAPD)
+		if (rows[i].side != SIDE_ALL)
 			continue;
 		snprintf(dir, sizeof(dir), "%s/%s", spool, rows[i].path);
-		own_files(dir, ids->smap_uid, ids->smapd_uid, ids->smapd_gid);
+		own_files(dir, ids->smapd_uid, ids->smapd_gid, 0600);
 	}
 	return bad;
 }

@@ -193,8 +193,9 @@ space_ok(struct session *s)
 	struct statvfs sv;
 	unsigned long long avail;
 
-	if (statvfs(LAYOUT_TMP, &sv) < 0)
-		return 0;
+	if (statvfs(LAYOUT_TMP, &sv) < 0 ||
+	    sv.f_favail < (fsfilcnt_t)s->cf->queue_minfree_inodes)
+		return 0;	/* inodes run out first with many small files */
 	avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
 	return avail >= (unsigned long long)s->cf->queue_minfree +
 	    (unsigned long long)s->declared_size;
@@ -239,7 +240,13 @@ cmd_mail(struct session *s, char *arg)
 	n = addr_parse(p, strlen(p), ADDR_SENDER, &a, &why);
 	if (n < 0 || !PATH_END(p + n)) {
 		session_reply(s, "501 5.1.7 %s", n < 0 ? why : "Bad address syntax");
+		p += *p == '<';	/* logged as sent, escaped and capped */
+		log_esc(s->sender + 1, sizeof(s->sender) - 2, p, strcspn(p, ">"));
+		s->sender[0] = '<';
+		n = (int)strlen(s->sender);
+		snprintf(s->sender + n, sizeof(s->sender) - (size_t)n, ">");
 		session_reject_log(s, "MAIL", NULL, 0);
+		s->sender[0] = '\0';
 		return;
 	}
 	snprintf(s->sender, sizeof(s->sender), "<%s>", a.text);	/* for logs */
@@ -283,6 +290,32 @@ add_rcpt(struct session *s, const struct addr *a)
 	return 0;
 }
 
+/* known_rcpt - is a recipient already in the transaction (the local part
+ * as it is, the domain in any case)? Then it is kept once. */
+static int
+known_rcpt(const struct session *s, const struct addr *a)
+{
+	size_t i, n = strlen(a->text);
+
+	for (i = 0; i < s->nrcpt; i++)
+		if (strlen(s->rcpt[i]) == n + 2 &&
+		    memcmp(s->rcpt[i] + 1, a->text, a->at) == 0 &&
+		    strncasecmp(s->rcpt[i] + 1 + a->at, a->text + a->at,
+		    n - a->at) == 0)
+			return 1;
+	return 0;
+}
+
+/* too_many - 452 for a recipient past the limit; within the overshoot
+ * it is not held against the client (RFC 5321 4.5.3.1.10) */
+static void
+too_many(struct session *s)
+{
+	session_reply(s, "452 4.5.3 Error: too many recipients");
+	if (++s->overshoot <= s->cf->smtpd_recipient_overshoot_limit)
+		s->errors--;
+}
+
 /* cmd_rcpt - RCPT TO:<path>, judged by the relay policy */
 static void
 cmd_rcpt(struct session *s, char *arg)
@@ -290,20 +323,21 @@ cmd_rcpt(struct session *s, char *arg)
 	const char *why;
 	struct addr a;
 	char *p;
-	int n;
+	int n, dup;
 
 	if ((p = path_arg(s, arg, "TO:", "RCPT TO:<address>")) == NULL)
 		return;
 	n = addr_parse(p, strlen(p), ADDR_RECIPIENT, &a, &why);
+	dup = n >= 0 && known_rcpt(s, &a);	/* a repeat is kept once */
 	if (n < 0 || !PATH_END(p + n))
 		session_reply(s, "501 5.1.3 %s", n < 0 ? why : "Bad address syntax");
 	else if (p[n + strspn(p + n, " ")] != '\0')
 		session_reply(s, "555 5.5.4 Unsupported option");
-	else if (s->nrcpt >= (size_t)s->cf->smtpd_recipient_limit)
-		session_reply(s, "452 4.5.3 Error: too many recipients");
 	else if (!relay_allowed(s->cf, &a, s->peer.trusted))
 		session_reply(s, "554 5.7.1 <%s>: Relay access denied", a.text);
-	else if (add_rcpt(s, &a) < 0)
+	else if (!dup && s->nrcpt >= (size_t)s->cf->smtpd_recipient_limit)
+		too_many(s);
+	else if (!dup && add_rcpt(s, &a) < 0)
 		session_reply(s, "451 4.3.0 Error: out of memory");
 	else {
 		s->state = S_RCPT;
@@ -570,8 +604,12 @@ static int
 greet(struct session *s)
 {
 	if (io_wait(&s->io, (int)s->cf->smtpd_greet_pause * 1000) > 0) {
-		session_close(s, "pregreet", "554 5.5.1 %s Error: talked before "
-		    "greeting", s->cf->myhostname);
+		if (io_eof(&s->io))	/* a probe that hung up: not talking */
+			log_info("lost connection after CONNECT from unknown[%s]",
+			    s->peer.addr);
+		else
+			session_close(s, "pregreet", "554 5.5.1 %s Error: talked "
+			    "before greeting", s->cf->myhostname);
 		return -1;
 	}
 	snprintf(s->reply, sizeof(s->reply), "220 %s", s->cf->smtpd_banner);

@@ -25,6 +25,7 @@ struct session {
 	struct peer peer;
 	enum state state;
 	int esmtp, quit, errors, junk, messages, after_failed_data;
+	long long overshoot;		/* recipients past the limit, this session */
 	int got_354;			/* DATA of this command went past 354 */
 	char helo[HELO_MAX + 1];
 	/* the transaction */

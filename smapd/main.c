@@ -172,23 +172,53 @@ setup(struct conf *cf, struct qctx *q)
 		log_info("%s", why);
 }
 
+/* unreloadable - what a reload cannot change in a running smapd (it is
+ * fixed at start: the spool it opened, the user it became, and whether
+ * it runs under no_new_privs and its filter); NULL when nothing is */
+static const char *
+unreloadable(const struct conf *old, const struct conf *new,
+    const struct transport *t_old, const struct transport *t_new)
+{
+	if (strcmp(old->spool_directory, new->spool_directory) != 0)
+		return "spool_directory changed: restart smapd";
+	if (strcmp(old->smapd_user, new->smapd_user) != 0)
+		return "smapd_user changed: restart smapd";
+	if ((t_old->kind == T_SENDMAIL) != (t_new->kind == T_SENDMAIL))
+		return "to or from the sendmail transport, smapd's privileges "
+		    "change (no_new_privs): restart smapd";
+	if (strcmp(old->maillog_file, new->maillog_file) != 0 ||
+	    strcmp(old->syslog_facility, new->syslog_facility) != 0)
+		return "maillog_file or syslog_facility changed: restart smapd";
+	return NULL;
+}
+
 /* do_reload - SIGHUP: the new configuration, if it is good */
 static void
 do_reload(struct conf *cf, struct qctx *q)
 {
 	struct conf fresh;
 	struct transport t;
+	struct layout_ids ids;
+	const char *no;
+	char why[512];
 
 	reload = 0;
 	notify("RELOADING=1");
-	if (load(&fresh, &t) == 0) {
+	if (load(&fresh, &t) < 0) {
+		log_warn("%s has errors; keeping the running configuration",
+		    conf_path);
+	} else if ((no = unreloadable(cf, &fresh, &q->t, &t)) != NULL ||
+	    layout_users(fresh.mail_owner, fresh.smapd_user, &ids, why,
+	    sizeof(why)) < 0) {
+		log_warn("%s: reload refused, keeping the running configuration: "
+		    "%s", conf_path, no != NULL ? no : why);
+		conf_free(&fresh);
+	} else {
 		conf_free(cf);
 		*cf = fresh;
 		q->t = t;
+		q->spool_uid = ids.smap_uid;	/* who writes new/ from now on */
 		log_info("reloaded %s", conf_path);
-	} else {
-		log_warn("%s has errors; keeping the running configuration",
-		    conf_path);
 	}
 	notify("READY=1");
 }

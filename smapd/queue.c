@@ -38,6 +38,14 @@
 
 #define SCAN_MAX 100000		/* files looked at in one directory scan */
 #define STALE (24 * 3600)	/* a temporary file this old was abandoned */
+#define PICK_MAX 256		/* files copied in before queue/ is fsync'd */
+
+/* A file being picked up: the original in new/ (open, claimed with
+ * flock) and smapd's copy in queue/. */
+struct picked {
+	int fd, copy;
+	struct stat st;
+};
 
 /* sync_dir - fsync one of the spool directories, saying so if it fails */
 static void
@@ -111,24 +119,33 @@ relay_recheck(const struct conf *cf, const struct envelope *e, char *why,
 	return NULL;
 }
 
-/* check_file - the checks of an open spool file; NULL when it is fine */
+/* check_src - the checks of the open file in new/; NULL when it may be
+ * copied in */
 static const char *
-check_file(struct qctx *q, int fd, const char *name, struct envelope *e,
-    char *why, size_t len)
+check_src(const struct qctx *q, int fd, struct stat *st)
 {
-	struct stat st;
-
-	if (fstat(fd, &st) < 0)
+	if (fstat(fd, st) < 0)
 		return strerror(errno);
-	if (!S_ISREG(st.st_mode))
+	if (!S_ISREG(st->st_mode))
 		return "not a regular file";
-	if (st.st_nlink != 1)
+	if (st->st_nlink != 1)
 		return "more than one hard link";
-	if (st.st_uid != q->spool_uid)
+	if (st->st_uid != q->spool_uid)
 		return "wrong owner";
-	if (st.st_size > q->cf->message_size_limit + 65536LL + SPOOL_LINE_MAX *
+	if (st->st_size > q->cf->message_size_limit + 65536LL + SPOOL_LINE_MAX *
 	    (long long)(q->cf->smtpd_recipient_limit + 16))
 		return "file too large";
+	return NULL;
+}
+
+/* check_copy - the checks of smapd's own copy; NULL when it may be queued
+ * (e is then filled in) */
+static const char *
+check_copy(const struct qctx *q, int fd, const char *name, struct envelope *e,
+    char *why, size_t len)
+{
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return strerror(errno);
 	if (spool_read_envelope(fd, e, (size_t)q->cf->smtpd_recipient_limit,
 	    why, len) < 0)
 		return why;
@@ -165,26 +182,84 @@ what_is(const struct qctx *q, const char *name, int *dir)
 	return ls.st_uid != q->spool_uid ? "wrong owner" : NULL;
 }
 
-/* check_new - open and check new/name; NULL when it may be queued */
+/* copy_in - size bytes of the open file into queue/ID.tmp, a file of
+ * smapd's own (smap keeps no hold on it, whatever descriptors it kept);
+ * its fd, or -1 with errno */
+static int
+copy_in(const struct qctx *q, int src, const char *id, off_t size)
+{
+	static char buf[65536];
+	off_t off = 0;
+	ssize_t n = 0;
+	int fd = layout_create_own(&q->dirs, L_QUEUE, id);
+
+	while (fd >= 0 && off < size) {
+		n = pread(src, buf, size - off < (off_t)sizeof(buf) ?
+		    (size_t)(size - off) : sizeof(buf), off);
+		if (n <= 0 || spool_write(fd, buf, (size_t)n) < 0)
+			break;
+		off += n;
+	}
+	if (fd >= 0 && off < size) {	/* made durable when it is queued */
+		if (n == 0)
+			errno = EIO;	/* the file shrank under us */
+		layout_discard(&q->dirs, L_QUEUE, fd, id);
+		return -1;
+	}
+	return fd;
+}
+
+/* claim - new/name opened and locked by this smapd alone (another smapd,
+ * or smap, holding its lock means: not now), still that name: fd, or -1
+ * with why ("" to leave it) */
+static int
+claim(struct qctx *q, const char *name, const char **why)
+{
+	int fd = layout_open_file(&q->dirs, L_NEW, name);
+
+	if (fd < 0) {
+		*why = errno == ENOENT ? "" : errno == ELOOP ? "symbolic link" :
+		    errno == EINVAL ? "not a regular file" : strerror(errno);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 ||
+	    !layout_still_named(&q->dirs, L_NEW, fd, name)) {
+		*why = "";	/* another smapd is taking it, or took it */
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* check_new - claim new/name, copy it in, check the copy; NULL when it
+ * may be queued (p: the original, still claimed, and the copy), "" when
+ * it is to stay where it is for now, else why it is refused */
 static const char *
-check_new(struct qctx *q, const char *name, struct envelope *e, int *dir)
+check_new(struct qctx *q, const char *name, struct envelope *e, int *dir,
+    struct picked *p)
 {
 	static char why[512];
 	const char *bad;
-	int fd;
 
+	p->fd = p->copy = -1;
 	if (!qid_ok(name))
 		return "file name is not a queue id";
-	if ((bad = what_is(q, name, dir)) != NULL)
+	if ((bad = what_is(q, name, dir)) != NULL ||
+	    (p->fd = claim(q, name, &bad)) < 0)
 		return bad;
-	if ((fd = layout_open_file(&q->dirs, L_NEW, name)) < 0) {
-		if (errno == ENOENT)
-			return "";	/* taken by another smapd */
-		return errno == ELOOP ? "symbolic link" : errno == EINVAL ?
-		    "not a regular file" : strerror(errno);
+	if ((bad = check_src(q, p->fd, &p->st)) == NULL &&
+	    (p->copy = copy_in(q, p->fd, name, p->st.st_size)) < 0) {
+		log_warn("%s: cannot copy into %s/, left for later: %s", name,
+		    layout_name(L_QUEUE), strerror(errno));
+		bad = "";
 	}
-	bad = check_file(q, fd, name, e, why, sizeof(why));
-	close(fd);
+	if (bad == NULL && (bad = check_copy(q, p->copy, name, e, why,
+	    sizeof(why))) != NULL)
+		layout_discard(&q->dirs, L_QUEUE, p->copy, name);
+	if (bad != NULL) {
+		close(p->fd);
+		p->fd = -1;
+	}
 	return bad;
 }
 
@@ -208,24 +283,26 @@ refuse(struct qctx *q, const char *name, const char *why, int dir)
 		    "it as root)", layout_name(L_NEW), esc, strerror(errno));
 }
 
-/* pick_one - new/name to queue/name, or to quarantine/ */
+/* pick_one - new/name copied to queue/name, or moved to quarantine/;
+ * 1 when queued (p: the original, removed once queue/ is durable) */
 static int
-pick_one(struct qctx *q, const char *name)
+pick_one(struct qctx *q, const char *name, struct picked *p)
 {
 	struct envelope e = { 0 };
 	int dir = 0;
-	const char *bad = check_new(q, name, &e, &dir);
+	const char *bad = check_new(q, name, &e, &dir, p);
 
 	if (bad != NULL) {
 		if (*bad != '\0')
 			refuse(q, name, bad, dir);
 		return 0;
 	}
-	if (layout_move(q->dirs.fd[L_NEW], name, q->dirs.fd[L_QUEUE], name) < 0) {
+	if (layout_publish(&q->dirs, L_QUEUE, p->copy, name, PUB_NOSYNC) < 0) {
 		if (errno == EEXIST)
 			quarantine(q, L_NEW, name, "duplicate queue id");
-		else if (errno != ENOENT)
+		else
 			log_warn("%s: cannot queue: %s", name, strerror(errno));
+		close(p->fd);
 		spool_free_envelope(&e);
 		return 0;
 	}
@@ -236,6 +313,23 @@ pick_one(struct qctx *q, const char *name)
 	return 1;
 }
 
+/* unlink_picked - the originals of what was copied in, now that queue/
+ * is durable; only if the name is still the file that was copied; their
+ * claims end */
+static void
+unlink_picked(struct qctx *q, char **v, struct picked *p, size_t n)
+{
+	struct stat now;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (fstatat(q->dirs.fd[L_NEW], v[i], &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    now.st_dev == p[i].st.st_dev && now.st_ino == p[i].st.st_ino)
+			(void)unlinkat(q->dirs.fd[L_NEW], v[i], 0);
+		close(p[i].fd);
+	}
+}
+
 /* any_name - every entry but . and .. (pickup judges the rest) */
 static int
 any_name(const char *name)
@@ -243,12 +337,14 @@ any_name(const char *name)
 	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
-/* pickup - move what smap committed to queue/; the ids moved, malloc'd */
+/* pickup - copy what smap committed to queue/, PICK_MAX at a time (each
+ * original stays claimed until queue/ is durable); the ids queued */
 static char **
 pickup(struct qctx *q, size_t *n)
 {
+	static struct picked p[PICK_MAX];
 	char **names, **v;
-	size_t i, k = 0, all;
+	size_t i, k = 0, all, done = 0;
 
 	*n = 0;
 	if (layout_scan(&q->dirs, L_NEW, SCAN_MAX, any_name, &names, &all) < 0) {
@@ -257,17 +353,29 @@ pickup(struct qctx *q, size_t *n)
 	}
 	v = names;
 	for (i = 0; i < all; i++) {
-		if (!*q->stop && pick_one(q, names[i]))
+		if (!*q->stop && pick_one(q, names[i], &p[k - done]))
 			v[k++] = names[i];
 		else
 			free(names[i]);
+		if (k - done == PICK_MAX || (i + 1 == all && k > done)) {
+			sync_dir(q, L_QUEUE);	/* durable in queue/, then */
+			unlink_picked(q, v + done, p, k - done);	/* gone */
+			done = k;
+		}
 	}
-	*n = k;
-	if (k > 0)
-		sync_dir(q, L_QUEUE);
-	if (k < all)
+	if (all > 0)
 		sync_dir(q, L_NEW);
+	*n = k;
 	return v;
+}
+
+/* stale_why - a quarantine/NAME.why (removed without a line of its own) */
+static int
+stale_why(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 4 && strcmp(name + n - 4, ".why") == 0;
 }
 
 /* stale_tmp - a leftover name: a temporary file of smapd's own */
@@ -302,22 +410,49 @@ clean_dir(struct qctx *q, enum ldir w, int (*keep)(const char *))
 	layout_free_list(v, n);
 }
 
-/* queue_clean_tmp - what a killed smap (tmp/) or smapd left half-written */
+/* expire_quarantine - entries older than quarantine_lifetime (by the
+ * time they were moved there), with their .why */
+static void
+expire_quarantine(struct qctx *q)
+{
+	char **v, esc[80];
+	struct stat st;
+	size_t i, n;
+	time_t old = time(NULL) - (time_t)q->cf->quarantine_lifetime;
+
+	if (layout_scan(&q->dirs, L_QUAR, SCAN_MAX, any_name, &v, &n) < 0)
+		return;
+	for (i = 0; i < n && !*q->stop; i++) {
+		if (fstatat(q->dirs.fd[L_QUAR], v[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    S_ISDIR(st.st_mode) || st.st_ctime >= old)
+			continue;
+		if (unlinkat(q->dirs.fd[L_QUAR], v[i], 0) == 0 && !stale_why(v[i]))
+			log_info("quarantine/%s: removed after quarantine_lifetime",
+			    log_esc(esc, sizeof(esc), v[i], strlen(v[i])));
+	}
+	layout_free_list(v, n);
+}
+
+/* queue_clean_tmp - what a killed smap (tmp/) or smapd left half-written,
+ * and what expired in quarantine/ */
 void
 queue_clean_tmp(struct qctx *q)
 {
 	clean_dir(q, L_TMP, any_name);
 	clean_dir(q, L_QUEUE, stale_tmp);
 	clean_dir(q, L_STATE, stale_tmp);
+	expire_quarantine(q);
 }
+
+/* The log identity of each transport, as Postfix names its agents. */
+static const char *const ident[] = { "smap/smtp", "smap/lmtp", "smap/pipe",
+	"smap/local" };
 
 /* log_result - one Postfix-shaped delivery line */
 static void
 log_result(const struct qctx *q, const struct delivery *d, size_t i,
     double delay, double took)
 {
-	static const char *ident[] = { "smap/smtp", "smap/lmtp", "smap/pipe",
-		"smap/local" };
 	static const char *word[] = { "pending", "sent", "deferred", "bounced" };
 	const struct rcpt_result *r = &d->res[i];
 
@@ -336,6 +471,7 @@ attempt(struct qctx *q, struct delivery *d, struct state *st)
 	size_t i;
 
 	clock_gettime(CLOCK_REALTIME, &t0);
+	log_ident(ident[q->t.kind]);	/* what the transport logs is its own */
 	if (q->down) {	/* as Postfix does behind a dead destination */
 		snprintf(d->relay, sizeof(d->relay), "none");
 		deliver_all(d, R_DEFER, "4.4.1", "%s", q->down_text);
@@ -478,10 +614,73 @@ return_failed(struct qctx *q, const struct envelope *e, int fd,
 	return 1;
 }
 
-/* conclude - after an attempt: done, bounce, or wait for the next one */
+/* hold_unsaved - the outcome of an attempt could not be saved: hold the
+ * message (no retry may go to a recipient that accepted it) until the
+ * admin releases it; if even that fails, stop delivering */
+static void
+hold_unsaved(struct qctx *q, const char *id, int err)
+{
+	log_msg(LOG_ERR, "error: %s: cannot save the progress of this delivery "
+	    "in %s/%s: %s", id, layout_name(L_STATE), id, strerror(err));
+	if (layout_rename(&q->dirs, L_QUEUE, L_HOLD, id) == 0) {
+		log_msg(LOG_ERR, "error: %s: placed on hold so that no recipient "
+		    "gets it twice: fix the cause, then smapq release %s", id, id);
+		(void)layout_write_why(&q->dirs, L_HOLD, id, "the progress of a "
+		    "delivery could not be saved (see the log); a release may "
+		    "send it again to recipients that already have it");
+		return;
+	}
+	log_msg(LOG_CRIT, "fatal: %s: cannot hold it either (%s): stopping, so "
+	    "that nothing is delivered twice", id, strerror(errno));
+	*q->stop = 1;
+}
+
+/* double_bounce - undeliverable mail from <>: never bounced (there is
+ * nobody to tell); as Postfix does, logged and discarded, or kept in
+ * quarantine/ (expiring with quarantine_lifetime) when asked */
+static void
+double_bounce(struct qctx *q, const struct envelope *e, const struct state *st)
+{
+	const char *why = "undeliverable";
+	size_t i;
+
+	for (i = 0; i < st->n; i++)
+		if (st->r[i].status == R_BOUNCE && st->r[i].text[0] != '\0')
+			why = st->r[i].text;
+	if (q->cf->quarantine_double_bounces) {
+		quarantine(q, L_QUEUE, e->id, "undeliverable, and the sender is "
+		    "the null sender (never bounced)");
+		state_remove(&q->dirs, e->id);
+		return;
+	}
+	log_ident("smap/qmgr");
+	log_info("%s: undeliverable mail from the null sender discarded "
+	    "(a double bounce): %s", e->id, why);
+	remove_message(q, e->id);
+}
+
+/* finish - nothing is pending: remove the message, unless a DSN is owed */
+static void
+finish(struct qctx *q, const struct envelope *e, const struct state *st,
+    size_t bounced)
+{
+	size_t i;
+
+	if (bounced > 0 && strcmp(e->sender, "<>") == 0) {
+		double_bounce(q, e, st);
+		return;
+	}
+	for (i = 0; i < st->n; i++)
+		if (st->r[i].status == R_BOUNCE && !st->r[i].notified)
+			return;	/* the DSN could not be made: keep it, try later */
+	remove_message(q, e->id);
+}
+
+/* conclude - after an attempt: done, bounce, or wait for the next one;
+ * *rfd is the state file reserved for its outcome */
 static void
 conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
-    long long now)
+    long long now, int *rfd)
 {
 	size_t i, pending = 0, bounced = 0;
 
@@ -499,33 +698,30 @@ conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
 		st->next = now + backoff(q->cf, st->attempts);
 	}
 	/* Record the outcome first, in one state file that is complete when
-	 * it appears: a crash from here on never re-sends. When every
-	 * recipient has been sent, removing the file (and fsyncing queue/)
-	 * is that record, so no state file is written. The DSNs made next
-	 * are recorded by a second save (a crash between the two may repeat
-	 * a DSN, never a delivery). */
-	if ((pending > 0 || bounced > 0) && state_save(&q->dirs, e->id, st) < 0)
-		log_warn("%s: cannot save state: %s", e->id, strerror(errno));
+	 * it appears (written into the file reserved before the attempt): a
+	 * crash from here on never re-sends. When every recipient has been
+	 * sent, removing the file (and fsyncing queue/) is that record, so
+	 * no state file is written. The DSNs made next are recorded by a
+	 * second save (a crash between the two may repeat a DSN, never a
+	 * delivery). */
+	if ((pending > 0 || bounced > 0) &&
+	    state_save(&q->dirs, e->id, st, rfd) < 0) {
+		hold_unsaved(q, e->id, errno);
+		return;
+	}
 	if ((return_failed(q, e, fd, st) | (pending > 0 &&
-	    warn_delay(q, e, fd, st, now))) && state_save(&q->dirs, e->id, st) < 0)
-		log_warn("%s: cannot save state: %s", e->id, strerror(errno));
-	if (pending > 0) {
-		log_ident("smap/qmgr");
-		log_info("%s: deferred after attempt %lld, next attempt in %llds",
-		    e->id, st->attempts, st->next - now);
-		q->deferred++;
+	    warn_delay(q, e, fd, st, now))) &&
+	    state_save(&q->dirs, e->id, st, NULL) < 0)
+		log_warn("%s: cannot save that its DSN was sent: %s", e->id,
+		    strerror(errno));
+	if (pending == 0) {
+		finish(q, e, st, bounced);
 		return;
 	}
-	if (bounced > 0 && strcmp(e->sender, "<>") == 0) {
-		quarantine(q, L_QUEUE, e->id, "undeliverable, and the sender is "
-		    "the null sender (never bounced)");
-		state_remove(&q->dirs, e->id);
-		return;
-	}
-	for (i = 0; i < st->n; i++)
-		if (st->r[i].status == R_BOUNCE && !st->r[i].notified)
-			return;	/* the DSN could not be made: keep it, try later */
-	remove_message(q, e->id);
+	log_ident("smap/qmgr");
+	log_info("%s: deferred after attempt %lld, next attempt in %llds",
+	    e->id, st->attempts, st->next - now);
+	q->deferred++;
 }
 
 /* deliver_pending - one attempt for every recipient still pending */
@@ -555,6 +751,53 @@ deliver_pending(struct qctx *q, const struct envelope *e, int fd,
 	free(d.res);
 }
 
+/* clamp - times from the future (a hostile arrival, a damaged next) are
+ * now: every message expires, and is retried, in its time */
+static void
+clamp(const struct qctx *q, struct envelope *e, struct state *st,
+    long long now)
+{
+	if (e->arrival > now) {
+		log_warn("%s: arrival time %lld is in the future: taken as now",
+		    e->id, e->arrival);
+		e->arrival = now;
+	}
+	if (st->next > now + q->cf->maximal_backoff_time)
+		st->next = now;
+}
+
+/* attempt_due - the attempt for a message that is due, its outcome
+ * recorded in a state file reserved first; the next time it is due */
+static long long
+attempt_due(struct qctx *q, const struct envelope *e, int fd,
+    struct state *st)
+{
+	int rfd = state_reserve(&q->dirs, e->id, e->nrcpt);
+
+	if (rfd < 0) {
+		log_warn("%s: not delivered now: no room to record its progress "
+		    "in %s/: %s", e->id, layout_name(L_STATE), strerror(errno));
+		q->deferred++;
+		return st->next;
+	}
+	deliver_pending(q, e, fd, st);
+	conclude(q, e, fd, st, (long long)time(NULL), &rfd);
+	state_unreserve(&q->dirs, e->id, &rfd);
+	return st->next;
+}
+
+/* not_own - what is in queue/ is smapd's own copy (or DSN); anything
+ * else came from outside; NULL when it is smapd's */
+static const char *
+not_own(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return strerror(errno);
+	return st.st_uid == geteuid() ? NULL : "in queue/ but not smapd's own file";
+}
+
 /* deliver_one - lock queue/id, check it again, try the due recipients */
 static long long
 deliver_one(struct qctx *q, const char *id, long long now)
@@ -562,25 +805,31 @@ deliver_one(struct qctx *q, const char *id, long long now)
 	char why[256];
 	struct envelope e;
 	struct state st = { 0 };
+	const char *bad = NULL;
 	long long next = 0;
 	int fd;
 
-	if ((fd = layout_lock(&q->dirs, L_QUEUE, id)) < 0) {
-		if (errno == ELOOP || errno == EINVAL)	/* planted: never follow */
-			quarantine(q, L_QUEUE, id, errno == ELOOP ?
-			    "symbolic link" : "not a regular file");
-		return 0;	/* gone, or another smapd has it */
+	if ((fd = layout_lock(&q->dirs, L_QUEUE, id)) < 0 ||
+	    (bad = not_own(fd)) != NULL) {
+		if (fd < 0 && (errno == ELOOP || errno == EINVAL || errno == EMLINK))
+			bad = errno == ELOOP ? "symbolic link" : errno == EMLINK ?
+			    "more than one hard link" : "not a regular file";
+		if (bad != NULL)	/* planted: never followed, never trusted */
+			quarantine(q, L_QUEUE, id, bad);
+		if (fd >= 0)
+			close(fd);
+		return 0;	/* or gone, or another smapd has it */
 	}
 	if (spool_read_envelope(fd, &e, RCPT_LIMIT_MAX, why, sizeof(why)) < 0 ||
 	    state_load(&q->dirs, id, e.nrcpt, &st, why, sizeof(why)) < 0) {
 		quarantine(q, L_QUEUE, id, why);
-	} else if (!q->flush && st.next > now) {
-		next = st.next;
-		q->deferred++;
 	} else {
-		deliver_pending(q, &e, fd, &st);
-		conclude(q, &e, fd, &st, (long long)time(NULL));
-		next = st.next;
+		clamp(q, &e, &st, now);
+		if (!q->flush && st.next > now) {
+			next = st.next;
+			q->deferred++;
+		} else
+			next = attempt_due(q, &e, fd, &st);
 	}
 	state_free(&st);
 	spool_free_envelope(&e);

@@ -458,12 +458,31 @@ show_headers(FILE *fp, int fd, const struct envelope *e)
 	free(buf);
 }
 
+/* read_why - w/NAME.why into buf (capped, never through a link) */
+static void
+read_why(const struct qadm *a, enum ldir w, const char *name, char *buf,
+    size_t len)
+{
+	char path[300];
+	ssize_t n = -1;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s.why", name);
+	if ((fd = layout_open_file(&a->dirs, w, path)) >= 0) {
+		n = read(fd, buf, len - 1);
+		close(fd);
+	}
+	buf[n > 0 ? n : 0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
 /* qadm_show - one message in queue/, hold/ or new/ */
 int
 qadm_show(const struct qadm *a, const char *id)
 {
 	static const enum ldir order[] = { L_QUEUE, L_HOLD, L_NEW };
 	struct msg m;
+	char why[512];
 	size_t i;
 	int fd = -1;
 
@@ -474,11 +493,25 @@ qadm_show(const struct qadm *a, const char *id)
 	if (fd < 0)
 		return fail(a, id, ENOENT);
 	show_envelope(a->out, &m);
+	if (m.w == L_HOLD) {
+		read_why(a, L_HOLD, id, why, sizeof(why));
+		fputs("held: ", a->out);
+		put_esc(a->out, why, strlen(why), 0);
+		fputs(why[0] ? "\n" : "by smapq hold\n", a->out);
+	}
 	show_state(a->out, &m);
 	show_headers(a->out, fd, &m.e);
 	close(fd);
 	free_msg(&m);
 	return 0;
+}
+
+/* why_name - "ID.why" into buf[64] */
+static const char *
+why_name(char *buf, const char *id)
+{
+	snprintf(buf, 64, "%.*s.why", SPOOL_ID_MAX, id);
+	return buf;
 }
 
 /* move_msg - w1/id to w2/id, never over a file */
@@ -530,7 +563,7 @@ due_now(const struct qadm *a, int fd, const char *id)
 		rc = 1;
 	} else if (st.next != 0) {
 		st.next = 0;
-		if (state_save(&a->dirs, id, &st) < 0) {
+		if (state_save(&a->dirs, id, &st, NULL) < 0) {
 			fprintf(a->err, "smapq: %s: cannot save its state: %s\n",
 			    id, strerror(errno));
 			rc = 1;
@@ -562,6 +595,7 @@ wake(const struct qadm *a, const char *name)
 int
 qadm_release(const struct qadm *a, const char *id)
 {
+	char path[64];
 	int fd = layout_lock(&a->dirs, L_HOLD, id), err = errno, rc;
 
 	if (fd < 0) {
@@ -572,8 +606,10 @@ qadm_release(const struct qadm *a, const char *id)
 	rc = due_now(a, fd, id);
 	if (move_msg(a, L_HOLD, L_QUEUE, id) != 0)
 		rc = 1;
-	else
+	else {
+		(void)unlinkat(a->dirs.fd[L_HOLD], why_name(path, id), 0);
 		log_info("%s: released from hold (by smapq)", id);
+	}
 	close(fd);
 	return rc | wake(a, RUN_FILE);
 }
@@ -583,6 +619,7 @@ int
 qadm_delete(const struct qadm *a, const char *id)
 {
 	enum ldir w = L_QUEUE;
+	char path[64];
 	int fd = layout_lock(&a->dirs, w, id), err = errno;
 
 	if (fd < 0 && err == ENOENT) {
@@ -598,6 +635,8 @@ qadm_delete(const struct qadm *a, const char *id)
 		return fail(a, id, err);
 	}
 	state_remove(&a->dirs, id);
+	if (w == L_HOLD)
+		(void)unlinkat(a->dirs.fd[L_HOLD], why_name(path, id), 0);
 	(void)layout_sync(a->dirs.fd[w]);
 	(void)layout_sync(a->dirs.fd[L_STATE]);
 	close(fd);
@@ -634,4 +673,57 @@ qadm_flush(const struct qadm *a)
 	int rc = flush_dir(a, L_QUEUE) | flush_dir(a, L_HOLD);
 
 	return wake(a, FLUSH_FILE) | rc;
+}
+
+/* not_why - a quarantined entry, not its reason */
+static int
+not_why(const char *name)
+{
+	size_t n = strlen(name);
+
+	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0 &&
+	    !(n > 4 && strcmp(name + n - 4, ".why") == 0);
+}
+
+/* print_quarantined - one entry: name, size, when, reason */
+static void
+print_quarantined(const struct qadm *a, const char *name, const struct stat *st)
+{
+	char why[512], t[32];
+
+	read_why(a, L_QUAR, name, why, sizeof(why));
+	if (a->json) {
+		fputs("{\"queue_name\": \"quarantine\", \"name\": ", a->out);
+		qadm_json_string(a->out, name);
+		fprintf(a->out, ", \"size\": %lld, \"quarantined\": %lld, "
+		    "\"reason\": ", (long long)st->st_size, (long long)st->st_ctime);
+		qadm_json_string(a->out, why);
+		fputs("}\n", a->out);
+		return;
+	}
+	put_esc(a->out, name, strlen(name), 0);
+	fprintf(a->out, " %lld %s (", (long long)st->st_size,
+	    when(t, sizeof(t), (long long)st->st_ctime));
+	put_esc(a->out, why, strlen(why), 0);
+	fputs(")\n", a->out);
+}
+
+/* qadm_quarantine - what quarantine/ holds, with each reason */
+int
+qadm_quarantine(const struct qadm *a)
+{
+	struct stat st;
+	size_t i, n;
+	char **v;
+
+	if (layout_scan(&a->dirs, L_QUAR, SCAN_MAX, not_why, &v, &n) < 0)
+		return unreadable(a, layout_name(L_QUAR));
+	for (i = 0; i < n; i++)
+		if (fstatat(a->dirs.fd[L_QUAR], v[i], &st, AT_SYMLINK_NOFOLLOW) == 0)
+			print_quarantined(a, v[i], &st);
+	if (!a->json)
+		fprintf(a->out, "-- %zu in quarantine (kept for quarantine_lifetime)"
+		    "\n", n);
+	layout_free_list(v, n);
+	return 0;
 }

@@ -39,6 +39,9 @@ int qadm_delete(const struct qadm *a, const char *id);
 /* Every message due now; then queue/.flush wakes a running smapd. */
 int qadm_flush(const struct qadm *a);
 
+/* What quarantine/ holds: name, size, when, reason (or JSON lines). */
+int qadm_quarantine(const struct qadm *a);
+
 /* s as a JSON string, quotes included, ASCII only. */
 void qadm_json_string(FILE *fp, const char *s);
 

@@ -43,6 +43,7 @@ static const struct {
 	{ "release", 1, INT_MAX, 1, qadm_release },
 	{ "delete", 1, INT_MAX, 1, qadm_delete },
 	{ "flush", 0, 0, 1, NULL },
+	{ "quarantine", 0, 0, 0, NULL },
 };
 
 #define NCMDS (int)(sizeof(cmds) / sizeof(cmds[0]))
@@ -54,7 +55,8 @@ usage(void)
 	fprintf(stderr, "usage: smapq [-c config] [-j] [list]\n"
 	    "       smapq [-c config] show ID\n"
 	    "       smapq [-c config] hold|release|delete ID...\n"
-	    "       smapq [-c config] flush\n");
+	    "       smapq [-c config] flush\n"
+	    "       smapq [-c config] [-j] quarantine\n");
 	return EX_USAGE;
 }
 
@@ -125,6 +127,8 @@ run(const struct qadm *a, int k, char **ids, int n)
 {
 	int i, rc = 0;
 
+	if (cmds[k].each == NULL && strcmp(cmds[k].name, "quarantine") == 0)
+		return qadm_quarantine(a);
 	if (cmds[k].each == NULL)
 		return strcmp(cmds[k].name, "flush") == 0 ? qadm_flush(a) :
 		    qadm_list(a);
@@ -154,7 +158,8 @@ main(int argc, char **argv)
 	if (optind < argc)
 		optind++;
 	n = argc - optind;
-	if (n < cmds[k].min || n > cmds[k].max || (a.json && k != 0))
+	if (n < cmds[k].min || n > cmds[k].max || (a.json && k != 0 &&
+	    strcmp(cmds[k].name, "quarantine") != 0))
 		return usage();
 	if (!ids_ok(argv + optind, n))
 		return EX_USAGE;

@@ -11,6 +11,7 @@
  * link is refused.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,28 +163,63 @@ write_state(FILE *fp, const struct state *st)
 	}
 }
 
-/* state_save - replace state/ID durably */
+/* state_reserve - state/ID.tmp, made now with room for every line the
+ * state of n recipients can take: the outcome of an attempt must never
+ * be lost for want of an inode or a block */
 int
-state_save(const struct spooldirs *d, const char *id, const struct state *st)
+state_reserve(const struct spooldirs *d, const char *id, size_t n)
 {
-	FILE *fp;
-	int fd, rc;
+	off_t need = STATE_HEAD_MAX + (off_t)n * STATE_LINE_MAX;
+	int fd, err;
 
 	if ((fd = layout_create_own(d, L_STATE, id)) < 0)
+		return -1;
+	if ((err = posix_fallocate(fd, 0, need)) != 0) {
+		layout_discard(d, L_STATE, fd, id);
+		errno = err;
+		return -1;
+	}
+	return fd;
+}
+
+/* state_unreserve - an unused reservation */
+void
+state_unreserve(const struct spooldirs *d, const char *id, int *rfd)
+{
+	if (rfd != NULL && *rfd >= 0)
+		layout_discard(d, L_STATE, *rfd, id);
+	if (rfd != NULL)
+		*rfd = -1;
+}
+
+/* state_save - replace state/ID durably, into the reserved file if any */
+int
+state_save(const struct spooldirs *d, const char *id, const struct state *st,
+    int *rfd)
+{
+	FILE *fp;
+	long len;
+	int fd = rfd != NULL && *rfd >= 0 ? *rfd : layout_create_own(d, L_STATE,
+	    id), rc;
+
+	if (rfd != NULL)
+		*rfd = -1;
+	if (fd < 0)
 		return -1;
 	if ((fp = fdopen(dup(fd), "w")) == NULL) {
 		layout_discard(d, L_STATE, fd, id);
 		return -1;
 	}
 	write_state(fp, st);
-	rc = fflush(fp) == 0 ? 0 : -1;
+	rc = fflush(fp) == 0 && (len = ftell(fp)) >= 0 &&
+	    ftruncate(fd, (off_t)len) == 0 ? 0 : -1;
 	if (fclose(fp) != 0)
 		rc = -1;
 	if (rc < 0) {
 		layout_discard(d, L_STATE, fd, id);
 		return -1;
 	}
-	return layout_publish(d, L_STATE, fd, id, 1);
+	return layout_publish(d, L_STATE, fd, id, PUB_REPLACE);
 }
 
 /* state_remove - forget a finished message */

@@ -28,8 +28,8 @@ def check_spool(t, srv, sid, desc, helo, proto, body, sender, rcpts, message,
         t.ok(False, "%s: new/%s exists" % (desc, sid), str(e))
         return None
     uid, gid = smap_ids()
-    t.ok(stat.S_ISREG(f.st.st_mode) and stat.S_IMODE(f.st.st_mode) == 0o640,
-         "%s: spool file is a regular file, mode 0640" % desc, "mode %o" % f.st.st_mode)
+    t.ok(stat.S_ISREG(f.st.st_mode) and stat.S_IMODE(f.st.st_mode) == 0o644,
+         "%s: spool file is a regular file, mode 0644 (smapd reads it as the owner of new/)" % desc, "mode %o" % f.st.st_mode)
     t.is_(f.st.st_uid, uid, "%s: spool file owned by smap" % desc)
     t.ok(f.ok, "%s: envelope ends with a blank line" % desc, f.error or "")
     keys = f.keys()

@@ -178,7 +178,7 @@ def check_jail(t, srv, desc, bounding_zero):
     t.is_(srv.count_new(), 1, "%s: stored" % desc)
     files = srv.spool_files()
     for f in files.values():
-        t.ok(f.st.st_uid == uid and (f.st.st_mode & 0o777) == 0o640, "%s: file owned by smap, 0640" % desc,
+        t.ok(f.st.st_uid == uid and (f.st.st_mode & 0o777) == 0o644, "%s: file owned by smap, 0644" % desc,
              "uid %d mode %o" % (f.st.st_uid, f.st.st_mode))
 
 

@@ -61,7 +61,7 @@ def hostile_set(srv, outside):
         f.write(spool_bytes(c.name, good_msg("via-symlink")))
     uid, gid = smap_ids()
     os.chown(target, uid, gid)
-    os.chmod(target, 0o640)
+    os.chmod(target, 0o644)
     place(srv, c.name, kind="symlink", target=target)
     cases.append(c)
 
@@ -70,7 +70,7 @@ def hostile_set(srv, outside):
     with open(tmp, "wb") as f:
         f.write(spool_bytes(a.name, good_msg("via-hardlink")))
     os.chown(tmp, uid, gid)
-    os.chmod(tmp, 0o640)
+    os.chmod(tmp, 0o644)
     os.link(tmp, os.path.join(srv.newdir(), a.name))
     os.link(tmp, os.path.join(srv.newdir(), b.name))
     os.unlink(tmp)

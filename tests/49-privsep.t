@@ -28,6 +28,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from smaptest import TAP, Server, SMAP_BIN, SMAPD_BIN, lines, msg, make_spool, smapd_ids  # noqa: E402
 from postfix import read_maildir, header  # noqa: E402
+from smtpfake import FakeSMTP  # noqa: E402
 from smapdtest import (Smapd, send, new_id, spool_bytes, place, queue_ids, quarantined,  # noqa: E402
                        spool_path, state, smapd_log, wait_until, listdir)
 import subprocess  # noqa: E402
@@ -74,6 +75,8 @@ def attempts():
         ("remove new/", lambda: os.rmdir("/new")),
         ("replace the chroot's root by a symlink", lambda: os.symlink("/tmp", "/new2")),
         ("chown new/ to root", lambda: os.chown("/new", 0, 0)),
+        ("chmod new/ (smapd's) 0700", lambda: os.chmod("/new", 0o700)),
+        ("chmod tmp/ (smapd's) 0777", lambda: os.chmod("/tmp", 0o777)),
         ("make a device", lambda: os.mknod("/tmp/dev", 0o600 | 0o20000, os.makedev(1, 3))),
         ("open the spool above the chroot by ..", lambda: os.open("/../../../../queue", os.O_RDONLY)),
         ("chdir out with ..", lambda: (os.chdir("/.."), os.listdir(".").index("queue"))),
@@ -86,7 +89,7 @@ def plant(newdir_ids):
     """What a compromised smap can still write: hostile entries in new/."""
     link_id, hard_id, fifo_id, relay_id, legit_id = newdir_ids
     os.symlink("/etc/passwd", "/new/" + link_id)
-    fd = os.open("/tmp/" + hard_id, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    fd = os.open("/tmp/" + hard_id, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     os.write(fd, spool_bytes(hard_id, good("hard-link")))
     os.close(fd)
     os.link("/tmp/" + hard_id, "/new/" + hard_id)     # two links: refused
@@ -97,7 +100,7 @@ def plant(newdir_ids):
         os.write(fd, spool_bytes(sid, good(tag), client=client,
                                  rcpts=("<u@example.com>" if tag == "written-by-smap" else
                                         "<victim@elsewhere.example>",)))
-        os.fchmod(fd, 0o640)
+        os.fchmod(fd, 0o644)
         os.fsync(fd)
         os.close(fd)
         os.rename("/tmp/" + sid, "/new/" + sid)
@@ -199,6 +202,73 @@ def test_compromised(t):
             waits.sort()
             t.note("time from smap's 250 to smapd's pickup (upper bound, log polled every 50 ms): "
                    "median %.0f ms, max %.0f ms" % (waits[len(waits) // 2] * 1000, waits[-1] * 1000))
+
+
+# --------------------------------------------------------------------------
+# a descriptor kept after the commit: smapd queues a copy of its own
+
+HELD = "0000000000000A1"    # sorts before any id smap makes
+
+
+def holder(jail, cmd_r, rep_w):
+    """Fork; as smap in the jail, commit HELD keeping a writable descriptor,
+    and rewrite the file through it when told (after smapd's pickup)."""
+    pw = pwd.getpwnam("smap")
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        os.chroot(jail)
+        os.chdir("/")
+        os.setgroups([])
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
+        fd = os.open("/tmp/" + HELD, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, spool_bytes(HELD, good("held-innocent"), client="203.0.113.5 4711"))
+        os.fchmod(fd, 0o644)
+        os.fsync(fd)
+        os.rename("/tmp/" + HELD, "/new/" + HELD)
+        os.write(rep_w, b"committed\n")
+        victim = os.read(cmd_r, 100).decode().strip()
+        forged = spool_bytes(victim, good("held-forged"), client="203.0.113.5 4711",
+                             rcpts=("<victim@elsewhere.example>",))
+        os.pwrite(fd, forged, 0)
+        os.ftruncate(fd, len(forged))
+        os.fsync(fd)
+        os.write(rep_w, b"rewrote\n")
+    except BaseException as e:  # noqa: BLE001
+        os.write(rep_w, ("error %r\n" % e).encode())
+    os._exit(0)
+
+
+def test_held_descriptor(t):
+    conf = {"relay_domains": "example.com"}
+    with Server(t, name="privsep-held", conf=conf) as srv, FakeSMTP(t, None, None, starttls=None) as fs:
+        d = Smapd(t, srv, conf={"default_transport": "smtp:[127.0.0.1]:1", "relay_domains": "example.com",
+                                "smtp_connect_timeout": "1s"}, name="smapd-held")
+        (other, _), = send(srv, [(["u@example.com"], good("held-other"))])
+        cr, cw = os.pipe()
+        rr, rw = os.pipe()
+        pid = holder(os.path.join(srv.spool, "incoming"), cr, rw)
+        t.is_(os.read(rr, 100), b"committed\n", "smap committed a file and kept a writable descriptor")
+        d.once(flush=False, timeout=20)       # pickup; the backend is down: both deferred
+        st = os.stat(spool_path(srv, "queue", HELD))
+        t.ok(st.st_uid == smapd_ids()[0], "queue/%s is smapd's own copy (uid %d), not smap's file"
+             % (HELD, st.st_uid))
+        os.write(cw, other.encode() + b"\n")
+        t.is_(os.read(rr, 100), b"rewrote\n", "smap rewrote its file through the descriptor")
+        os.waitpid(pid, 0)
+        d.set_conf({"default_transport": "smtp:[127.0.0.1]:%d" % fs.port})
+        d.once(flush=True, timeout=20)
+        rcpts = [l for s in fs.sessions for l in s["plain"] if l.upper().startswith(b"RCPT")]
+        msgs = [m for s in fs.sessions for m in s["messages"]]
+        t.ok(rcpts and all(r == b"RCPT TO:<u@example.com>" for r in rcpts),
+             "the backend saw only the checked recipient, never victim@elsewhere.example", repr(rcpts))
+        t.is_(sum(b"<held-innocent@b.example>" in m for m in msgs), 1, "the message as checked: delivered once")
+        t.is_(sum(b"<held-other@b.example>" in m for m in msgs), 1,
+              "the message whose id the rewrite named: delivered once, not removed")
+        t.ok(not any(b"held-forged" in m for m in msgs), "the rewritten bytes never left")
+        t.is_(queue_ids(srv), [], "queue/ is empty")
 
 
 # --------------------------------------------------------------------------
@@ -343,6 +413,7 @@ def main(t):
         t.skip("needs root: chroot, setuid, a spool for two users")
         return
     t.run("compromised smap", test_compromised, t)
+    t.run("held descriptor", test_held_descriptor, t)
     t.run("planted links", test_planted, t)
     t.run("one user", test_check, t)
     t.run("old layout", test_old_layout, t)

@@ -80,7 +80,7 @@ def expected(prefix):
     for u in ("smap.socket", "smap@.service", "smapd.service", "smapd-run.service", "smapd.timer"):
         files[unitdir() + "/" + u] = 0o644
     dirs = {"var/spool/smap": 0o755, "var/spool/smap/incoming": 0o755,
-            "var/spool/smap/incoming/tmp": 0o2770, "var/spool/smap/incoming/new": 0o770,
+            "var/spool/smap/incoming/tmp": 0o1770, "var/spool/smap/incoming/new": 0o1770,
             "var/spool/smap/queue": 0o700, "var/spool/smap/state": 0o700,
             "var/spool/smap/quarantine": 0o700, "var/spool/smap/hold": 0o700,
             "var/mail/smap": 0o700}

@@ -61,16 +61,17 @@ def spool_bytes(sid, message=b"Subject: hand-made\r\n\r\nbody\r\n", sender="<a@b
     return b"\n".join(recs) + b"\n\n" + message
 
 
-def place(srv, name, data=None, owner="smap", mode=0o640, kind="file", target=None):
+def place(srv, name, data=None, owner="smap", mode=0o644, kind="file", target=None):
     """Put one entry into new/ atomically (made in the test dir, then
-    renamed): kind "file" (data), "symlink" (to target), "fifo". The
-    group is smapd's, as tmp/'s set-group-id bit gives smap's files."""
+    renamed): kind "file" (data), "symlink" (to target), "fifo". Mode
+    0644 as smap commits them (smapd, new/'s owner, reads them as other)."""
     tmp = os.path.join(srv.dir, ".place-" + re.sub(r"[^A-Za-z0-9]", "_", name))
     if kind == "file":
         with open(tmp, "wb") as f:
             f.write(data)
         if owner:
-            os.chown(tmp, pwd.getpwnam(owner).pw_uid, smapd_ids()[1])
+            pw = pwd.getpwnam(owner)
+            os.chown(tmp, pw.pw_uid, pw.pw_gid)
         os.chmod(tmp, mode)
     elif kind == "symlink":
         os.symlink(target, tmp)
@@ -80,7 +81,8 @@ def place(srv, name, data=None, owner="smap", mode=0o640, kind="file", target=No
     elif kind == "fifo":
         os.mkfifo(tmp, 0o640)
         if owner:
-            os.chown(tmp, pwd.getpwnam(owner).pw_uid, smapd_ids()[1])
+            pw = pwd.getpwnam(owner)
+            os.chown(tmp, pw.pw_uid, pw.pw_gid)
     else:
         raise ValueError(kind)
     path = os.path.join(srv.newdir(), name)

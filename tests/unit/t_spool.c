@@ -283,8 +283,8 @@ test_writer(void)
 	free(got);
 	free(want);
 	tap_ok(lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (st.st_mode & 07777) == 0640 && st.st_nlink == 1,
-	    "committed file: regular, mode 0640, one link (mode %o)",
+	    (st.st_mode & 07777) == 0644 && st.st_nlink == 1,
+	    "committed file: regular, mode 0644, one link (mode %o)",
 	    (unsigned)(st.st_mode & 07777));
 	tap_ok(dir_entries(LAYOUT_TMP) == 0, "tmp/ is empty after commit");
 	tap_ok(dir_entries(LAYOUT_NEW) == 1, "new/ holds one file");

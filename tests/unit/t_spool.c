@@ -49,7 +49,7 @@ static const char *const good_cases[] = {
 	"good-null-sender", "good-postmaster", "good-ipv6",
 	"good-unknown-client", "good-smtp", "good-7bit", "good-literal",
 	"good-100rcpt", "good-empty-body", "good-opaque-body",
-	"good-max-helo", "good-id31",
+	"good-max-helo", "good-id31", "good-long-local",
 };
 
 /* Keep in step with CASES in tests/golden/spool/make-bad.py. */
@@ -73,7 +73,8 @@ static const char *const bad_cases[] = {
 	"bad-rcpt-pipe", "bad-rcpt-file", "bad-rcpt-option", "bad-rcpt-null",
 	"bad-rcpt-route", "bad-rcpt-nobrackets", "bad-rcpt-twospaces",
 	"bad-rcpt-trailing", "bad-rcpt-nul", "bad-rcpt-cr", "bad-rcpt-lf",
-	"bad-rcpt-8bit", "bad-rcpt-local-long", "bad-rcpt-1024",
+	"bad-rcpt-8bit", "bad-rcpt-path-long", "bad-from-path-long",
+	"bad-rcpt-1024",
 	"bad-rcpt-1025", "bad-rcpt-huge",
 	"bad-rcpt-101", "bad-no-rcpt", "bad-size-short", "bad-size-long",
 	"bad-size-alpha", "bad-size-sign", "bad-size-truncated",

@@ -210,8 +210,11 @@ CASES = [
      replace(b"rcpt", b"rcpt <bob@exam\nple.com>")),
     ("rcpt-8bit", "Unsafe character in local part", "8-bit byte in a recipient",
      replace(b"rcpt", b"rcpt <b\xf6b@example.com>")),
-    ("rcpt-local-long", "Local part too long", "local part of 65 octets",
-     replace(b"rcpt", b"rcpt <" + b"a" * 65 + b"@x.example>")),
+    ("rcpt-path-long", "Path too long", "local part of 247 octets: a path of "
+     "257 (a long local part is fine; the path limit holds)",
+     replace(b"rcpt", b"rcpt <" + b"a" * 247 + b"@x.example>")),
+    ("from-path-long", "bad from record", "sender local part of 247 octets: a path of 257",
+     replace(b"from", b"from <" + b"a" * 247 + b"@x.example>")),
     ("rcpt-1024", SYNTAX, "rcpt record of SPOOL_LINE_MAX bytes (addr.c "
      "looks for '>' in the first SMTP_LINE_MAX bytes only)",
      replace(b"rcpt", b"rcpt <" + b"a" * 1006 + b"@x.example>")),

@@ -128,7 +128,7 @@ static const struct param params[] = {
 	P(maximal_backoff_time, T_TIME, "4000s", 1, 7 * 86400),
 	P(maximal_queue_lifetime, T_TIME, "5d", 0, 100 * 86400),
 	P(delay_warning_time, T_TIME, "0s", 0, 100 * 86400),
-	P(quarantine_lifetime, T_TIME, "7d", 3600, 365 * 86400),
+	P(quarantine_lifetime, T_TIME, "7d", 1, 365 * 86400),
 	P(quarantine_double_bounces, T_BOOL, "no", 0, 1),
 	P(smtp_connect_timeout, T_TIME, "30s", 1, 3600),
 	P(smtp_helo_timeout, T_TIME, "300s", 1, 3600),

@@ -35,7 +35,9 @@ SSL_LIBS := $(shell $(PKG_CONFIG) --libs libssl libcrypto)
 SECCOMP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libseccomp)
 SECCOMP_LIBS := $(shell $(PKG_CONFIG) --libs libseccomp)
 
-ALL_CPPFLAGS = -iquote common $(FORTIFY) -D_GNU_SOURCE $(CPPFLAGS)
+VERSION := $(shell cat VERSION 2>/dev/null || echo unknown)
+ALL_CPPFLAGS = -iquote common $(FORTIFY) -D_GNU_SOURCE \
+	-DSMAP_VERSION='"$(VERSION)"' $(CPPFLAGS)
 ALL_CFLAGS = $(WARN) $(HARDEN) $(CAP_CFLAGS) $(SECCOMP_CFLAGS) $(SSL_CFLAGS) \
 	$(CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(LDHARDEN) $(SANLD) $(LDFLAGS)
@@ -68,7 +70,7 @@ smap/libsmap.a: $(SMAP_OBJ)
 # smap links no OpenSSL; it loads smap-tls.so only when TLS is on
 # (smap/tls_server.h says why).
 smap/smap: smap/main.o smap/libsmap.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(LDLIBS) -ldl
 
 %.pic.o: %.c
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -c -o $@ $<

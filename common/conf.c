@@ -217,7 +217,6 @@ static void relay_check(struct ctx *);
 static void users_check(struct ctx *);
 static int warn(char *, size_t, size_t *, const char *, int, const char *,
     ...) __attribute__((format(printf, 6, 7)));
-static int key_line(const struct conf *, const char *);
 static void ctx_init(struct ctx *, struct conf *, const char *, size_t);
 static int ctx_done(struct ctx *, char *, size_t);
 static int valid_key(const char *);
@@ -1346,9 +1345,9 @@ warn(char *buf, size_t len, size_t *used, const char *path, int line,
 	return 1;
 }
 
-/* The line where a key was set, 0 for a default. */
-static int
-key_line(const struct conf *c, const char *key)
+/* conf_line - the line where a key was set, 0 for a default */
+int
+conf_line(const struct conf *c, const char *key)
 {
 	int i = param_find(key, strlen(key));
 
@@ -1439,7 +1438,7 @@ conf_warnings(const struct conf *c, const char *path, char *buf, size_t len)
 	const char *d;
 	char net[80];
 	size_t i, used = 0;
-	int n = 0, b, ln = key_line(c, "mynetworks");
+	int n = 0, b, ln = conf_line(c, "mynetworks");
 
 	if (buf != NULL && len > 0)
 		buf[0] = '\0';
@@ -1457,7 +1456,7 @@ conf_warnings(const struct conf *c, const char *path, char *buf, size_t len)
 			    "it may relay", net, l->v[i].family == AF_INET6 ?
 			    WIDE6 : WIDE4);
 	}
-	ln = key_line(c, "relay_domains");
+	ln = conf_line(c, "relay_domains");
 	for (i = 0; i < c->relay_domains.n; i++) {
 		d = c->relay_domains.v[i];
 		if (strchr(d + 1, '.') != NULL)
@@ -1472,12 +1471,12 @@ conf_warnings(const struct conf *c, const char *path, char *buf, size_t len)
 			    "not a mail domain", d);
 	}
 	if (c->message_size_limit > WARN_SIZE)
-		n += warn(buf, len, &used, path, key_line(c,
+		n += warn(buf, len, &used, path, conf_line(c,
 		    "message_size_limit"), "message_size_limit: %lld is above "
 		    "100 MB (%lld): the spool and the backend must hold "
 		    "messages that large", c->message_size_limit, WARN_SIZE);
 	if (c->smtpd_timeout > WARN_TIMEOUT)
-		n += warn(buf, len, &used, path, key_line(c, "smtpd_timeout"),
+		n += warn(buf, len, &used, path, conf_line(c, "smtpd_timeout"),
 		    "smtpd_timeout: %llds is above %ds: an idle client holds a "
 		    "session (and a connection slot) that long",
 		    c->smtpd_timeout, WARN_TIMEOUT);

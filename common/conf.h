@@ -107,6 +107,9 @@ void conf_free(struct conf *c);
 int conf_warnings(const struct conf *c, const char *path, char *buf,
     size_t len);
 
+/* The line of the file where key was set; 0 when it has its default. */
+int conf_line(const struct conf *c, const char *key);
+
 /* Print "key = value" lines: every key (all = 1) or only those set in
  * the file (all = 0), in table order, values as the parser reads them. */
 void conf_print(FILE *fp, const struct conf *c, int all);

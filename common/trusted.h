@@ -16,4 +16,10 @@
  * the name may change after the check, the open file cannot. */
 int trusted_open(const char *path, char *why, size_t len);
 
+/* Load the shared object at path only if trusted_open() accepts it,
+ * from that very descriptor (/proc/self/fd/N), and find symbol in it:
+ * its address, or NULL with why. */
+void *trusted_dlsym(const char *path, const char *symbol, char *why,
+    size_t len);
+
 #endif

@@ -1299,6 +1299,14 @@ relay_check(struct ctx *x)
 		    "longer); set allow_open_relay = yes if you mean it", net,
 		    OPEN4, OPEN6);
 	}
+	ln = x->set_line[param_find("relay_domains", strlen("relay_domains"))];
+	for (i = 0; i < x->c->relay_domains.n; i++)	/* ".com" */
+		if (x->c->relay_domains.v[i][0] == '.' &&
+		    strchr(x->c->relay_domains.v[i] + 1, '.') == NULL)
+			conf_err(x, ln, "relay_domains: \"%s\" is every domain "
+			    "under a top-level domain: this host would relay for "
+			    "anyone to all of them; set allow_open_relay = yes if you "
+			    "mean it", x->c->relay_domains.v[i]);
 }
 
 /* smap and smapd must run as two users: smap may never reach smapd's

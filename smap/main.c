@@ -70,7 +70,7 @@ static const struct tls_server *
 tls_setup(struct startup *st, const struct conf *cf)
 {
 	const struct tls_server *tls;
-	char path[4096], why[1024];
+	char path[4096], why[4200], line[4300];
 	int n = st->problems;
 
 	if (strcmp(cf->smtpd_tls_security_level, "none") == 0 &&
@@ -85,14 +85,16 @@ tls_setup(struct startup *st, const struct conf *cf)
 	}
 	tls_files(st, cf);
 	snprintf(path, sizeof(path), "%s/smap-tls.so", cf->shlib_directory);
-	if ((tls = trusted_dlsym(path, TLS_SERVER_SYMBOL, why, sizeof(why))) ==
-	    NULL || tls->abi != TLS_SERVER_ABI)
-		startup_say(st, tls ? "TLS: smap-tls.so is built for another smap" : why);
-	else if (st->problems == n && tls->init(cf->smtpd_tls_cert_file,
-	    cf->smtpd_tls_key_file, cf->smtpd_tls_CAfile,
-	    cf->relay_clientcerts[0] != '\0', why, sizeof(why)) < 0)
-		startup_say(st, why);
-	return st->problems == n ? tls : NULL;
+	if ((tls = trusted_dlsym(path, TLS_SERVER_SYMBOL, why, sizeof(why))) !=
+	    NULL && tls->abi != TLS_SERVER_ABI)
+		snprintf(why, sizeof(why), "%s: built for another smap", path);
+	else if (tls != NULL && (st->problems > n || tls->init(
+	    cf->smtpd_tls_cert_file, cf->smtpd_tls_key_file, cf->smtpd_tls_CAfile,
+	    cf->relay_clientcerts[0] != '\0', why, sizeof(why)) == 0))
+		return st->problems == n ? tls : NULL;
+	snprintf(line, sizeof(line), "TLS: %s", why);
+	startup_say(st, line);
+	return NULL;
 }
 
 /* check - smap -t: what a session checks before it serves; exit status */

@@ -9,7 +9,8 @@
  *
  * Exit status: 0; 1 a message was not found, busy or not handled;
  * 64 bad usage or a bad queue id; 71 cannot drop privileges or reach
- * the spool; 74 cannot write the output; 78 a bad configuration.
+ * the spool; 74 cannot write the output; 77 this user may not read the
+ * queue; 78 a bad configuration.
  */
 #include <errno.h>
 #include <limits.h>
@@ -27,6 +28,7 @@
 #define EX_USAGE 64
 #define EX_OSERR 71
 #define EX_IOERR 74
+#define EX_NOPERM 77
 #define EX_CONFIG 78
 
 static const char *conf_path = "/etc/smap/smap.conf";
@@ -116,8 +118,15 @@ setup(struct conf *cf, struct qadm *a, int logs)
 		    strerror(errno));
 		return EX_OSERR;
 	}
-	/* A directory that cannot be opened is reported where it is used. */
-	(void)layout_open(&a->dirs, why, sizeof(why));
+	/* A directory that cannot be opened is reported where it is used,
+	 * unless this user may not read the queue at all: that, once. */
+	if (layout_open(&a->dirs, why, sizeof(why)) < 0 &&
+	    a->dirs.fd[L_QUEUE] < 0 && a->dirs.err[L_QUEUE] == EACCES) {
+		fprintf(stderr, "smapq: uid %lu may not read the queue in %s: "
+		    "run smapq as root or as %s\n", (unsigned long)geteuid(),
+		    cf->spool_directory, cf->smapd_user);
+		return EX_NOPERM;
+	}
 	return 0;
 }
 

@@ -8,6 +8,7 @@
 # with another PREFIX rebuilds, which this test must not do to the tree
 # the rest of the suite runs), so SHLIBDIR is passed as built.
 import os
+import pwd
 import re
 import shutil
 import stat
@@ -132,8 +133,11 @@ def test_usr(t, dest):
     # -t checks the spool too: the installed smapd -P lays one out, and the
     # installed config is checked with it (a copy naming that spool)
     spool, checked = os.path.join(dest + ".spool"), os.path.join(dest + ".spool.conf")
+    mail = dest + ".mail"
+    os.makedirs(mail)
+    os.chown(mail, pwd.getpwnam("smapd").pw_uid, pwd.getpwnam("smapd").pw_gid)
     with open(conf) as f, open(checked, "w") as g:
-        g.write(f.read() + "\nspool_directory = %s\n" % spool)
+        g.write(f.read() + "\nspool_directory = %s\ndefault_transport = maildir:%s/\n" % (spool, mail))
     os.makedirs(spool)
     rc, out = run([os.path.join(dest, "usr/sbin/smapd"), "-P", "-c", checked])
     t.ok(rc == 0, "installed smapd -P lays out a spool for the installed config", out[-1000:])
@@ -176,6 +180,7 @@ def test_local(t, dest):
 
 def main(t):
     base = tempfile.mkdtemp(prefix="smaptest.install.")
+    os.chmod(base, 0o755)    # smapd -t checks the spool as smapd_user
     try:
         t.run("usr", test_usr, t, os.path.join(base, "usr"))
         t.run("local", test_local, t, os.path.join(base, "local"))

@@ -12,6 +12,16 @@
 
 #include "io.h"
 
+/* now_ms - the monotonic clock in milliseconds */
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
 /* io_init - set up buffers and make the descriptors non-blocking */
 void
 io_init(struct io *io, int rfd, int wfd, int timeout, time_t deadline)
@@ -21,6 +31,7 @@ io_init(struct io *io, int rfd, int wfd, int timeout, time_t deadline)
 	io->wfd = wfd;
 	io->timeout = timeout;
 	io->deadline = deadline;
+	io->end_ms = now_ms() + (long long)(deadline - time(NULL)) * 1000;
 	(void)fcntl(rfd, F_SETFL, fcntl(rfd, F_GETFL) | O_NONBLOCK);
 	(void)fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
 }
@@ -30,10 +41,12 @@ io_init(struct io *io, int rfd, int wfd, int timeout, time_t deadline)
 static int
 wait_ms(const struct io *io, int wr)
 {
-	time_t now = time(NULL), end = wr ? now + io->timeout : io->rec_end;
-	time_t left = (end < io->deadline ? end : io->deadline) - now;
+	long long now = now_ms(), end = wr ? now + io->timeout * 1000LL :
+	    io->rec_end;
 
-	return left > 0 ? (int)left * 1000 : 0;
+	if (end > io->end_ms)
+		end = io->end_ms;
+	return end > now ? (int)(end - now) : 0;
 }
 
 /* io_poll - wait for one event; 1 ready, 0 timeout, -1 error */
@@ -135,7 +148,7 @@ io_wait(struct io *io, int ms)
 int
 io_eof(struct io *io)
 {
-	io->rec_end = time(NULL) + io->timeout + 1;
+	io->rec_end = now_ms() + io->timeout * 1000LL;
 	return io->ipos == io->ilen && io_fill(io) == 0 && io->err == IO_EOF;
 }
 
@@ -181,7 +194,7 @@ io_getline(struct io *io, char *line, size_t *len)
 	int cr = 0, toolong = 0;
 	char c;
 
-	io->rec_end = time(NULL) + io->timeout + 1;	/* whole seconds */
+	io->rec_end = now_ms() + io->timeout * 1000LL;
 	for (;;) {
 		if (io->ipos == io->ilen && io_fill(io) == 0)
 			return io->err;
@@ -209,7 +222,7 @@ io_getchunk(struct io *io, int bol, const char **p, size_t *len)
 	size_t avail;
 
 	if (bol)
-		io->rec_end = time(NULL) + io->timeout + 1;
+		io->rec_end = now_ms() + io->timeout * 1000LL;
 	for (;;) {
 		start = io->in + io->ipos;
 		avail = io->ilen - io->ipos;

@@ -24,7 +24,8 @@ struct io {
 	int rfd, wfd;
 	int timeout;		/* seconds for one wait */
 	time_t deadline;	/* end of the session */
-	time_t rec_end;		/* end of the line being read */
+	long long end_ms;	/* the same, on the monotonic clock */
+	long long rec_end;	/* end of the line being read, ditto */
 	enum io_status err;	/* why the last call failed */
 	const struct tls_server *tls;
 	void *ssl;		/* after STARTTLS: all I/O goes through it */

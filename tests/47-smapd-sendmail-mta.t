@@ -24,7 +24,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from smaptest import TAP, Server, HOSTNAME, smap_ids, received_re  # noqa: E402
 from postfix import split_message, header  # noqa: E402
-from sendmail import Sendmail, DOMAIN  # noqa: E402
+from sendmail import Sendmail, DOMAIN, pidns_members  # noqa: E402
 from smapdtest import (Smapd, queue_ids, state_ids, state, quarantined, smapd_log,  # noqa: E402
                        wait_until)
 
@@ -338,19 +338,23 @@ def test_access(t, sm):
 
 # What the instance must leave alone on the host.
 HOST_ABSENT = ("/etc/mail", "/var/spool/mqueue", "/var/spool/mqueue-client", "/run/sendmail", "/var/lib/sendmail")
-HOST_FILES = ("/etc/passwd", "/etc/group", "/etc/hosts", "/etc/resolv.conf")
+HOST_FILES = ("/etc/hosts", "/etc/resolv.conf")
+HOST_IDS = ("/etc/passwd", "/etc/group")     # others may add users meanwhile
 
 
 def host_view():
-    """(which of HOST_ABSENT exist, digests of HOST_FILES, which of
-    sendmail-bin and postfix dpkg says are installed)."""
+    """(which of HOST_ABSENT exist, digests of HOST_FILES and the smmsp
+    lines of HOST_IDS, which of sendmail-bin and postfix are installed)."""
     digests = {}
-    for f in HOST_FILES:
+    for f in HOST_FILES + HOST_IDS:
         try:
             with open(f, "rb") as fh:
-                digests[f] = hashlib.sha256(fh.read()).hexdigest()
+                data = fh.read()
         except OSError:
-            digests[f] = None
+            data = None
+        if data is not None and f in HOST_IDS:
+            data = b"".join(l for l in data.splitlines(True) if l.startswith(b"smmsp:"))
+        digests[f] = hashlib.sha256(data).hexdigest() if data is not None else None
     p = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Status}\n", "sendmail-bin", "postfix"],
                        capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     installed = sorted(l.split()[0] for l in p.stdout.decode().splitlines() if l.endswith("install ok installed"))
@@ -368,7 +372,7 @@ def main(t):
     finally:
         after = host_view()
         t.is_(after[0], before[0], "the host has no /etc/mail, mqueue or /run/sendmail it did not have before")
-        t.ok(after[1] == before[1], "the host's passwd, group, hosts and resolv.conf are unchanged",
+        t.ok(after[1] == before[1], "the host's hosts and resolv.conf are unchanged, no smmsp in its passwd or group",
              repr(before[1]), repr(after[1]))
         t.is_(after[2], ["postfix"], "postfix is still installed, sendmail-bin is not")
 
@@ -391,6 +395,10 @@ def run(t):
         t.ok(sm.alive(), "Sendmail is still running at the end", sm.diag())
     finally:
         sm.stop()
+    t.like(sm.log(), r"sendmail\[1\]: NOQUEUE: stopping daemon, reason=signal",
+           "Sendmail stopped on SIGTERM to its PID")
+    left = pidns_members(sm.pidns) if sm.pidns else None
+    t.is_(left, [], "no process is left in Sendmail's PID namespace")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,10 @@
       sm.ns_argv()              argv prefix: run a command in the instance's
                                 mount namespace (see below)
       sm.sendmail               the private set-gid sendmail binary
+      sm.smmsp                  (uid, gid) of smmsp in the namespace
+      sm.pidns                  the daemon's PID namespace; after stop(),
+                                pidns_members(sm.pidns) is empty
+      sm.diag()                 Sendmail's stderr and syslog, for failures
 
 Sendmail's packages conflict with postfix, which stays installed, so
 they are never installed: tools/deps (test) fetches sendmail-bin and
@@ -33,7 +37,7 @@ of the instance runs under D/ns.sh in a private mount namespace
               (plus a user and group smmsp with ids unused on the host)
               bound from D/etc;
   /var        is D/var: spool/mqueue (root 0700), spool/mqueue-client
-              (smmsp 0770), run/sendmail/{mta,msp}, lib/sendmail;
+              (smmsp 0770), run/sendmail/{mta,msp}, lib/sendmail, tmp;
   /dev        is a small directory of its own: null, zero, full, random,
               urandom and tty bound from the real /dev, and log bound to a
               datagram socket that this module reads (Sendmail's syslog).
@@ -42,26 +46,29 @@ namespace as well (unshare --pid --fork --kill-child): the children it
 forks for each connection and each delivery, some in sessions of their
 own, cannot outlive it. stop() sends SIGTERM to that PID, waits, then
 SIGKILLs unshare, whose child then gets SIGKILL and takes the namespace
-with it. Mail for DOMAIN is delivered by a small local mailer (D/tbox,
-run as nobody) that writes each message, as Sendmail hands it over,
-to D/mail/USER/new/ (a Maildir-like tmp/ then rename).
+with it. Mail for DOMAIN is delivered by a small local mailer
+(/etc/mail/tbox, run as nobody; F=lsPn8: no From_ line, no 7-bit or QP
+conversion, Return-Path added) that writes each message, as Sendmail
+hands it over, to D/mail/USER/new/ (a Maildir-like tmp/ then rename).
 
 The MSP: the private sendmail is chowned root:smmsp and made 02755, as
 Debian's postinst does with dpkg-statoverride. Run by a user other than
-root it reads /etc/mail/submit.cf, whose FEATURE(`msp') relays every
-message at once (DeliveryMode=interactive) to the MTA on 127.0.0.1:port
-and queues into /var/spool/mqueue-client only when that fails. The user
-smap is a trusted user there (Tsmap), so its -f is taken without an
-X-Authentication-Warning.
+root it reads /etc/mail/submit.cf, whose FEATURE(`msp') writes each
+message into its own queue, /var/spool/mqueue-client (SuperSafe), and
+relays it at once (DeliveryMode=interactive) to the MTA on
+127.0.0.1:port, where it stays if that fails. It needs its set-gid
+group for that queue: with no_new_privs it cannot even enter it. The
+user smap is a trusted user there (Tsmap), so its -f is taken without
+an X-Authentication-Warning.
 
 Nothing here talks to anything but 127.0.0.1.
 """
 
 import ctypes
 import functools
+import grp
 import os
 import pwd
-import grp
 import re
 import shutil
 import signal
@@ -253,6 +260,19 @@ def _children(pid):
     return out
 
 
+def pidns_members(ns):
+    """Host PIDs of the processes in PID namespace ns ("pid:[N]")."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.readlink("/proc/%s/ns/pid" % d) == ns:
+                    out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
 def _free_id(taken, start=64900):
     for i in range(start, start + 500):
         if i not in taken:
@@ -284,10 +304,12 @@ class _Syslog:
 
     def _run(self):
         with open(self.logfile, "ab") as out:
-            while not self._stop:
+            while True:
                 try:
                     data = self.sock.recv(65536)
                 except socket.timeout:
+                    if self._stop:      # only once nothing is pending
+                        return
                     continue
                 except OSError:
                     return
@@ -306,7 +328,7 @@ class _Syslog:
 
     def close(self):
         self._stop = True
-        self.thread.join(2)
+        self.thread.join(5)
         self.sock.close()
 
 
@@ -330,6 +352,7 @@ class Sendmail:
         self.port = None
         self.syslog = None
         self.pid = None
+        self.pidns = None
         self.stopped = False
 
     @staticmethod
@@ -504,6 +527,10 @@ class Sendmail:
         while time.monotonic() < deadline:
             pid = self.daemon_pid()
             if pid and listening_by(pid, self.port):
+                try:
+                    self.pidns = os.readlink("/proc/%d/ns/pid" % pid)
+                except OSError:
+                    pass
                 return "listening"
             if self.proc.poll() is not None:
                 return "exited"

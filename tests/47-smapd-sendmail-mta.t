@@ -22,7 +22,7 @@ import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from smaptest import TAP, Server, HOSTNAME, smap_ids, received_re  # noqa: E402
+from smaptest import TAP, Server, HOSTNAME, smapd_ids, received_re  # noqa: E402
 from postfix import split_message, header  # noqa: E402
 from sendmail import Sendmail, DOMAIN, pidns_members  # noqa: E402
 from smapdtest import (Smapd, queue_ids, state_ids, state, quarantined, smapd_log,  # noqa: E402
@@ -216,7 +216,7 @@ def test_sendmail(t, sm):
               {"m1": [("<msp-dots@b.example>", 1), ("<msp-plain@b.example>", 1)],
                "m2": [("<msp-eight@b.example>", 1), ("<msp-plain@b.example>", 1)]},
               "sendmail: each message once in each mailbox")
-        uid = smap_ids()[0]
+        uid = smapd_ids()[0]
         for (rcpts, data), sid in zip(msgs, sids):
             tag = header(data, "Subject")
             for r in rcpts:
@@ -229,17 +229,17 @@ def test_sendmail(t, sm):
                            % desc)
                     t.like(raws[1], rb"^Received: from backend\.test \(localhost \[127\.0\.0\.1\]\)\n\tby backend"
                            rb"\.test \(8\.17[^)]*\) with ESMTP id ", "%s: the MTA's Received: (from the MSP)" % desc)
-                    t.like(raws[2], rb"^Received: \(from smap@localhost\)\n\tby backend\.test \(8\.17[^)]*/Submit\) "
+                    t.like(raws[2], rb"^Received: \(from smapd@localhost\)\n\tby backend\.test \(8\.17[^)]*/Submit\) "
                            rb"id ", "%s: the MSP's Received: says it ran as smap" % desc)
                     smap_received(t, desc, raws[3], sid, r if len(rcpts) == 1 else None)
-                t.unlike(copy, rb"X-Authentication-Warning", "%s: no X-Authentication-Warning (smap is trusted)"
+                t.unlike(copy, rb"X-Authentication-Warning", "%s: no X-Authentication-Warning (smapd is trusted)"
                          % desc)
         log = "\n".join(smapd_log(srv))
         for (rcpts, _), sid in zip(msgs, sids):
             t.is_(len(re.findall(r"smap/pipe\[\d+\]: %s: to=<[^>]+>, relay=[^,]+, .*dsn=2\.0\.0, status=sent"
                                  % sid, log)), len(rcpts), "sendmail: log: %d status=sent for %s" % (len(rcpts), sid))
         slog = sm.log()
-        t.is_(len(re.findall(r"from=a@b\.example, .*relay=smap@localhost", slog)), len(msgs),
+        t.is_(len(re.findall(r"from=a@b\.example, .*relay=smapd@localhost", slog)), len(msgs),
               "sendmail: the MSP took one submission per message, from smap")
         t.is_(len(re.findall(r"ctladdr=a@b\.example \(%d/%d\), .*mailer=relay, .*stat=Sent" % (uid, uid), slog)),
               len(msgs), "sendmail: the MSP ran as uid %d and relayed each message to the MTA" % uid)
@@ -253,7 +253,7 @@ def test_sendmail(t, sm):
 def test_no_new_privs(t, sm):
     """Why smapd leaves no_new_privs off for this transport: with it, the
     set-gid bit is ignored and the MSP cannot write its queue."""
-    argv = sm.ns_argv("setpriv", "--reuid=smap", "--regid=smap", "--clear-groups", "--no-new-privs",
+    argv = sm.ns_argv("setpriv", "--reuid=smapd", "--regid=smapd", "--clear-groups", "--no-new-privs",
                       sm.sendmail, "-i", "-f", "a@b.example", "--", at("nnp"))
     p = subprocess.run(argv, input=mk("nnp", at("nnp")).replace(b"\r\n", b"\n"), capture_output=True, timeout=30)
     out = (p.stdout + p.stderr).decode("latin-1")

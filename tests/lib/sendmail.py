@@ -342,7 +342,7 @@ class Sendmail:
     {"To:tempfail@backend.test": "ERROR:4.2.0:450 try later"}.
     trusted: users whose sendmail -f the MSP takes without a warning."""
 
-    def __init__(self, t, access=None, trusted=("smap",), name="sendmail"):
+    def __init__(self, t, access=None, trusted=("smapd",), name="sendmail"):
         self.t = t
         self.access = dict(access or {})
         self.trusted = list(trusted)

@@ -10,7 +10,8 @@
  * each once except rcpt:
  *   SMAP 1                 magic and format version
  *   id 6921A4F30B1C21A2B   queue id, 1..31 uppercase hex digits
- *   arrival 1795412345     seconds since the epoch
+ *   arrival 1795412345.042 seconds since the epoch, optionally with
+ *                          1..6 digits of a fraction (older files: none)
  *   client 192.0.2.1 4711  client address (or "unknown") and port
  *   helo mail.example      HELO/EHLO argument: printable ASCII, no space
  *   proto ESMTP            SMTP, ESMTP, or ESMTPS after STARTTLS
@@ -112,9 +113,10 @@ spool_write_envelope(int fd, struct envelope *e)
 	size_t i;
 	int n;
 
-	n = snprintf(head, sizeof(head), "%s %d\nid %s\narrival %lld\n"
+	n = snprintf(head, sizeof(head), "%s %d\nid %s\narrival %lld.%06ld\n"
 	    "client %s %u\nhelo %s\nproto %s\n%s%s%s%s%s%sbody ", SPOOL_MAGIC,
-	    SPOOL_VERSION, e->id, e->arrival, e->client, e->port, e->helo,
+	    SPOOL_VERSION, e->id, e->arrival, e->arrival_us, e->client, e->port,
+	    e->helo,
 	    e->proto, e->tls[0] ? "tls " : "", e->tls, e->tls[0] ? "\n" : "",
 	    e->ccert[0] ? "ccert " : "", e->ccert, e->ccert[0] ? "\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(head)) {
@@ -266,6 +268,25 @@ client_ok(char *val, struct envelope *e)
 	return 1;
 }
 
+/* arrival_ok - seconds, and optionally "." and 1..6 digits of a fraction */
+static int
+arrival_ok(char *v, struct envelope *e)
+{
+	char *dot = strchr(v, '.');
+	long long us = 0;
+	size_t n;
+
+	if (dot != NULL) {
+		*dot++ = '\0';
+		if ((n = strlen(dot)) == 0 || n > 6 || !number_ok(dot, 6, &us))
+			return 0;
+		while (n++ < 6)
+			us *= 10;
+	}
+	e->arrival_us = (long)us;
+	return number_ok(v, 19, &e->arrival);
+}
+
 /* pair_ok - "A B": two tokens, A shorter than alen; copied into out */
 static int
 pair_ok(const char *val, char *out, size_t len, size_t alen)
@@ -304,8 +325,7 @@ read_head(struct rd *r, struct envelope *e, const char **why)
 	e->version = SPOOL_VERSION;
 	if (record(r, "id", e->id, sizeof(e->id), why) < 0 || !qid_ok(e->id))
 		return fail(why, "bad id record");
-	if (record(r, "arrival", v, 20, why) < 0 ||
-	    !number_ok(v, 19, &e->arrival))
+	if (record(r, "arrival", v, 30, why) < 0 || !arrival_ok(v, e))
 		return fail(why, "bad arrival record");
 	if (rd_line(r, v, sizeof(v), why) < 0 || strncmp(v, "client ", 7) != 0 ||
 	    !client_ok(v + 7, e))

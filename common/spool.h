@@ -20,6 +20,7 @@ struct envelope {
 	int version;
 	char id[SPOOL_ID_MAX + 1];
 	long long arrival;		/* seconds since the epoch */
+	long arrival_us;		/* and microseconds (0 when not recorded) */
 	char client[64];		/* numeric address, or "unknown" */
 	unsigned port;			/* client port, 0 when unknown */
 	char helo[HELO_MAX + 1];	/* printable, no spaces, not empty */

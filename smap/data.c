@@ -138,20 +138,25 @@ chunk(struct store *st, const char *p, size_t n, int *bol)
 	return 0;
 }
 
-/* commit - flush, fill in the envelope, make it durable; STORED or not */
+/* finish - flush, fill in the envelope; STORE_READY or STORE_FAILED */
 static enum stored
-commit(struct store *st)
+finish(struct store *st)
 {
-	int fd = st->o.fd, bad = spool_flush(&st->o);
-
-	if (bad < 0 || spool_write_final(fd, st->env) < 0) {
+	if (spool_flush(&st->o) < 0 || spool_write_final(st->o.fd, st->env) < 0) {
 		st->err = st->o.err ? st->o.err : errno;
-		layout_abort(fd, st->env->id);
+		layout_abort(st->o.fd, st->env->id);
 		return STORE_FAILED;
 	}
-	if (layout_commit(fd, st->env->id) < 0) {
-		st->err = errno;
-		layout_abort(-1, st->env->id);
+	return STORE_READY;
+}
+
+/* store_commit - durable in new/ */
+enum stored
+store_commit(void)
+{
+	if (layout_commit(store.o.fd, store.env->id) < 0) {
+		store.err = errno;
+		layout_abort(-1, store.env->id);
 		return STORE_FAILED;
 	}
 	return STORED;
@@ -185,5 +190,5 @@ store_data(struct io *io)
 		layout_abort(st->o.fd, st->env->id);
 		return st->bare ? STORE_BARE : st->toobig ? STORE_TOOBIG : STORE_HOPS;
 	}
-	return commit(st);
+	return finish(st);
 }

@@ -12,7 +12,8 @@
 #include "spool.h"
 
 enum stored {
-	STORED,		/* durable in new/, e->size set: 250 */
+	STORED,		/* durable in new/: 250 */
+	STORE_READY,	/* complete and fsync'd, e->size set: commit it */
 	STORE_BARE,	/* a bare CR or LF in the data */
 	STORE_TOOBIG,	/* over message_size_limit */
 	STORE_HOPS,	/* more Received: headers than hopcount_limit */
@@ -26,8 +27,11 @@ enum stored {
 int store_open(const struct conf *cf, struct envelope *e);
 
 /* Read the text up to CRLF.CRLF into it, always to the end (the session
- * stays in step), and judge it: committed on STORED, else removed. */
+ * stays in step), and judge it: STORE_READY, or gone. */
 enum stored store_data(struct io *io);
+
+/* Commit what is ready into new/: STORED, or STORE_FAILED (gone). */
+enum stored store_commit(void);
 
 /* The errno of STORE_FAILED. */
 int store_errno(void);

@@ -218,6 +218,26 @@ path_arg(struct session *s, char *arg, const char *kw, const char *syntax)
 	return arg;
 }
 
+/* bad_path - 501 naming the path as the client sent it (escaped and
+ * capped, as Postfix names the address), logged with it as the sender
+ * (MAIL) or the recipient (RCPT) */
+static void
+bad_path(struct session *s, const char *p, const char *why, int mail)
+{
+	char esc[72];
+
+	p += *p == '<';
+	log_esc(esc, sizeof(esc), p, strcspn(p, ">"));
+	session_reply(s, "501 5.1.%d <%s>: %s", mail ? 7 : 3, esc, why);
+	if (!mail) {
+		session_reject_log(s, "RCPT", p, strcspn(p, ">"));
+		return;
+	}
+	snprintf(s->tx.sender, sizeof(s->tx.sender), "<%s>", esc);
+	session_reject_log(s, "MAIL", NULL, 0);
+	s->tx.sender[0] = '\0';
+}
+
 /* cmd_mail - MAIL FROM:<path> [SIZE=n] [BODY=7BIT|8BITMIME] */
 static void
 cmd_mail(struct session *s, char *arg)
@@ -241,14 +261,7 @@ cmd_mail(struct session *s, char *arg)
 		return;
 	n = addr_parse(p, strlen(p), ADDR_SENDER, &a, &why);
 	if (n < 0 || !PATH_END(p + n)) {
-		session_reply(s, "501 5.1.7 %s", n < 0 ? why : "Bad address syntax");
-		p += *p == '<';	/* logged as sent, escaped and capped */
-		log_esc(s->tx.sender + 1, sizeof(s->tx.sender) - 2, p, strcspn(p, ">"));
-		s->tx.sender[0] = '<';
-		n = (int)strlen(s->tx.sender);
-		snprintf(s->tx.sender + n, sizeof(s->tx.sender) - (size_t)n, ">");
-		session_reject_log(s, "MAIL", NULL, 0);
-		s->tx.sender[0] = '\0';
+		bad_path(s, p, n < 0 ? why : "Bad address syntax", 1);
 		return;
 	}
 	snprintf(s->tx.sender, sizeof(s->tx.sender), "<%s>", a.text);	/* for logs */
@@ -320,9 +333,11 @@ cmd_rcpt(struct session *s, char *arg)
 		return;
 	n = addr_parse(p, strlen(p), ADDR_RECIPIENT, &a, &why);
 	dup = n >= 0 && known_rcpt(s, &a);	/* a repeat is kept once */
-	if (n < 0 || !PATH_END(p + n))
-		session_reply(s, "501 5.1.3 %s", n < 0 ? why : "Bad address syntax");
-	else if (p[n + strspn(p + n, " ")] != '\0')
+	if (n < 0 || !PATH_END(p + n)) {
+		s->rcpt_refused++;
+		bad_path(s, p, n < 0 ? why : "Bad address syntax", 0);
+		return;
+	} else if (p[n + strspn(p + n, " ")] != '\0')
 		session_reply(s, "555 5.5.4 Unsupported option");
 	else if (!relay_allowed(s->cf, &a, s->peer.trusted))
 		session_reply(s, "554 5.7.1 <%s>: Relay access denied", a.text);
@@ -336,11 +351,7 @@ cmd_rcpt(struct session *s, char *arg)
 		return;
 	}
 	s->rcpt_refused++;
-	if (n < 0) {	/* as sent, inside its brackets (escaped, capped) */
-		p += *p == '<';
-		session_reject_log(s, "RCPT", p, strcspn(p, ">"));
-	} else
-		session_reject_log(s, "RCPT", a.text, strlen(a.text));
+	session_reject_log(s, "RCPT", a.text, strlen(a.text));
 }
 
 /* data_refused - after a refused DATA, the message may follow anyway:
@@ -375,8 +386,6 @@ stored_reply(struct session *s, enum stored r)
 {
 	if (r == STORED) {
 		session_reply(s, "250 2.0.0 Ok: queued as %s", s->tx.id);
-		log_info("%s: from=%s, size=%lld, nrcpt=%zu (queue new)", s->tx.id,
-		    s->tx.sender, s->tx.size, s->tx.nrcpt);
 		return;
 	}
 	if (r == STORE_FAILED) {
@@ -393,7 +402,11 @@ stored_reply(struct session *s, enum stored r)
 static int
 open_tx(struct session *s)
 {
-	s->tx.arrival = time(NULL);
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	s->tx.arrival = now.tv_sec;
+	s->tx.arrival_us = now.tv_nsec / 1000;
 	snprintf(s->tx.client, sizeof(s->tx.client), "%s", s->peer.addr);
 	s->tx.port = s->peer.port;
 	snprintf(s->tx.proto, sizeof(s->tx.proto), "%s", !s->esmtp ? "SMTP" :
@@ -421,6 +434,11 @@ receive(struct session *s)
 		return;
 	}
 	s->verb = "END-OF-MESSAGE";
+	if (r == STORE_READY) {	/* said before smapd can see it */
+		log_info("%s: from=%s, size=%lld, nrcpt=%zu (queue new)", s->tx.id,
+		    s->tx.sender, s->tx.size, s->tx.nrcpt);
+		r = store_commit();
+	}
 	stored_reply(s, r);
 	session_reset(s);
 }

@@ -451,26 +451,53 @@ static const char *const ident[] = { "smap/smtp", "smap/lmtp", "smap/pipe",
 /* log_result - one Postfix-shaped delivery line */
 static void
 log_result(const struct qctx *q, const struct delivery *d, size_t i,
-    double delay, double took)
+    const double *t)
 {
 	static const char *word[] = { "pending", "sent", "deferred", "bounced" };
 	const struct rcpt_result *r = &d->res[i];
 
 	log_ident(ident[q->t.kind]);
-	log_info("%s: to=%s, relay=%s, delay=%.1f, delays=%.1f/0/0/%.1f, dsn=%s, "
-	    "status=%s (%s)", d->env->id, d->env->rcpt[d->idx[i]], d->relay,
-	    delay, delay - took, took, r->dsn, word[r->status], r->text);
+	log_info("%s: to=%s, relay=%s, delay=%.2f, delays=%.2f/%.2f/%.2f/%.2f, "
+	    "dsn=%s, status=%s (%s)", d->env->id, d->env->rcpt[d->idx[i]],
+	    d->relay, t[3] - t[0], t[1] - t[0], t[2] - t[1], d->setup,
+	    t[3] - t[2] - d->setup, r->dsn, word[r->status], r->text);
+}
+
+/* times - Postfix's points of a delivery, in seconds: arrival (t[0]),
+ * pickup (t[1]: when smapd made its copy in queue/), the attempt's start
+ * (t[2]) and end (t[3]), each no earlier than the one before */
+static void
+times(const struct delivery *d, double *t)
+{
+	struct stat st;
+	int k;
+
+	t[0] = (double)d->env->arrival + d->env->arrival_us / 1e6;
+	t[1] = fstat(d->fd, &st) == 0 ? (double)st.st_mtim.tv_sec +
+	    st.st_mtim.tv_nsec / 1e9 : t[0];
+	for (k = 1; k <= 3; k++)
+		if (t[k] < t[k - 1])
+			t[k] = t[k - 1];
+}
+
+/* now - wall clock time in seconds */
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* attempt - hand the pending recipients to the transport, record results */
 static void
 attempt(struct qctx *q, struct delivery *d, struct state *st)
 {
-	struct timespec t0, t1;
-	double took;
+	double t[4];
 	size_t i;
 
-	clock_gettime(CLOCK_REALTIME, &t0);
+	t[2] = now();
 	log_ident(ident[q->t.kind]);	/* what the transport logs is its own */
 	if (q->down) {	/* as Postfix does behind a dead destination */
 		snprintf(d->relay, sizeof(d->relay), "none");
@@ -481,8 +508,8 @@ attempt(struct qctx *q, struct delivery *d, struct state *st)
 		deliver_maildir(&q->t, q->cf, d);
 	else
 		deliver_smtp(&q->t, q->cf, d);
-	clock_gettime(CLOCK_REALTIME, &t1);
-	took = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	t[3] = now();
+	times(d, t);
 	/* Nobody answered: the rest of this run would only wait the same,
 	 * so it is deferred with the same reason and no new attempt. */
 	if (!q->down && d->n > 0 && d->res[0].status == R_DEFER &&
@@ -497,8 +524,7 @@ attempt(struct qctx *q, struct delivery *d, struct state *st)
 		if (r->status == R_PENDING)	/* a transport bug: never lose it */
 			r->status = R_DEFER;
 		d->res[i].status = r->status;
-		log_result(q, d, i, (double)t1.tv_sec - (double)d->env->arrival +
-		    t1.tv_nsec / 1e9, took);
+		log_result(q, d, i, t);
 		if (r->status == R_DEFER)
 			r->status = R_PENDING;	/* stored as "deferred" with its text */
 	}

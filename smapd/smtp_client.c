@@ -1651,8 +1651,11 @@ attempt(const struct transport *t, const struct conf *cf,
 {
 	struct txn x;
 	struct conn *c;
+	long long t0 = now_ms();
 
-	if ((c = conn_get(t, cf, d)) == NULL)
+	c = conn_get(t, cf, d);
+	d->setup += (double)(now_ms() - t0) / 1000;
+	if (c == NULL)
 		return 0;
 	memset(&x, 0, sizeof(x));
 	memset(acc, 0, d->n);

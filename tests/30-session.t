@@ -40,11 +40,13 @@ def check_spool(t, srv, sid, desc, helo, proto, body, sender, rcpts, message,
     t.is_(e.get("id"), sid, "%s: id record == queue id" % desc)
     now = time.time()
     try:
-        arr = int(e.get("arrival", "x"))
-        good = (t0 or now - 60) - 2 <= arr <= now + 2
+        good = re.fullmatch(r"\d+\.\d{6}", e.get("arrival", "")) is not None
+        arr = float(e.get("arrival", "x"))
+        good = good and (t0 or now - 60) - 2 <= arr <= now + 2
     except ValueError:
         good = False
-    t.ok(good, "%s: arrival is the unix time of the session" % desc, "got %r" % e.get("arrival"))
+    t.ok(good, "%s: arrival is the unix time of the session, to the microsecond" % desc,
+         "got %r" % e.get("arrival"))
     if client_port:
         t.is_(e.get("client"), "127.0.0.1 %d" % client_port, "%s: client address and port" % desc)
     else:

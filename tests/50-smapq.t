@@ -54,7 +54,7 @@ def envelope(srv, where, sid):
             rcpts.append(v)
         else:
             rec[k] = v
-    return int(rec["arrival"]), int(rec["size"]), rec["from"], rcpts
+    return int(float(rec["arrival"])), int(rec["size"]), rec["from"], rcpts
 
 
 def bare(a):

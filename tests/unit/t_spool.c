@@ -49,7 +49,7 @@ static const char *const good_cases[] = {
 	"good-null-sender", "good-postmaster", "good-ipv6",
 	"good-unknown-client", "good-smtp", "good-7bit", "good-literal",
 	"good-100rcpt", "good-empty-body", "good-opaque-body",
-	"good-max-helo", "good-id31", "good-long-local",
+	"good-max-helo", "good-id31", "good-long-local", "good-fraction",
 };
 
 /* Keep in step with CASES in tests/golden/spool/make-bad.py. */
@@ -61,7 +61,8 @@ static const char *const bad_cases[] = {
 	"bad-dup-body", "bad-dup-from", "bad-dup-size", "bad-unknown-tail",
 	"bad-unknown-head", "bad-id-lower", "bad-id-nonhex", "bad-id-path",
 	"bad-id-long", "bad-id-empty", "bad-arrival-alpha",
-	"bad-arrival-negative", "bad-arrival-overflow", "bad-arrival-long", "bad-client-noport",
+	"bad-arrival-negative", "bad-arrival-overflow", "bad-arrival-long",
+	"bad-arrival-dot", "bad-arrival-fraction7", "bad-arrival-twodots", "bad-client-noport",
 	"bad-client-emptyport", "bad-client-badaddr", "bad-client-name",
 	"bad-client-scope", "bad-client-port-big", "bad-client-port-sign",
 	"bad-client-twospaces", "bad-helo-space", "bad-helo-twospaces",
@@ -189,9 +190,12 @@ dump(const struct envelope *e)
 
 	if ((fp = open_memstream(&buf, &len)) == NULL)
 		return NULL;
-	fprintf(fp, "version %d\nid %s\narrival %lld\nclient %s\nport %u\n"
-	    "helo %s\nproto %s\nbody8 %d\nsender %s\n", e->version, e->id,
-	    e->arrival, e->client, e->port, e->helo, e->proto, e->body8,
+	fprintf(fp, "version %d\nid %s\narrival %lld", e->version, e->id,
+	    e->arrival);
+	if (e->arrival_us != 0)
+		fprintf(fp, ".%06ld", e->arrival_us);
+	fprintf(fp, "\nclient %s\nport %u\nhelo %s\nproto %s\nbody8 %d\n"
+	    "sender %s\n", e->client, e->port, e->helo, e->proto, e->body8,
 	    e->sender);
 	for (i = 0; i < e->nrcpt; i++)
 		fprintf(fp, "rcpt %s\n", e->rcpt[i]);
@@ -226,6 +230,7 @@ golden_envelope(struct envelope *e, char **rcpt, size_t nrcpt)
 	e->version = SPOOL_VERSION;
 	snprintf(e->id, sizeof(e->id), "%s", GOLDEN_ID);
 	e->arrival = 1795412345;
+	e->arrival_us = 42;
 	snprintf(e->client, sizeof(e->client), "192.0.2.10");
 	e->port = 4711;
 	snprintf(e->helo, sizeof(e->helo), "mail.example.org");

@@ -71,7 +71,8 @@ startup_say(void *ctx, const char *line)
 	struct startup *st = ctx;
 
 	st->problems++;
-	fprintf(stderr, "%s: %s: %s\n", st->prog, st->conf, line);
+	fprintf(stderr, "%s: %s%s: %s\n", st->prog, st->warn ? "warning: " : "",
+	    st->conf, line);
 	if (st->logging)
 		log_warn("%s: %s", st->conf, line);
 }
@@ -136,7 +137,8 @@ startup_as(struct startup *st, const struct conf *cf, const char *user,
 	if (read(p[0], &n, sizeof(n)) != (ssize_t)sizeof(n))
 		n = 1;
 	close(p[0]);
-	st->problems += n;
+	if (!st->warn)
+		st->problems += n;
 	return n;
 }
 

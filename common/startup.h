@@ -23,6 +23,8 @@ struct startup {
 	int client;		/* a client waits on fd 1: it gets a 421 */
 	int logging;		/* the log is open */
 	int problems;		/* counted by startup_say() */
+	int warn;		/* startup_say() says "warning:"; startup_as()
+				 * then adds none to problems */
 };
 
 /* Say why the program cannot go on (stderr, log, 421), then exit. */

@@ -106,13 +106,14 @@ check(struct startup *st, const struct conf *cf)
 	(void)startup_check(st, cf, SIDE_SMAP);
 	(void)tls_setup(st, cf);
 	n = st->problems;	/* as root, all is readable: ask mail_owner */
+	st->warn = 1;
 	if (geteuid() == 0 && cf->smtpd_tls_cert_file[0] &&
-	    startup_as(st, cf, cf->mail_owner, tls_files) > 0) {
-		st->problems = n;	/* fine for a smap started as root */
-		fprintf(stderr, "smap: warning: the files above are fine for a smap "
-		    "started as root (inetd, xinetd, tcpserver), not for one started "
-		    "as %s (systemd's smap@.service)\n", cf->mail_owner);
-	}
+	    startup_as(st, cf, cf->mail_owner, tls_files) > 0)
+		fprintf(stderr, "smap: warning: fine for a smap started as root "
+		    "(inetd, xinetd, tcpserver), not for one started as %s "
+		    "(systemd's smap@.service)\n", cf->mail_owner);
+	st->warn = 0;
+	st->problems = n;
 	return st->problems ? EX_CONFIG : 0;
 }
 
@@ -145,7 +146,7 @@ main(int argc, char **argv)
 {
 	static struct session s;
 	static struct conf cf;	/* lives as long as the process */
-	struct startup st = { "smap", "smap/smtpd", "/etc/smap/smap.conf", 0, 0, 0 };
+	struct startup st = { "smap", "smap/smtpd", "/etc/smap/smap.conf", 0, 0, 0, 0 };
 	const struct tls_server *tls;
 	int ch, mode = 0;
 

@@ -43,7 +43,7 @@
 static volatile sig_atomic_t stop, reload;
 static int wakeup[2] = { -1, -1 };	/* self-pipe: a signal wakes poll() */
 static struct startup st = { "smapd", "smap/qmgr", "/etc/smap/smap.conf",
-	0, 0, 0 };
+	0, 0, 0, 0 };
 
 /* on_signal - TERM/INT stop after the delivery in progress; HUP reloads */
 static void

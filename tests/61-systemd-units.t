@@ -81,10 +81,10 @@ def test_verify(t, root, ud):
         t.ok(rc == 0 and out.strip() == "", "systemd-analyze verify %s: clean" % u,
              "exit %d" % rc, out[-2000:])
     # "-" before a command makes verify skip its existence check.
-    for u in ("smap@.service",):
-        for cmd in unit_value(os.path.join(ud, u), "ExecStart"):
+    for u, key in (("smap@.service", "ExecStart"), ("smap.socket", "ExecStartPre")):
+        for cmd in unit_value(os.path.join(ud, u), key):
             prog = cmd.lstrip("-+!@:").split()[0]
-            t.ok(os.access(root + prog, os.X_OK), "%s: ExecStart %s is installed" % (u, prog))
+            t.ok(os.access(root + prog, os.X_OK), "%s: %s %s is installed" % (u, key, prog))
     for u in ("smapd.service", "smapd-run.service"):
         for key in ("ExecStartPre", "ExecStart", "ExecReload"):
             for cmd in unit_value(os.path.join(ud, u), key):
@@ -122,6 +122,9 @@ def test_security(t, root, ud):
         t.is_(unit_value(p, "CapabilityBoundingSet"), ["CAP_SYS_CHROOT"], "%s: bounding set" % u)
     sock = os.path.join(ud, "smap.socket")
     t.is_(unit_value(sock, "Accept"), ["yes"], "smap.socket: Accept=yes")
+    t.is_(unit_value(sock, "ExecStartPre"), ["/usr/sbin/smap -t -c /etc/smap/smap.conf"],
+          "smap.socket: checks the configuration before it listens")
+    t.is_(unit_value(sock, "User"), ["smap"], "smap.socket: the check runs as the sessions' user")
     t.is_(unit_value(sock, "TriggerLimitIntervalSec"), ["0"], "smap.socket: TriggerLimitIntervalSec=0")
     for k in ("MaxConnections", "MaxConnectionsPerSource"):
         t.like(" ".join(unit_value(sock, k)), r"^\d+$", "smap.socket: %s set" % k)

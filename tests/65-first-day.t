@@ -100,6 +100,13 @@ def test_smap(t, d):
              "as smap could not read the key", err)
         rc, err = run(SETPRIV_T + [SMAP_BIN, "-t", "-c", srv.conffile])
         t.is_(rc, 78, "... the same run as smap (the systemd model) cannot read the key: 78")
+        os.chown(key, 0, pwd.getpwnam("smap").pw_gid)
+        os.chmod(key, 0o640)
+        rc, err = run(SETPRIV_T + [SMAP_BIN, "-t", "-c", srv.conffile])
+        t.ok(rc == 0 and err == "", "key readable by group smap: smap -t as smap (smap.socket's "
+             "ExecStartPre) exits 0, silently", "exit %d: %s" % (rc, err))
+        os.chown(key, 0, 0)
+        os.chmod(key, 0o600)
 
 
 def smapd_case(t, srv, desc, conf, why, fix=None, undo=None):

@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "startup.h"
+#include "suffix.h"
 
 #define BUSY "421 4.3.0 Service temporarily unavailable\r\n"
 
@@ -77,6 +78,36 @@ startup_say(void *ctx, const char *line)
 		log_warn("%s: %s", st->conf, line);
 }
 
+/* suffixes - ".co.uk" in relay_domains relays for everyone under a
+ * public suffix, as ".com" does (which the configuration's own check
+ * refuses): an error unless allow_open_relay; the list is asked here,
+ * by -t only, since loading it costs more than a session */
+static void
+suffixes(struct startup *st, const struct conf *cf)
+{
+	const char *d;
+	char err[256];
+	size_t i;
+	int r, ln = conf_line(cf, "relay_domains");
+
+	for (i = 0; i < cf->relay_domains.n && !cf->allow_open_relay; i++) {
+		d = cf->relay_domains.v[i];
+		if (d[0] != '.' || strchr(d + 1, '.') == NULL ||
+		    (r = suffix_public(d + 1, err, sizeof(err))) == 0)
+			continue;
+		if (r < 0) {
+			fprintf(stderr, "%s: warning: relay_domains: not checked "
+			    "against the public suffix list: %s\n", st->prog, err);
+			return;
+		}
+		st->problems++;
+		fprintf(stderr, "%s:%d: relay_domains: \"%s\" is every domain "
+		    "under the public suffix \"%s\": this host would relay for "
+		    "anyone to all of them; set allow_open_relay = yes if you "
+		    "mean it\n", st->conf, ln, d, d + 1);
+	}
+}
+
 /* startup_check - warnings, users, spool */
 int
 startup_check(struct startup *st, const struct conf *cf,
@@ -86,6 +117,7 @@ startup_check(struct startup *st, const struct conf *cf,
 
 	if (conf_warnings(cf, st->conf, warns, sizeof(warns)) > 0)
 		fputs(warns, stderr);
+	suffixes(st, cf);
 	(void)layout_check_config(cf, side, startup_say, st);
 	return st->problems;
 }

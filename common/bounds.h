@@ -42,6 +42,9 @@
 /* Upper bound of smtpd_recipient_limit; also what smapd accepts. */
 #define RCPT_LIMIT_MAX 10000
 
+/* Entries looked at in one scan of a spool directory. */
+#define SCAN_MAX 100000
+
 /* A SHA-256 fingerprint as Postfix prints it, "AB:CD:...", and its NUL. */
 #define TLS_FP_LEN 96
 

@@ -18,11 +18,11 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "bounds.h"
 #include "layout.h"
 #include "layout_setup.h"
 #include "layout_table.h"
 
-#define SCAN_MAX 100000		/* names counted in an old directory */
 
 static const struct layout_row rows[] = {
 	{ ".", O_ROOT, O_ROOT, 0755, 0001, 0022, SIDE_SMAP },

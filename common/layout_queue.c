@@ -124,6 +124,13 @@ layout_scan(const struct spooldirs *d, enum ldir w, size_t max,
 	return 0;
 }
 
+/* layout_any_name - every entry but . and .. */
+int
+layout_any_name(const char *name)
+{
+	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
 /* layout_list - the queue ids in w, sorted */
 int
 layout_list(const struct spooldirs *d, enum ldir w, size_t max, char ***v,

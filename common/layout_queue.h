@@ -33,6 +33,8 @@ int layout_scan(const struct spooldirs *d, enum ldir w, size_t max,
 int layout_list(const struct spooldirs *d, enum ldir w, size_t max,
     char ***v, size_t *n);
 void layout_free_list(char **v, size_t n);
+/* A keep() for layout_scan(): every name but . and .. */
+int layout_any_name(const char *name);
 
 /* w/name read-only, O_NOFOLLOW|O_NONBLOCK, a regular file: fd, or -1
  * with errno (ELOOP: a symbolic link; EINVAL: not a regular file). */

@@ -15,11 +15,11 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "bounds.h"
 #include "layout.h"
 #include "layout_setup.h"
 #include "layout_table.h"
 
-#define SCAN_MAX 100000		/* names moved from an old directory */
 
 /* make_row - mkdir, chown, chmod one directory; 0 or -1 after saying why */
 static int

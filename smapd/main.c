@@ -33,6 +33,7 @@
 #include "log.h"
 #include "notify.h"
 #include "queue.h"
+#include "sweep.h"
 #include "sandbox.h"
 #include "startup.h"
 
@@ -257,7 +258,7 @@ run(struct conf *cf, struct qctx *q, int once)
 		if (!once)
 			q->flush = 0;
 		if (full) {
-			queue_clean_tmp(q);
+			sweep(q);
 			full_at = time(NULL) + wait;
 			status(q);
 		}

@@ -36,8 +36,6 @@
 #include "state.h"
 #include "tls.h"
 
-#define SCAN_MAX 100000		/* files looked at in one directory scan */
-#define STALE (24 * 3600)	/* a temporary file this old was abandoned */
 #define PICK_MAX 256		/* files copied in before queue/ is fsync'd */
 
 /* A file being picked up: the original in new/ (open, claimed with
@@ -330,13 +328,6 @@ unlink_picked(struct qctx *q, char **v, struct picked *p, size_t n)
 	}
 }
 
-/* any_name - every entry but . and .. (pickup judges the rest) */
-static int
-any_name(const char *name)
-{
-	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
-}
-
 /* pickup - copy what smap committed to queue/, PICK_MAX at a time (each
  * original stays claimed until queue/ is durable); the ids queued */
 static char **
@@ -347,7 +338,7 @@ pickup(struct qctx *q, size_t *n)
 	size_t i, k = 0, all, done = 0;
 
 	*n = 0;
-	if (layout_scan(&q->dirs, L_NEW, SCAN_MAX, any_name, &names, &all) < 0) {
+	if (layout_scan(&q->dirs, L_NEW, SCAN_MAX, layout_any_name, &names, &all) < 0) {
 		log_warn("open %s: %s", layout_name(L_NEW), strerror(errno));
 		return NULL;
 	}
@@ -367,81 +358,6 @@ pickup(struct qctx *q, size_t *n)
 		sync_dir(q, L_NEW);
 	*n = k;
 	return v;
-}
-
-/* stale_why - a quarantine/NAME.why (removed without a line of its own) */
-static int
-stale_why(const char *name)
-{
-	size_t n = strlen(name);
-
-	return n > 4 && strcmp(name + n - 4, ".why") == 0;
-}
-
-/* stale_tmp - a leftover name: a temporary file of smapd's own */
-static int
-stale_tmp(const char *name)
-{
-	size_t n = strlen(name);
-
-	return n > 4 && strcmp(name + n - 4, ".tmp") == 0;
-}
-
-/* clean_dir - remove files in w that keep() names, older than STALE */
-static void
-clean_dir(struct qctx *q, enum ldir w, int (*keep)(const char *))
-{
-	char **v, esc[80];
-	struct stat st;
-	size_t i, n;
-	time_t old = time(NULL) - STALE;
-
-	if (layout_scan(&q->dirs, w, SCAN_MAX, keep, &v, &n) < 0)
-		return;
-	for (i = 0; i < n && !*q->stop; i++) {
-		if (fstatat(q->dirs.fd[w], v[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(st.st_mode) || st.st_mtime >= old)
-			continue;
-		if (unlinkat(q->dirs.fd[w], v[i], 0) == 0)
-			log_info("%s/%s: removed stale temporary file",
-			    layout_name(w), log_esc(esc, sizeof(esc), v[i],
-			    strlen(v[i])));
-	}
-	layout_free_list(v, n);
-}
-
-/* expire_quarantine - entries older than quarantine_lifetime (by the
- * time they were moved there), with their .why */
-static void
-expire_quarantine(struct qctx *q)
-{
-	char **v, esc[80];
-	struct stat st;
-	size_t i, n;
-	time_t old = time(NULL) - (time_t)q->cf->quarantine_lifetime;
-
-	if (layout_scan(&q->dirs, L_QUAR, SCAN_MAX, any_name, &v, &n) < 0)
-		return;
-	for (i = 0; i < n && !*q->stop; i++) {
-		if (fstatat(q->dirs.fd[L_QUAR], v[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    S_ISDIR(st.st_mode) || st.st_ctime >= old)
-			continue;
-		if (unlinkat(q->dirs.fd[L_QUAR], v[i], 0) == 0 && !stale_why(v[i]))
-			log_info("quarantine/%s: removed after quarantine_lifetime",
-			    log_esc(esc, sizeof(esc), v[i], strlen(v[i])));
-	}
-	layout_free_list(v, n);
-}
-
-/* queue_clean_tmp - what a killed smap (tmp/) or smapd left half-written,
- * and what expired in quarantine/ */
-void
-queue_clean_tmp(struct qctx *q)
-{
-	clean_dir(q, L_TMP, any_name);
-	clean_dir(q, L_QUEUE, stale_tmp);
-	clean_dir(q, L_STATE, stale_tmp);
-	expire_quarantine(q);
 }
 
 /* The log identity of each transport, as Postfix names its agents. */

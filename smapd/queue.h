@@ -38,7 +38,4 @@ struct qctx {
  * most queue_run_delay). */
 long long queue_run(struct qctx *q, int full);
 
-/* Remove files left in tmp/ for more than a day by a killed smap. */
-void queue_clean_tmp(struct qctx *q);
-
 #endif

@@ -30,7 +30,6 @@
 #include "spool.h"
 #include "state.h"
 
-#define SCAN_MAX 100000		/* names looked at in one directory */
 #define HEADERS_MAX 65536	/* bytes of a message that show reads */
 #define EMPTY_ADDR "MAILER-DAEMON"	/* Postfix's name for <> */
 

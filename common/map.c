@@ -48,7 +48,6 @@
  */
 #include <sys/stat.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -84,6 +83,20 @@ map_why(char *why, size_t len, const char *fmt, ...)
 
 /* A reason into why, and -1 (visible as such to the static analysers). */
 #define map_err(why, len, ...)	(map_why((why), (len), __VA_ARGS__), -1)
+
+/* map_lower - tolower() for ASCII only, whatever the locale */
+static char
+map_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* map_space - isspace() in the C locale, whatever the locale */
+static int
+map_space(char c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r');
+}
 
 /* map_strerror - errno in the plain words of an admin's message */
 static const char *
@@ -318,7 +331,7 @@ th_add(struct th *t, const char *k, size_t klen, const char *v, size_t vlen)
 	e = &t->ent[t->nent];
 	e->key = t->out + t->olen;
 	for (i = 0; i < klen; i++)
-		t->out[t->olen++] = (char)tolower((unsigned char)k[i]);
+		t->out[t->olen++] = map_lower(k[i]);
 	t->out[t->olen++] = '\0';
 	e->val = t->out + t->olen;
 	memcpy(t->out + t->olen, v, vlen);
@@ -341,7 +354,7 @@ th_logical(struct th *t, char *why, size_t len)
 		if (l[i] == '\\') {
 			if (++i == n)
 				break;
-		} else if (isspace((unsigned char)l[i])) {
+		} else if (map_space(l[i])) {
 			if (!quoted)
 				break;
 		} else if (l[i] == '"')
@@ -350,9 +363,9 @@ th_logical(struct th *t, char *why, size_t len)
 	if (quoted)
 		return map_err(why, len, "%s: line %d: unbalanced '\"'",
 		    t->path, t->lno);
-	for (v = i; v < n && isspace((unsigned char)l[v]); v++)
+	for (v = i; v < n && map_space(l[v]); v++)
 		;
-	while (n > v && isspace((unsigned char)l[n - 1]))
+	while (n > v && map_space(l[n - 1]))
 		n--;
 	if (i == 0 || v == n)
 		return map_err(why, len, "%s: line %d: expected \"key "
@@ -369,7 +382,7 @@ th_line(struct th *t, const char *p, size_t n, int lno, char *why,
 {
 	size_t i;
 
-	for (i = 0; i < n && isspace((unsigned char)p[i]); i++)
+	for (i = 0; i < n && map_space(p[i]); i++)
 		;
 	if (i == n || p[i] == '#')
 		return 0;		/* blank or comment, anywhere */
@@ -475,7 +488,6 @@ map_open(struct map *m, const char *spec, char *why, size_t len)
 {
 	const char *path;
 	enum map_type t;
-
 	int r;
 
 	memset(m, 0, sizeof(*m));
@@ -552,7 +564,7 @@ map_lookup(const struct map *m, const char *key, const char **val,
 		return -1;
 	}
 	for (i = 0; i < n; i++)
-		k[i] = (char)tolower((unsigned char)key[i]);
+		k[i] = map_lower(key[i]);
 	k[n] = '\0';
 	if (val == NULL)
 		val = &v0;

@@ -34,6 +34,9 @@ SSL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libssl libcrypto)
 SSL_LIBS := $(shell $(PKG_CONFIG) --libs libssl libcrypto)
 SECCOMP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libseccomp)
 SECCOMP_LIBS := $(shell $(PKG_CONFIG) --libs libseccomp)
+# tinycdb, for cdb: maps (common/map.c); with --as-needed only programs
+# that look maps up record it.
+CDB_LIBS := $(shell $(PKG_CONFIG) --libs libcdb 2>/dev/null || echo -lcdb)
 
 VERSION := $(shell cat VERSION 2>/dev/null || echo unknown)
 ALL_CPPFLAGS = -iquote common $(FORTIFY) -D_GNU_SOURCE \
@@ -70,7 +73,7 @@ smap/libsmap.a: $(SMAP_OBJ)
 # smap links no OpenSSL; it loads smap-tls.so only when TLS is on
 # (smap/tls_server.h says why).
 smap/smap: smap/main.o smap/libsmap.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(LDLIBS) -ldl
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(CDB_LIBS) $(LDLIBS) -ldl
 
 %.pic.o: %.c
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -c -o $@ $<
@@ -99,13 +102,13 @@ smapd/libsmapd.a: $(SMAPD_OBJ)
 	$(AR) rcs $@ $^
 
 smapd/smapd: smapd/main.o smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
 
 smapd/smapq: smapd/smapq.o smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
 
 tests/unit/t_%: tests/unit/t_%.o tests/unit/tap.o tests/unit/fixture.o smap/libsmap.a smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
 
 tests/unit/tap.o: tests/unit/tap.c
 tests/unit/fixture.o: tests/unit/fixture.c
@@ -127,11 +130,11 @@ check-only:
 VG_PROGS = smap/smap-vg smapd/smapd-vg smapd/smapq-vg
 tests/nosandbox.o: tests/nosandbox.c
 smap/smap-vg: smap/main.o tests/nosandbox.o smap/libsmap.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(CDB_LIBS) $(LDLIBS)
 smapd/smapd-vg: smapd/main.o tests/nosandbox.o smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
 smapd/smapq-vg: smapd/smapq.o tests/nosandbox.o smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
 check-valgrind: all tests $(VG_PROGS)
 	SMAP_BIN=smap/smap-vg SMAPD_BIN=smapd/smapd-vg SMAPQ_BIN=smapd/smapq-vg \
 		SMAPTEST_VALGRIND=1 prove -f tests/*.t
@@ -291,7 +294,7 @@ $(FUZZ_BUILD)/libfuzzsrc.a: $(FUZZ_OBJ)
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_DIR)/fuzz_%.c $(FUZZ_BUILD)/libfuzzsrc.a $(FUZZ_HDR)
 	$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) \
 		-fsanitize=fuzzer,address,undefined $(FUZZ_LDFLAGS_$*) -o $@ $< \
-		$(FUZZ_BUILD)/libfuzzsrc.a $(SSL_LIBS) $(CAP_LIBS)
+		$(FUZZ_BUILD)/libfuzzsrc.a $(SSL_LIBS) $(CAP_LIBS) $(CDB_LIBS)
 
 fuzz-build: $(FUZZ_BINS)
 

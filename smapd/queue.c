@@ -371,12 +371,15 @@ log_result(const struct qctx *q, const struct delivery *d, size_t i,
 {
 	static const char *word[] = { "pending", "sent", "deferred", "bounced" };
 	const struct rcpt_result *r = &d->res[i];
+	double setup = d->setup < t[3] - t[2] ? d->setup : t[3] - t[2];
 
+	/* setup is timed on the monotonic clock, the rest on the wall
+	 * clock: no part may come out longer than the attempt */
 	log_ident(ident[q->t.kind]);
 	log_info("%s: to=%s, relay=%s, delay=%.2f, delays=%.2f/%.2f/%.2f/%.2f, "
 	    "dsn=%s, status=%s (%s)", d->env->id, d->env->rcpt[d->idx[i]],
-	    d->relay, t[3] - t[0], t[1] - t[0], t[2] - t[1], d->setup,
-	    t[3] - t[2] - d->setup, r->dsn, word[r->status], r->text);
+	    d->relay, t[3] - t[0], t[1] - t[0], t[2] - t[1], setup,
+	    t[3] - t[2] - setup, r->dsn, word[r->status], r->text);
 }
 
 /* times - Postfix's points of a delivery, in seconds: arrival (t[0]),

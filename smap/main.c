@@ -25,7 +25,7 @@
 #include "layout_setup.h"
 #include "log.h"
 #include "sandbox.h"
-#include "session.h"
+#include "smtpd.h"
 #include "startup.h"
 #include "tls_server.h"
 #include "trusted.h"

@@ -154,7 +154,7 @@ struct conn {
 	const char *stage;	/* what we were doing, for the text */
 	int pipelining, eightbit, size, starttls;
 	long long size_max;	/* SIZE limit; 0: none */
-	unsigned xforward;	/* XF_* */
+	unsigned xforward;	/* XF_* offered; 0 once refused */
 	unsigned auth;		/* AUTH_* */
 	enum tlslevel level;	/* what smtp_tls_security_level asks */
 	SSL *ssl;		/* after STARTTLS; NULL: plaintext */

@@ -64,6 +64,7 @@ struct conf {
 	long long smtp_connect_timeout;	/* 30s */
 	long long smtp_helo_timeout;	/* 300s: greeting, EHLO, MAIL, RCPT */
 	long long smtp_data_done_timeout;	/* 600s: DATA, message, its reply */
+	int smtp_send_xforward_command;	/* yes: XFORWARD when offered */
 	/* TLS: smap as a server */
 	char *shlib_directory;		/* where smap-tls.so is: SHLIBDIR */
 	char *smtpd_tls_security_level;	/* none | may | encrypt */

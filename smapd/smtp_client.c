@@ -6,17 +6,23 @@
  * 8BITMIME (RFC 6152) and Postfix's XFORWARD; LMTP (RFC 2033) with one
  * final reply per accepted recipient. A session: 220 greeting, EHLO
  * (LHLO; HELO when SMTP's EHLO gets 5xx), then per message XFORWARD
- * (when offered), MAIL, RCPT..., DATA, the message, ".". With
- * PIPELINING, MAIL, the RCPTs and DATA go out in groups of at most
- * SMTP_PIPE_MAX commands, XFORWARD ahead of the first group, and the
- * replies are read in order; a refused XFORWARD then drops the
- * connection, since MAIL and the rest are already on their way.
+ * (when offered and smtp_send_xforward_command is yes), MAIL, RCPT...,
+ * DATA, the message, ".". With PIPELINING, MAIL, the RCPTs and DATA go
+ * out in groups of at most SMTP_PIPE_MAX commands, XFORWARD ahead of
+ * the first group. The replies are read in order, one for every
+ * command written, whatever each says; only a 421 (the server reads
+ * nothing more) or an I/O failure ends the reading early, and such a
+ * connection is never reused. A refused XFORWARD (any other 4xx or
+ * 5xx) is logged once and not sent again on that connection; the
+ * transaction goes on without it: Postfix's smtpd keeps no forwarded
+ * attribute from a refused XFORWARD, so MAIL, pipelined behind it or
+ * sent after it, applies as if none had been sent.
  *
  * RESULTS: a recipient is R_SENT only after the final reply to the
  * message; 4xx defers and 5xx bounces it; a failed MAIL decides every
  * recipient. Anything unexpected at session level (a greeting other
- * than 220, EHLO/HELO refused, XFORWARD refused) defers the whole
- * attempt, even for a 5xx: there is one relay and nowhere else to try.
+ * than 220, EHLO/HELO refused) defers the whole attempt, even for a
+ * 5xx: there is one relay and nowhere else to try.
  * A timeout, a lost connection or a malformed reply defers every
  * recipient not yet decided, with 4.4.2 (4.4.1 when connecting fails).
  * A 421 decides (defers) every recipient not yet decided.
@@ -25,10 +31,15 @@
  * a known state. A transaction that ends before the message (MAIL
  * refused, no recipient accepted) gets its RSET at once, so a cached
  * connection never needs one; when that RSET fails, and after a 421, a
- * timeout, a malformed or a surplus reply, the connection is closed
- * instead. A cached connection that the server spoke on or hung up
- * while idle is replaced; one that dies before its first reply (write
- * error, EOF, 421) is replaced once and the transaction starts over.
+ * timeout, a malformed reply or a reply not read, the connection is
+ * closed instead. Bytes left unread once every command has had its
+ * reply are a surplus reply: logged once ("sent more replies than
+ * commands") and the connection closed; found before a write (of a
+ * command or the message), where it would pass for the next reply, it
+ * also defers what is undecided (4.4.2). A cached connection that the
+ * server spoke on or hung up while idle is replaced; one that dies
+ * before its first reply (write error, EOF, 421) is replaced once and
+ * the transaction starts over.
  * smtp_close_cached() says QUIT and waits at most SMTP_QUIT_WAIT s.
  *
  * TRUST: the envelope was checked by spool_read_envelope; still, no
@@ -121,7 +132,7 @@
 #define AUTH_PLAIN	0x02
 #define AUTH_LOGIN	0x04
 
-enum ioerr { IO_OK, IO_LOST, IO_TIMEOUT, IO_GARBAGE };
+enum ioerr { IO_OK, IO_LOST, IO_TIMEOUT, IO_GARBAGE, IO_SURPLUS };
 
 enum tlslevel { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY, TLS_FPRINT };
 
@@ -143,7 +154,7 @@ struct conn {
 	const char *stage;	/* what we were doing, for the text */
 	int pipelining, eightbit, size, starttls;
 	long long size_max;	/* SIZE limit; 0: none */
-	unsigned xforward;	/* XF_* */
+	unsigned xforward;	/* XF_* offered; 0 once refused */
 	unsigned auth;		/* AUTH_* */
 	enum tlslevel level;	/* what smtp_tls_security_level asks */
 	SSL *ssl;		/* after STARTTLS; NULL: plaintext */
@@ -163,6 +174,7 @@ struct txn {
 	struct delivery *d;
 	unsigned char *acc;	/* acc[i]: RCPT of idx[i] got 2xx */
 	size_t nacc;
+	size_t sent;		/* commands written: replies due */
 	size_t replies;		/* replies read so far */
 	int stop;		/* decided by MAIL, DATA or 421: no more */
 	int data;		/* DATA got 354: send the message */
@@ -181,6 +193,7 @@ static int	tls_retry(struct conn *, int, long long);
 static int	io_write(struct conn *, const char *, size_t, long long);
 static ssize_t	io_read(struct conn *, char *, size_t, long long);
 static int	read_reply(struct conn *, long long, struct reply *);
+static int	surplus(const struct conn *);
 static int	send_line(struct conn *, long long, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
 static int	command(struct conn *, long long, struct reply *,
@@ -239,6 +252,11 @@ static struct conn *conn_get(const struct transport *, const struct conf *,
 		    struct delivery *);
 static size_t	xtext(char *, size_t, const char *);
 static int	dead_cache(struct txn *, const struct reply *);
+static int	out_of_step(struct txn *);
+static int	next_reply(struct txn *, long long, struct reply *);
+static int	txn_command(struct txn *, long long, struct reply *,
+		    const char *);
+static void	xforward_line(const struct txn *, char *, size_t);
 static int	xforward(struct txn *);
 static int	xforward_reply(struct txn *, const struct reply *);
 static int	cmd_line(const struct txn *, size_t, char *, size_t);
@@ -249,6 +267,7 @@ static void	on_rcpt(struct txn *, size_t, const struct reply *);
 static void	on_data(struct txn *, const struct reply *);
 static int	on_reply(struct txn *, size_t, const struct reply *);
 static int	send_group(struct txn *, size_t, size_t *);
+static int	read_group(struct txn *, size_t, size_t);
 static int	envelope(struct txn *);
 static int	put_body(void *, const char *, size_t);
 static int	final_replies(struct txn *);
@@ -418,6 +437,14 @@ read_reply(struct conn *c, long long secs, struct reply *r)
 	}
 }
 
+/* surplus - bytes from the server that no command has asked for yet */
+static int
+surplus(const struct conn *c)
+{
+	return c->inpos < c->inlen || (c->ssl != NULL &&
+	    SSL_pending(c->ssl) > 0);
+}
+
 /* send_line - format one command, add CRLF, write it */
 static int
 send_line(struct conn *c, long long secs, const char *fmt, ...)
@@ -561,6 +588,9 @@ fail_io(struct delivery *d, const struct conn *c)
 	else if (c->err == IO_GARBAGE)
 		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "protocol error: %s sent a "
 		    "malformed reply while %s", c->peer, stage);
+	else if (c->err == IO_SURPLUS)
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "protocol error: %s sent "
+		    "more replies than commands while %s", c->peer, stage);
 	else
 		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "lost connection with %s "
 		    "while %s", c->peer, stage);
@@ -1226,7 +1256,7 @@ stale(const struct conn *c)
 	char b;
 	int rc;
 
-	if (c->inpos < c->inlen || (c->ssl && SSL_pending(c->ssl) > 0))
+	if (surplus(c))
 		return 1;
 	if (poll(&pfd, 1, 0) == 0)
 		return 0;
@@ -1304,60 +1334,129 @@ dead_cache(struct txn *x, const struct reply *r)
 	return 1;
 }
 
+/* out_of_step - when every command of x has had its reply: bytes still
+ * unread answer nothing (and before a write would be taken for the
+ * reply to what comes next); 1: said once, the connection given up */
+static int
+out_of_step(struct txn *x)
+{
+	struct conn *c = x->c;
+
+	if (c->err == IO_SURPLUS)
+		return 1;
+	if (!surplus(c))
+		return 0;
+	log_warn("%s sent more replies than commands", c->peer);
+	c->err = IO_SURPLUS;
+	c->broken = 1;
+	return 1;
+}
+
+/* next_reply - the reply to the oldest command of x not yet answered:
+ * every reply of a transaction is read here, and counted */
+static int
+next_reply(struct txn *x, long long secs, struct reply *r)
+{
+	if (read_reply(x->c, secs, r) < 0 || dead_cache(x, r))
+		return -1;
+	x->replies++;
+	return 0;
+}
+
+/* txn_command - one command of x (CRLF added), alone, and its reply */
+static int
+txn_command(struct txn *x, long long secs, struct reply *r, const char *cmd)
+{
+	if (out_of_step(x))
+		return -1;
+	x->sent++;
+	if (send_line(x->c, secs, "%s", cmd) < 0 ||
+	    next_reply(x, secs, r) < 0)
+		return -1;
+	x->c->broken |= r->code == 421;
+	return 0;
+}
+
 /*
- * xforward - tell the backend who the client was, when it listens.
- * Sent only when ADDR and HELO are offered. An unknown client (or port)
- * is left out: the server starts every attribute at [UNAVAILABLE] on
- * the first XFORWARD (XFORWARD_README). 0 go on, 1 decided, -1 I/O.
+ * xforward_line - the XFORWARD command for x's client, without CRLF.
+ * An unknown client (or port) is left out: the server starts every
+ * attribute at [UNAVAILABLE] on the first XFORWARD (XFORWARD_README).
+ */
+static void
+xforward_line(const struct txn *x, char *line, size_t len)
+{
+	const struct envelope *e = x->d->env;
+	unsigned xf = x->c->xforward;
+	char helo[256];
+	int known = strcmp(e->client, "unknown") != 0, n;
+
+	if (xtext(helo, sizeof(helo), e->helo) >= sizeof(helo))
+		snprintf(helo, sizeof(helo), "[UNAVAILABLE]");
+	n = snprintf(line, len, "XFORWARD HELO=%s", helo);
+	if (known)
+		n += snprintf(line + n, len - (size_t)n, " ADDR=%s%s",
+		    strchr(e->client, ':') ? "IPV6:" : "", e->client);
+	if (known && e->port > 0 && (xf & XF_PORT))
+		n += snprintf(line + n, len - (size_t)n, " PORT=%u", e->port);
+	if (xf & XF_PROTO)
+		n += snprintf(line + n, len - (size_t)n, " PROTO=%s", e->proto);
+	if (xf & XF_IDENT)
+		n += snprintf(line + n, len - (size_t)n, " IDENT=%s", e->id);
+	if (xf & XF_SOURCE)
+		snprintf(line + n, len - (size_t)n, " SOURCE=REMOTE");
+}
+
+/*
+ * xforward - tell the backend who the client was, when it listens:
+ * smtp_send_xforward_command is yes, the server offers ADDR and HELO
+ * and has not refused XFORWARD on this connection. With PIPELINING the
+ * command only waits in x->xf for the first group. 0 go on, 1 decided,
+ * -1 I/O.
  */
 static int
 xforward(struct txn *x)
 {
-	const struct envelope *e = x->d->env;
 	struct conn *c = x->c;
-	char line[SMTP_CMD_MAX], helo[256];
+	char line[SMTP_CMD_MAX];
 	struct reply r;
-	int known = strcmp(e->client, "unknown") != 0, n;
 
-	if ((c->xforward & (XF_ADDR | XF_HELO)) != (XF_ADDR | XF_HELO))
+	if (!x->cf->smtp_send_xforward_command ||
+	    (c->xforward & (XF_ADDR | XF_HELO)) != (XF_ADDR | XF_HELO))
 		return 0;
-	if (xtext(helo, sizeof(helo), e->helo) >= sizeof(helo))
-		snprintf(helo, sizeof(helo), "[UNAVAILABLE]");
-	n = snprintf(line, sizeof(line), "XFORWARD HELO=%s", helo);
-	if (known)
-		n += snprintf(line + n, sizeof(line) - (size_t)n, " ADDR=%s%s",
-		    strchr(e->client, ':') ? "IPV6:" : "", e->client);
-	if (known && e->port > 0 && (c->xforward & XF_PORT))
-		n += snprintf(line + n, sizeof(line) - (size_t)n, " PORT=%u",
-		    e->port);
-	if (c->xforward & XF_PROTO)
-		n += snprintf(line + n, sizeof(line) - (size_t)n, " PROTO=%s",
-		    e->proto);
-	if (c->xforward & XF_IDENT)
-		n += snprintf(line + n, sizeof(line) - (size_t)n, " IDENT=%s",
-		    e->id);
-	if (c->xforward & XF_SOURCE)
-		snprintf(line + n, sizeof(line) - (size_t)n, " SOURCE=REMOTE");
+	xforward_line(x, line, sizeof(line));
 	if (c->pipelining) {	/* sent ahead of MAIL, in its group */
 		snprintf(x->xf, sizeof(x->xf), "%s\r\n", line);
 		return 0;
 	}
 	c->stage = "performing the XFORWARD handshake";
-	if (command(c, x->cf->smtp_helo_timeout, &r, "%s", line) < 0 ||
-	    dead_cache(x, &r))
+	if (txn_command(x, x->cf->smtp_helo_timeout, &r, line) < 0)
 		return -1;
 	return xforward_reply(x, &r);
 }
 
-/* xforward_reply - 0 go on, or 1: refused, the message is deferred */
+/*
+ * xforward_reply - 0: accepted, or refused and the transaction goes on
+ * without it (warned once: XFORWARD is not sent again on this
+ * connection); 1: 421, every recipient deferred, nothing more to read.
+ */
 static int
 xforward_reply(struct txn *x, const struct reply *r)
 {
-	x->replies++;
+	struct conn *c = x->c;
+
 	if (r->code / 100 == 2)
 		return 0;
-	undecided_from(x->d, R_DEFER, r, x->c->peer, "XFORWARD");
-	return 1;
+	if (r->code == 421) {
+		c->broken = 1;
+		x->stop = 1;
+		undecided_from(x->d, R_DEFER, r, c->peer, "XFORWARD");
+		return 1;
+	}
+	log_warn("%s: %s refused XFORWARD: %d %s%s%s; going on without it "
+	    "on this connection", x->d->env->id, c->peer, r->code, r->dsn,
+	    r->dsn[0] ? " " : "", r->text);
+	c->xforward = 0;
+	return 0;
 }
 
 /* cmd_line - command j of the transaction (MAIL, RCPTs, DATA) + CRLF */
@@ -1447,20 +1546,19 @@ on_data(struct txn *x, const struct reply *r)
 	x->stop = 1;
 }
 
-/* on_reply - the reply to command j; -1 when a reused connection died */
+/* on_reply - the reply to command j; 1: it was 421, the last word */
 static int
 on_reply(struct txn *x, size_t j, const struct reply *r)
 {
-	if (dead_cache(x, r))
-		return -1;
-	x->replies++;
 	if (r->code == 421) {
-		/* The server is going away: this is the last word. */
+		/* The server is going away: nothing more will come. */
 		x->c->broken = 1;
 		undecided_from(x->d, R_DEFER, r, x->c->peer,
 		    j == 0 ? "MAIL FROM" : j <= x->d->n ? "RCPT TO" : "DATA");
 		x->stop = 1;
-	} else if (j == 0)
+		return 1;
+	}
+	if (j == 0)
 		on_mail(x, r);
 	else if (j <= x->d->n)
 		on_rcpt(x, j - 1, r);
@@ -1478,6 +1576,9 @@ send_group(struct txn *x, size_t j, size_t *end)
 	size_t len = 0, k, max = x->c->pipelining ? SMTP_PIPE_MAX : 1;
 	int n;
 
+	x->c->stage = cmd_stage(x, j);
+	if (out_of_step(x))
+		return -1;
 	if (j == 0 && x->xf[0] != '\0') {
 		len = strlen(x->xf);
 		memcpy(out, x->xf, len);
@@ -1488,7 +1589,7 @@ send_group(struct txn *x, size_t j, size_t *end)
 		len += (size_t)n;
 	}
 	*end = k;
-	x->c->stage = cmd_stage(x, j);
+	x->sent += k - j + (j == 0 && x->xf[0] != '\0');
 	if (k == j || io_write(x->c, out, len,
 	    deadline_s(cmd_timeout(x, k - 1))) < 0) {
 		x->c->broken = 1;
@@ -1497,35 +1598,43 @@ send_group(struct txn *x, size_t j, size_t *end)
 	return 0;
 }
 
+/* read_group - the replies to the group sent, commands j to end (and
+ * XFORWARD's first when it led the group): all of them, whatever each
+ * says, unless one is 421 */
+static int
+read_group(struct txn *x, size_t j, size_t end)
+{
+	struct reply r;
+
+	if (j == 0 && x->xf[0] != '\0') {
+		x->c->stage = "performing the XFORWARD handshake";
+		if (next_reply(x, x->cf->smtp_helo_timeout, &r) < 0)
+			return -1;
+		if (xforward_reply(x, &r) != 0)
+			return 0;
+	}
+	for (; j < end; j++) {
+		x->c->stage = cmd_stage(x, j);
+		if (next_reply(x, cmd_timeout(x, j), &r) < 0)
+			return -1;
+		if (on_reply(x, j, &r) != 0)
+			return 0;
+	}
+	return 0;
+}
+
 /* envelope - MAIL, RCPTs and DATA (unless no RCPT was accepted) */
 static int
 envelope(struct txn *x)
 {
-	size_t next = 0, end, j, ncmd = x->d->n + 2;
-	struct reply r;
+	size_t next = 0, end, ncmd = x->d->n + 2;
 
 	while (next < ncmd && !x->stop) {
 		if (next == ncmd - 1 && x->nacc == 0)
 			break;		/* no recipient: RSET, not DATA */
-		if (send_group(x, next, &end) < 0)
+		if (send_group(x, next, &end) < 0 ||
+		    read_group(x, next, end) < 0)
 			return -1;
-		if (next == 0 && x->xf[0] != '\0') {
-			x->c->stage = "performing the XFORWARD handshake";
-			if (read_reply(x->c, x->cf->smtp_helo_timeout, &r) < 0 ||
-			    dead_cache(x, &r))
-				return -1;
-			if (xforward_reply(x, &r) != 0) {
-				/* MAIL and the rest are on their way: hang up */
-				x->c->broken = 1;
-				return 0;
-			}
-		}
-		for (j = next; j < end; j++) {
-			x->c->stage = cmd_stage(x, j);
-			if (read_reply(x->c, cmd_timeout(x, j), &r) < 0 ||
-			    on_reply(x, j, &r) < 0)
-				return -1;
-		}
 		next = end;
 	}
 	return 0;
@@ -1550,27 +1659,30 @@ put_body(void *ctx, const char *p, size_t n)
 	return 0;
 }
 
-/* final_replies - SMTP: one for all; LMTP: one per accepted recipient */
+/* final_replies - the replies to ".": SMTP one for all, LMTP one per
+ * accepted recipient, in order (one 421 is the last of them) */
 static int
 final_replies(struct txn *x)
 {
 	struct delivery *d = x->d;
+	enum rstatus st;
 	struct reply r;
 	size_t i;
 
-	for (i = 0; i < d->n; i++) {
-		if (!x->acc[i] || d->res[i].status != R_PENDING)
+	for (i = 0; i < d->n && x->replies < x->sent; i++) {
+		if (!x->acc[i])
 			continue;
-		if (read_reply(x->c, x->cf->smtp_data_done_timeout, &r) < 0)
+		if (next_reply(x, x->cf->smtp_data_done_timeout, &r) < 0)
 			return -1;
-		x->c->broken |= r.code == 421;
-		if (x->c->lmtp && r.code != 421)
-			from_reply(&d->res[i], r.code / 100 == 2 ? R_SENT :
-			    r.code >= 500 ? R_BOUNCE : R_DEFER, &r, x->c->peer,
-			    "end of DATA");
-		else
-			undecided_from(d, r.code / 100 == 2 ? R_SENT :
-			    r.code >= 500 ? R_BOUNCE : R_DEFER, &r, x->c->peer,
+		st = r.code / 100 == 2 ? R_SENT : r.code >= 500 ? R_BOUNCE :
+		    R_DEFER;
+		if (r.code == 421 || !x->c->lmtp) {
+			x->c->broken |= r.code == 421;
+			undecided_from(d, st, &r, x->c->peer, "end of DATA");
+			return 0;
+		}
+		if (d->res[i].status == R_PENDING)
+			from_reply(&d->res[i], st, &r, x->c->peer,
 			    "end of DATA");
 	}
 	return 0;
@@ -1584,6 +1696,8 @@ message(struct txn *x)
 	int saved;
 
 	c->stage = "sending message body";
+	if (out_of_step(x))
+		return -1;
 	x->deadline = deadline_s(x->cf->smtp_data_done_timeout);
 	if (msg_copy(x->d, MSG_SMTP, put_body, x) < 0) {
 		if (errno == 0) {
@@ -1598,6 +1712,7 @@ message(struct txn *x)
 		return 0;
 	}
 	c->stage = "sending end of data -- message may be sent more than once";
+	x->sent += c->lmtp ? x->nacc : 1;
 	if (put_body(x, ".\r\n", 3) < 0 ||
 	    io_write(c, x->out, x->olen, x->deadline) < 0) {
 		c->broken = 1;
@@ -1613,7 +1728,7 @@ rset(struct txn *x)
 	struct reply r;
 
 	x->c->stage = "performing the RSET";
-	if (command(x->c, x->cf->smtp_helo_timeout, &r, "RSET") < 0 ||
+	if (txn_command(x, x->cf->smtp_helo_timeout, &r, "RSET") < 0 ||
 	    r.code / 100 != 2)
 		x->c->broken = 1;
 }
@@ -1670,10 +1785,10 @@ attempt(const struct transport *t, const struct conf *cf,
 		}
 		fail_io(d, c);
 	}
-	if (c->inpos < c->inlen) {
-		log_warn("%s sent more replies than commands", c->peer);
-		c->broken = 1;
-	}
+	if (x.replies < x.sent)
+		c->broken = 1;	/* not read to the end: never reused */
+	else
+		(void)out_of_step(&x);
 	if (c->broken)
 		conn_close(c, 0);
 	return 0;

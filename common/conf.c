@@ -46,6 +46,7 @@
 
 #include "conf.h"
 #include "bounds.h"
+#include "map.h"
 #include "net.h"
 #include "paths.h"		/* generated: SMAP_SHLIB_DIR */
 
@@ -71,6 +72,7 @@ enum ptype {
 	T_STR,		/* any text without control characters */
 	T_HOST,		/* a hostname: LDH labels and dots */
 	T_PATH,		/* an absolute path */
+	T_MAP,		/* a lookup table, type:/path (map.h) */
 	T_USER,		/* a user name */
 	T_FACILITY,	/* a syslog facility name */
 	T_SLEVEL,	/* smtpd_tls_security_level: none, may, encrypt */
@@ -107,6 +109,8 @@ static const struct param params[] = {
 	P(queue_minfree_inodes, T_INT, "1000", 0, 1LL << 32),
 	P(mynetworks, T_NETS, "127.0.0.0/8 [::1]/128", 0, CONF_LIST_MAX),
 	P(relay_domains, T_DOMAINS, "", 0, CONF_LIST_MAX),
+	P(relay_recipient_maps, T_MAP, "", 0, MAP_SPEC_MAX),
+	P(recipient_delimiter, T_STR, "", 0, 8),
 	P(allow_open_relay, T_BOOL, "no", 0, 1),
 	P(message_size_limit, T_SIZE, "10240000", 1024, INT32_MAX),
 	P(smtpd_recipient_limit, T_INT, "1000", 1, RCPT_LIMIT_MAX),
@@ -224,6 +228,7 @@ static int valid_key(const char *);
 static int valid_domain(const char *, int);
 static int valid_host(const char *);
 static int valid_path(const char *);
+static int valid_map(const char *);
 static int valid_user(const char *);
 static int valid_facility(const char *);
 static int valid_slevel(const char *);
@@ -253,6 +258,8 @@ static const struct ptype_ops ops[] = {
 	    "is not a valid hostname" },
 	[T_PATH] = { parse_text, print_text, free_text, valid_path,
 	    "is not an absolute path" },
+	[T_MAP] = { parse_text, print_text, free_text, valid_map,
+	    "is not a lookup table (use cdb:/path or texthash:/path)" },
 	[T_USER] = { parse_text, print_text, free_text, valid_user,
 	    "is not a valid user name" },
 	[T_FACILITY] = { parse_text, print_text, free_text, valid_facility,
@@ -861,6 +868,15 @@ static int
 valid_path(const char *s)
 {
 	return s[0] == '/';
+}
+
+/* Is s a table map.c can open: cdb:/path or texthash:/path? */
+static int
+valid_map(const char *s)
+{
+	char why[MAP_WHY_MAX];
+
+	return map_spec_ok(s, why, sizeof(why)) == 0;
 }
 
 /* Is s a user name: [a-z_][a-z0-9_-]*? */

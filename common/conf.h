@@ -35,6 +35,8 @@ struct conf {
 	/* relay policy */
 	struct netlist mynetworks;	/* "127.0.0.0/8 [::1]/128" */
 	struct strlist relay_domains;	/* "" */
+	char *relay_recipient_maps;	/* "": every local part is valid */
+	char *recipient_delimiter;	/* "": no address extensions */
 	int allow_open_relay;		/* no: a too wide mynetworks is an error */
 	/* limits */
 	long long message_size_limit;	/* 10240000 */

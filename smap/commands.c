@@ -245,13 +245,32 @@ too_many(struct session *s)
 		s->errors--;
 }
 
+/* listed - may the recipient have mail? Every one may, unless its
+ * domain is in relay_domains and relay_recipient_maps is set: then
+ * the table decides. 1 yes, 0 unknown user, -1 the table cannot say */
+static int
+listed(const struct session *s, const struct addr *a)
+{
+	const struct opened *o = s->opened;
+	char local[ADDR_PATH_MAX + 1];
+
+	if (s->cf->relay_recipient_maps[0] == '\0' || a->at == 0 ||
+	    !domain_match(&s->cf->relay_domains, addr_domain(a)))
+		return 1;
+	if (o->rcpt.type == MAP_CLOSED)
+		return -1;
+	snprintf(local, sizeof(local), "%.*s", (int)a->at, a->text);
+	return map_recipient(&o->rcpt, local, addr_domain(a),
+	    s->cf->recipient_delimiter);
+}
+
 /* cmd_rcpt - RCPT TO:<path>, judged by the relay policy */
 static void
 cmd_rcpt(struct session *s, char *arg)
 {
 	struct addr a;
 	char *p;
-	int dup;
+	int dup, known;
 
 	if ((p = path(s, arg, ADDR_RECIPIENT, &a)) == NULL)
 		return;
@@ -260,6 +279,11 @@ cmd_rcpt(struct session *s, char *arg)
 		session_reply(s, "555 5.5.4 Unsupported option");
 	else if (!relay_allowed(s->cf, &a, s->peer.trusted))
 		session_reply(s, "554 5.7.1 <%s>: Relay access denied", a.text);
+	else if ((known = listed(s, &a)) == 0)
+		session_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User "
+		    "unknown in relay recipient table", a.text);
+	else if (known < 0)
+		session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", a.text);
 	else if (!dup && s->tx.nrcpt >= (size_t)s->cf->smtpd_recipient_limit)
 		too_many(s);
 	else if (!dup && add_rcpt(s, &a) < 0)

@@ -13,12 +13,20 @@
 #include "io.h"
 #include "bounds.h"
 #include "peer.h"
+#include "map.h"
 #include "spool.h"
 #include "tls_server.h"
 
 enum state { S_INIT, S_HELO, S_MAIL, S_RCPT };
 
 #define SESSION_CMDS 32		/* rows of the command table, at most */
+
+/* What smap opens before the jail, for the session to use inside it. */
+struct opened {
+	const struct tls_server *tls;	/* NULL: no STARTTLS */
+	struct map rcpt;		/* relay_recipient_maps, when open */
+	char rcpt_why[MAP_WHY_MAX];	/* why it is not, or "" */
+};
 
 struct session {
 	const struct conf *cf;
@@ -34,6 +42,7 @@ struct session {
 	size_t rcpt_refused;
 	int ok[SESSION_CMDS], total[SESSION_CMDS];	/* by command table row */
 	const struct tls_server *tls;	/* NULL: no STARTTLS */
+	const struct opened *opened;
 	const char *verb;		/* the command being served, for logs */
 	char reply[512];		/* the last reply sent */
 	struct io io;			/* last: io_init() leaves its buffers be */

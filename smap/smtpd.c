@@ -178,11 +178,12 @@ session_loop(struct session *s)
 /* session_run - one whole SMTP session */
 void
 session_run(struct session *s, const struct conf *cf,
-    const struct tls_server *tls, int rfd, int wfd)
+    const struct opened *o, int rfd, int wfd)
 {
 	memset(s, 0, offsetof(struct session, io));
 	s->cf = cf;
-	s->tls = tls;
+	s->tls = o->tls;
+	s->opened = o;
 	s->verb = "CONNECT";
 	peer_find(&s->peer, rfd, &cf->mynetworks);
 	io_init(&s->io, rfd, wfd, (int)cf->smtpd_timeout,

@@ -6,9 +6,9 @@
 
 #include "session.h"
 
-/* Run one session on fds rfd/wfd, offering TLS when tls is not NULL;
- * returns when it is over. */
+/* Run one session on fds rfd/wfd with what was opened before the jail
+ * (TLS when o->tls is not NULL); returns when it is over. */
 void session_run(struct session *s, const struct conf *cf,
-    const struct tls_server *tls, int rfd, int wfd);
+    const struct opened *o, int rfd, int wfd);
 
 #endif

@@ -182,8 +182,7 @@ cmd_mail(struct session *s, char *arg)
 		    "many messages in one session", s->cf->myhostname);
 		return;
 	}
-	if (s->io.ssl == NULL && strcmp(s->cf->smtpd_tls_security_level,
-	    "encrypt") == 0) {
+	if (s->io.ssl == NULL && s->cf->smtpd_tls_security_level == TLS_ENCRYPT) {
 		session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return;
 	}

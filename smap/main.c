@@ -73,7 +73,7 @@ tls_setup(struct startup *st, const struct conf *cf)
 	char path[4096], why[4200], line[4300];
 	int n = st->problems;
 
-	if (strcmp(cf->smtpd_tls_security_level, "none") == 0 &&
+	if (cf->smtpd_tls_security_level == TLS_NONE &&
 	    !cf->smtpd_tls_wrappermode)
 		return NULL;
 	if (cf->smtpd_tls_cert_file[0] == '\0') {

@@ -134,8 +134,6 @@
 
 enum ioerr { IO_OK, IO_LOST, IO_TIMEOUT, IO_GARBAGE, IO_SURPLUS };
 
-enum tlslevel { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY, TLS_FPRINT };
-
 /* One word of an EHLO keyword's list and its bit. */
 struct word {
 	const char *name;
@@ -825,17 +823,9 @@ hello(struct conn *c, const struct conf *cf, struct delivery *d)
 static enum tlslevel
 tls_level(const struct conf *cf, const struct transport *t)
 {
-	static const char *const names[] = { "none", "may", "encrypt",
-	    "verify", "fingerprint" };
-	const char *l = cf->smtp_tls_security_level;
-	size_t i;
-
-	if (l == NULL || *l == '\0')
+	if (cf->smtp_tls_security_level == TLS_NEXTHOP)
 		return t->literal || t->path[0] ? TLS_MAY : TLS_VERIFY;
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (strcmp(l, names[i]) == 0)
-			return (enum tlslevel)i;
-	return TLS_VERIFY;	/* conf.c lets nothing else through */
+	return cf->smtp_tls_security_level;
 }
 
 /* verify_cb - note what is wrong with the peer's chain, go on: the

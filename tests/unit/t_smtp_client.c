@@ -176,7 +176,7 @@ setup(void)
 	/* The default level is verify for a host name (smtp:localhost);
 	 * smtp-sink has no STARTTLS: plaintext here, test_tls_levels
 	 * sets its own. */
-	set_str(&cf.smtp_tls_security_level, "may");
+	cf.smtp_tls_security_level = TLS_MAY;
 	make_message();
 }
 
@@ -1025,18 +1025,18 @@ static void
 test_tls_levels(void)
 {
 	static const char *const opts[] = { NULL };
-	static const char *const lv[] = { "encrypt", "verify", "fingerprint",
-	    "" };
+	static const enum tlslevel lv[] = { TLS_ENCRYPT, TLS_VERIFY,
+	    TLS_FPRINT, TLS_NEXTHOP };
 	struct run r;
 	char *log;
 	size_t i;
 
 	sink_start(opts, NULL);
 	for (i = 0; i < sizeof(lv) / sizeof(lv[0]); i++) {
-		set_str(&cf.smtp_tls_security_level, lv[i]);
+		cf.smtp_tls_security_level = lv[i];
 		spool_message(&r, RCPT2, 2, "192.0.2.1");
 		/* "" on a name is verify */
-		deliver(&r, lv[i][0] ? "smtp:[127.0.0.1]:%u" :
+		deliver(&r, lv[i] != TLS_NEXTHOP ? "smtp:[127.0.0.1]:%u" :
 		    "smtp:localhost:%u");
 		is_res(&r, 0, R_DEFER, "4.7.4", "TLS is required, but was not "
 		    "offered by host ");
@@ -1050,19 +1050,19 @@ test_tls_levels(void)
 	free(log);
 	tap_ok(dump_count() == 0, "no STARTTLS, TLS required: nothing sent");
 
-	set_str(&cf.smtp_tls_security_level, "");
+	cf.smtp_tls_security_level = TLS_NEXTHOP;
 	spool_message(&r, RCPT2, 1, "192.0.2.1");
 	deliver(&r, "smtp:[127.0.0.1]:%u");
 	is_res(&r, 0, R_SENT, "2.0.0", "250 2.0.0 Ok");
 	run_free(&r);
-	set_str(&cf.smtp_tls_security_level, "none");
+	cf.smtp_tls_security_level = TLS_NONE;
 	spool_message(&r, RCPT2, 1, "192.0.2.1");
 	deliver(&r, "smtp:localhost:%u");
 	is_res(&r, 0, R_SENT, "2.0.0", "250 2.0.0 Ok");
 	run_free(&r);
 	smtp_close_cached();
 	tap_ok(dump_count() == 2, "\"\" on [address] is may; none: plaintext");
-	set_str(&cf.smtp_tls_security_level, "may");
+	cf.smtp_tls_security_level = TLS_MAY;
 }
 
 /* write_file - a file with text and mode */

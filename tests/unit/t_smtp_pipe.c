@@ -173,10 +173,9 @@ setup(void)
 	if (conf_defaults(&cf) != 0)
 		tap_fatal("conf_defaults");
 	free(cf.smtp_helo_name);
-	free(cf.smtp_tls_security_level);
 	cf.smtp_helo_name = strdup("smapd.test");
-	cf.smtp_tls_security_level = strdup("may");	/* no STARTTLS here */
-	if (cf.smtp_helo_name == NULL || cf.smtp_tls_security_level == NULL)
+	cf.smtp_tls_security_level = TLS_MAY;	/* no STARTTLS here */
+	if (cf.smtp_helo_name == NULL)
 		tap_fatal("strdup");
 	cf.smtp_connect_timeout = 5;
 	cf.smtp_helo_timeout = 5;

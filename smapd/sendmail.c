@@ -49,9 +49,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "feed.h"
 #include "log.h"
 #include "transport.h"
@@ -91,7 +91,6 @@ static void	signals_restore(const struct sigaction *,
 static void	run_child(const char *, char **, int, int, int,
 		    const struct child *) __attribute__((noreturn));
 static int	spawn(const char *, char **, struct child *);
-static long long now_ms(void);
 static int	ms_left(const struct child *);
 static void	read_out(struct child *);
 static int	count_msg(void *, const char *, size_t);
@@ -282,16 +281,6 @@ spawn(const char *path, char **argv, struct child *c)
 	(void)fcntl(c->in, F_SETFL, O_NONBLOCK);
 	(void)fcntl(c->out, F_SETFL, O_NONBLOCK);
 	return 0;
-}
-
-/* now_ms - the monotonic clock in milliseconds */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ms_left - milliseconds until the deadline, 0 when it has passed */

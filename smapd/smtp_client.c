@@ -100,7 +100,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -108,6 +107,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "clock.h"
 #include "log.h"
 #include "reply.h"
 #include "sasl.h"
@@ -186,7 +186,6 @@ struct txn {
 
 static struct conn cache = { .fd = -1 };
 
-static long long now_ms(void);
 static long long deadline_s(long long);
 static int	wait_fd(int, short, long long);
 static int	tls_retry(struct conn *, int, long long);
@@ -276,16 +275,6 @@ static void	rset(struct txn *);
 static int	transaction(struct txn *);
 static int	attempt(const struct transport *, const struct conf *,
 		    struct delivery *, unsigned char *, int);
-
-/* now_ms - a monotonic clock in milliseconds */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* deadline_s - the moment secs seconds from now */
 static long long

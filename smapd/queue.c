@@ -304,7 +304,6 @@ pick_one(struct qctx *q, const char *name, struct picked *p)
 		spool_free_envelope(&e);
 		return 0;
 	}
-	log_ident("smap/qmgr");
 	log_info("%s: from=%s, size=%lld, nrcpt=%zu (queue active)", name,
 	    e.sender, e.size, e.nrcpt);
 	spool_free_envelope(&e);
@@ -366,8 +365,7 @@ static const char *const ident[] = { "smap/smtp", "smap/lmtp", "smap/pipe",
 
 /* log_result - one Postfix-shaped delivery line */
 static void
-log_result(const struct qctx *q, const struct delivery *d, size_t i,
-    const double *t)
+log_result(const struct delivery *d, size_t i, const double *t)
 {
 	static const char *word[] = { "pending", "sent", "deferred", "bounced" };
 	const struct rcpt_result *r = &d->res[i];
@@ -375,9 +373,8 @@ log_result(const struct qctx *q, const struct delivery *d, size_t i,
 
 	/* setup is timed on the monotonic clock, the rest on the wall
 	 * clock: no part may come out longer than the attempt */
-	log_ident(ident[q->t.kind]);
-	log_info("%s: to=%s, relay=%s, delay=%.2f, delays=%.2f/%.2f/%.2f/%.2f, "
-	    "dsn=%s, status=%s (%s)", d->env->id, d->env->rcpt[d->idx[i]],
+	log_info_as(d->ident, "%s: to=%s, relay=%s, delay=%.2f, "
+	    "delays=%.2f/%.2f/%.2f/%.2f, dsn=%s, status=%s (%s)", d->env->id, d->env->rcpt[d->idx[i]],
 	    d->relay, t[3] - t[0], t[1] - t[0], t[2] - t[1], setup,
 	    t[3] - t[2] - setup, r->dsn, word[r->status], r->text);
 }
@@ -417,7 +414,7 @@ attempt(struct qctx *q, struct delivery *d, struct state *st)
 	size_t i;
 
 	t[2] = now();
-	log_ident(ident[q->t.kind]);	/* what the transport logs is its own */
+	d->ident = ident[q->t.kind];	/* what the transport logs is its own */
 	if (q->down) {	/* as Postfix does behind a dead destination */
 		snprintf(d->relay, sizeof(d->relay), "none");
 		deliver_all(d, R_DEFER, "4.4.1", "%s", q->down_text);
@@ -443,7 +440,7 @@ attempt(struct qctx *q, struct delivery *d, struct state *st)
 		if (r->status == R_PENDING)	/* a transport bug: never lose it */
 			r->status = R_DEFER;
 		d->res[i].status = r->status;
-		log_result(q, d, i, t);
+		log_result(d, i, t);
 		if (r->status == R_DEFER)
 			r->status = R_PENDING;	/* stored as "deferred" with its text */
 	}
@@ -467,7 +464,6 @@ expire(const struct qctx *q, struct state *st, long long now,
 		snprintf(r->dsn, sizeof(r->dsn), "4.4.7");
 		snprintf(r->text, sizeof(r->text), "message expired after %lld "
 		    "seconds in the queue: %.400s", now - e->arrival, last);
-		log_ident("smap/qmgr");
 		log_info("%s: to=%s, status=expired, returned to sender (%s)",
 		    e->id, e->rcpt[i], r->text);
 	}
@@ -495,7 +491,6 @@ remove_message(const struct qctx *q, const char *id)
 	}
 	state_remove(&q->dirs, id);
 	sync_dir(q, L_QUEUE);
-	log_ident("smap/qmgr");
 	log_info("%s: removed", id);
 }
 
@@ -526,8 +521,8 @@ warn_delay(struct qctx *q, const struct envelope *e, int fd,
 	}
 	st->warned = 1;
 	made(q, bid);
-	log_ident("smap/bounce");
-	log_info("%s: sender delay notification: %s", e->id, bid);
+	log_info_as("smap/bounce", "%s: sender delay notification: %s",
+	    e->id, bid);
 	return 1;
 }
 
@@ -554,8 +549,8 @@ return_failed(struct qctx *q, const struct envelope *e, int fd,
 		if (st->r[i].status == R_BOUNCE)
 			st->r[i].notified = 1;
 	made(q, bid);
-	log_ident("smap/bounce");
-	log_info("%s: sender non-delivery notification: %s", e->id, bid);
+	log_info_as("smap/bounce", "%s: sender non-delivery notification: "
+	    "%s", e->id, bid);
 	return 1;
 }
 
@@ -598,7 +593,6 @@ double_bounce(struct qctx *q, const struct envelope *e, const struct state *st)
 		state_remove(&q->dirs, e->id);
 		return;
 	}
-	log_ident("smap/qmgr");
 	log_info("%s: undeliverable mail from the null sender discarded "
 	    "(a double bounce): %s", e->id, why);
 	remove_message(q, e->id);
@@ -663,7 +657,6 @@ conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
 		finish(q, e, st, bounced);
 		return;
 	}
-	log_ident("smap/qmgr");
 	log_info("%s: deferred after attempt %lld, next attempt in %llds",
 	    e->id, st->attempts, st->next - now);
 	q->deferred++;

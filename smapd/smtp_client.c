@@ -148,6 +148,7 @@ struct conn {
 	char peer[320];		/* "host[addr]", or the socket path */
 	char relay[320];	/* "host[addr]:port", or the socket path */
 	int lmtp;
+	const char *ident;	/* for what it logs: the delivery's */
 	int reused;		/* from the cache: may be dead */
 	int broken;		/* not fit for another transaction */
 	enum ioerr err;		/* why the last I/O failed */
@@ -412,7 +413,8 @@ read_reply(struct conn *c, long long secs, struct reply *r)
 		if (rc == 1)
 			return 0;
 		if (rc < 0) {
-			log_warn("malformed SMTP reply from %s", c->peer);
+			log_warn_as(c->ident, "malformed SMTP reply from %s",
+			    c->peer);
 			c->err = IO_GARBAGE;
 			c->broken = 1;
 			return -1;
@@ -962,10 +964,9 @@ tls_log(const struct conn *c, const char *how, const char *info)
 {
 	const char *sp = strchr(info, ' ');
 
-	log_ident(c->lmtp ? "smap/lmtp" : "smap/smtp");
-	log_info("%s TLS connection established to %s: %.*s with cipher %s",
-	    how, c->relay, sp ? (int)(sp - info) : (int)strlen(info), info,
-	    sp ? sp + 1 : "unknown");
+	log_info_as(c->ident, "%s TLS connection established to %s: %.*s "
+	    "with cipher %s", how, c->relay, sp ? (int)(sp - info) :
+	    (int)strlen(info), info, sp ? sp + 1 : "unknown");
 }
 
 /* tls_check - log the session; what verify or fingerprint asks of the
@@ -1027,7 +1028,8 @@ starttls(struct conn *c, const struct conf *cf, struct delivery *d)
 		return 1;
 	}
 	if ((ctx = client_ctx(cf, why, sizeof(why))) == NULL) {
-		log_warn("cannot set up TLS for %s: %s", c->peer, why);
+		log_warn_as(c->ident, "cannot set up TLS for %s: %s", c->peer,
+		    why);
 		if (!need)
 			return 0;
 		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.7.5", "TLS is required, but "
@@ -1192,7 +1194,7 @@ authenticate(struct conn *c, const struct conf *cf, struct delivery *d)
 		return 0;
 	sasl_keys(&c->key, keys);
 	if ((rc = sasl_lookup(map, kv, 2, &cr, why, sizeof(why))) < 0) {
-		log_warn("smtp_sasl_password_maps: %s", why);
+		log_warn_as(c->ident, "smtp_sasl_password_maps: %s", why);
 		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.7.0", "SASL password file "
 		    "refused: %s", why);
 		return 1;
@@ -1272,6 +1274,7 @@ conn_get(const struct transport *t, const struct conf *cf,
 		conn_close(c, same_relay(c, t) ? 0 : 1);
 	if (c->fd >= 0) {
 		c->reused = 1;
+		c->ident = d->ident;
 		snprintf(d->relay, sizeof(d->relay), "%.319s", c->relay);
 		return c;
 	}
@@ -1279,6 +1282,7 @@ conn_get(const struct transport *t, const struct conf *cf,
 	c->fd = -1;
 	c->key = *t;
 	c->lmtp = t->kind == T_LMTP;
+	c->ident = d->ident;
 	c->level = tls_level(cf, t);
 	reply_init(&c->rp);
 	rc = c->lmtp && t->path[0] ? open_unix(c, t, cf, d) :
@@ -1335,7 +1339,8 @@ out_of_step(struct txn *x)
 		return 1;
 	if (!surplus(c))
 		return 0;
-	log_warn("%s sent more replies than commands", c->peer);
+	log_warn_as(c->ident, "%s sent more replies than commands",
+	    c->peer);
 	c->err = IO_SURPLUS;
 	c->broken = 1;
 	return 1;
@@ -1441,8 +1446,8 @@ xforward_reply(struct txn *x, const struct reply *r)
 		undecided_from(x->d, R_DEFER, r, c->peer, "XFORWARD");
 		return 1;
 	}
-	log_warn("%s: %s refused XFORWARD: %d %s%s%s; going on without it "
-	    "on this connection", x->d->env->id, c->peer, r->code, r->dsn,
+	log_warn_as(c->ident, "%s: %s refused XFORWARD: %d %s%s%s; going on "
+	    "without it on this connection", x->d->env->id, c->peer, r->code, r->dsn,
 	    r->dsn[0] ? " " : "", r->text);
 	c->xforward = 0;
 	return 0;
@@ -1524,8 +1529,8 @@ on_data(struct txn *x, const struct reply *r)
 	if (r->code == 354) {
 		/* No valid recipient, yet the server waits for a message:
 		 * drop the connection rather than send anything. */
-		log_warn("%s accepted DATA without a valid recipient",
-		    x->c->peer);
+		log_warn_as(x->c->ident, "%s accepted DATA without a "
+		    "valid recipient", x->c->peer);
 		x->c->broken = 1;
 		return;
 	}
@@ -1799,8 +1804,8 @@ deliver_smtp(const struct transport *t, const struct conf *cf,
 		return;
 	}
 	if (!envelope_ok(d)) {
-		log_warn("%s: envelope holds bytes unsafe for SMTP",
-		    d->env->id);
+		log_warn_as(d->ident, "%s: envelope holds bytes unsafe for "
+		    "SMTP", d->env->id);
 		deliver_all(d, R_DEFER, "4.3.0", "envelope holds bytes unsafe "
 		    "for SMTP");
 		return;

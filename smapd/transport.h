@@ -32,6 +32,8 @@ struct delivery {
 	const size_t *idx;	/* indexes into env->rcpt to deliver now */
 	size_t n;		/* how many */
 	struct rcpt_result *res;	/* n results, one per idx[i] */
+	const char *ident;	/* the transport's log identity, for what it
+				 * logs ("smap/smtp"); NULL: the program's */
 	char relay[320];	/* for the log: "host[addr]:port", "local" */
 	double setup;		/* seconds spent connecting (DNS, greeting,
 				 * EHLO, TLS, AUTH): delays= c */

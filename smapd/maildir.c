@@ -60,8 +60,6 @@ static int	move_noreplace(struct mdir *);
 static int	create_tmp(struct mdir *, const char *);
 static int	deliver_file(struct mdir *, const struct delivery *,
 		    const char *, const char *);
-static void	set_pending(struct delivery *, enum rstatus, const char *,
-		    const char *);
 
 /* fail - record why, return -1 */
 static int
@@ -307,22 +305,6 @@ deliver_file(struct mdir *m, const struct delivery *d, const char *rcpt,
 	return 0;
 }
 
-/* set_pending - one verdict for every recipient still pending */
-static void
-set_pending(struct delivery *d, enum rstatus st, const char *dsn,
-    const char *text)
-{
-	size_t i;
-
-	for (i = 0; i < d->n; i++)
-		if (d->res[i].status == R_PENDING) {
-			d->res[i].status = st;
-			snprintf(d->res[i].dsn, sizeof(d->res[i].dsn), "%s", dsn);
-			snprintf(d->res[i].text, sizeof(d->res[i].text), "%s",
-			    text);
-		}
-}
-
 /* deliver_maildir - one copy into the Maildir; see transport.h */
 void
 deliver_maildir(const struct transport *t, const struct conf *cf,
@@ -340,12 +322,10 @@ deliver_maildir(const struct transport *t, const struct conf *cf,
 	for (i = 0; i < d->n; i++) {
 		a = d->env->rcpt[d->idx[i]];
 		d->res[i].status = R_PENDING;
-		if (!safe_addr(a, 0)) {
-			d->res[i].status = R_BOUNCE;
-			snprintf(d->res[i].dsn, sizeof(d->res[i].dsn), "5.1.3");
-			snprintf(d->res[i].text, sizeof(d->res[i].text),
+		if (!safe_addr(a, 0))
+			result_set(&d->res[i], R_BOUNCE, "5.1.3",
 			    "unsafe address");
-		} else if (rcpt == NULL)
+		else if (rcpt == NULL)
 			rcpt = a;
 	}
 	if (rcpt == NULL)
@@ -353,8 +333,9 @@ deliver_maildir(const struct transport *t, const struct conf *cf,
 	if (open_maildir(t->path, &m) < 0 ||
 	    deliver_file(&m, d, rcpt, cf->myhostname ? cf->myhostname :
 	    "localhost") < 0)
-		set_pending(d, R_DEFER, "4.3.0", m.why);
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.3.0", "%s", m.why);
 	else
-		set_pending(d, R_SENT, "2.0.0", "delivered to maildir");
+		deliver_set(d, SET_UNDECIDED, R_SENT, "2.0.0", "delivered to "
+		    "maildir");
 	close_maildir(&m);
 }

@@ -367,7 +367,6 @@ static const char *const ident[] = { "smap/smtp", "smap/lmtp", "smap/pipe",
 static void
 log_result(const struct delivery *d, size_t i, const double *t)
 {
-	static const char *word[] = { "pending", "sent", "deferred", "bounced" };
 	const struct rcpt_result *r = &d->res[i];
 	double setup = d->setup < t[3] - t[2] ? d->setup : t[3] - t[2];
 
@@ -376,7 +375,7 @@ log_result(const struct delivery *d, size_t i, const double *t)
 	log_info_as(d->ident, "%s: to=%s, relay=%s, delay=%.2f, "
 	    "delays=%.2f/%.2f/%.2f/%.2f, dsn=%s, status=%s (%s)", d->env->id, d->env->rcpt[d->idx[i]],
 	    d->relay, t[3] - t[0], t[1] - t[0], t[2] - t[1], setup,
-	    t[3] - t[2] - setup, r->dsn, word[r->status], r->text);
+	    t[3] - t[2] - setup, r->dsn, status_names[r->status], r->text);
 }
 
 /* times - Postfix's points of a delivery, in seconds: arrival (t[0]),

@@ -397,7 +397,6 @@ show_envelope(FILE *fp, const struct msg *m)
 static void
 show_state(FILE *fp, const struct msg *m)
 {
-	static const char *names[] = { "pending", "sent", "deferred", "bounced" };
 	char t[32];
 	size_t i;
 
@@ -413,7 +412,7 @@ show_state(FILE *fp, const struct msg *m)
 
 		fputs("recipient: ", fp);
 		put_esc(fp, m->e.rcpt[i], strlen(m->e.rcpt[i]), 0);
-		fprintf(fp, " %s", names[k >= 0 && k < 4 ? k : 0]);
+		fprintf(fp, " %s", status_names[k >= 0 && k < R_RETURNED ? k : 0]);
 		if (r->text[0] != '\0') {
 			putc(' ', fp);
 			put_esc(fp, r->dsn, strnlen(r->dsn, sizeof(r->dsn)), 0);

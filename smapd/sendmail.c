@@ -44,7 +44,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,9 +79,6 @@ struct child {
 };
 
 static int	addr_arg(const char *, int, char *, size_t);
-static void	result(struct rcpt_result *, enum rstatus, const char *,
-		    const char *, ...) __attribute__((format(printf, 4, 5)));
-static void	set_pending(struct delivery *, const struct rcpt_result *);
 static char	**build_argv(struct delivery *, char *);
 static void	free_argv(char **);
 static void	signals_set(struct sigaction *, struct sigaction *);
@@ -141,31 +137,6 @@ addr_arg(const char *a, int null_ok, char *buf, size_t len)
 	return 0;
 }
 
-/* result - fill one result */
-static void
-result(struct rcpt_result *r, enum rstatus st, const char *dsn,
-    const char *fmt, ...)
-{
-	va_list ap;
-
-	r->status = st;
-	snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
-	va_start(ap, fmt);
-	vsnprintf(r->text, sizeof(r->text), fmt, ap);
-	va_end(ap);
-}
-
-/* set_pending - the verdict v for every recipient still pending */
-static void
-set_pending(struct delivery *d, const struct rcpt_result *v)
-{
-	size_t i;
-
-	for (i = 0; i < d->n; i++)
-		if (d->res[i].status == R_PENDING)
-			d->res[i] = *v;
-}
-
 /* build_argv - the command's argv; unsafe recipients are bounced */
 static char **
 build_argv(struct delivery *d, char *sender)
@@ -189,7 +160,8 @@ build_argv(struct delivery *d, char *sender)
 		}
 		if (addr_arg(a, 0, s, strlen(a) + 1) < 0) {
 			free(s);
-			result(&d->res[i], R_BOUNCE, "5.1.3", "unsafe address");
+			result_set(&d->res[i], R_BOUNCE, "5.1.3",
+			    "unsafe address");
 			continue;
 		}
 		argv[k++] = s;
@@ -461,9 +433,9 @@ exit_verdict(int code, const char *line, struct rcpt_result *v)
 			}
 	}
 	if (*text != '\0')
-		result(v, st, dsn, "%s", text);
+		result_set(v, st, dsn, "%s", text);
 	else
-		result(v, st, dsn, "Command died with status %d", code);
+		result_set(v, st, dsn, "Command died with status %d", code);
 }
 
 /* judge - the command's end as one status, code and text */
@@ -477,28 +449,28 @@ judge(const struct child *c, const struct conf *cf, struct rcpt_result *v)
 		n++;
 	log_esc(line, sizeof(line), c->buf, n);
 	if (c->rerr)
-		result(v, R_DEFER, "4.3.0", "cannot read the queue file: %s",
+		result_set(v, R_DEFER, "4.3.0", "cannot read the queue file: %s",
 		    strerror(c->rerr));
 	else if (c->timedout)
-		result(v, R_DEFER, "4.3.0", "Command time limit exceeded "
+		result_set(v, R_DEFER, "4.3.0", "Command time limit exceeded "
 		    "(%llds), killed", cf->smtp_data_done_timeout);
 	else if (c->werr)
-		result(v, R_DEFER, "4.3.0", "cannot write to the command: %s",
+		result_set(v, R_DEFER, "4.3.0", "cannot write to the command: %s",
 		    strerror(c->werr));
 	else if (c->lost)
-		result(v, R_DEFER, "4.3.0", "cannot wait for the command: %s",
+		result_set(v, R_DEFER, "4.3.0", "cannot wait for the command: %s",
 		    strerror(c->lost));
 	else if (WIFSIGNALED(c->status))
-		result(v, R_DEFER, "4.3.0", "Command died with signal %d",
+		result_set(v, R_DEFER, "4.3.0", "Command died with signal %d",
 		    WTERMSIG(c->status));
 	else if (!WIFEXITED(c->status))
-		result(v, R_DEFER, "4.3.0", "Command ended oddly (%#x)",
+		result_set(v, R_DEFER, "4.3.0", "Command ended oddly (%#x)",
 		    (unsigned)c->status);
 	else if (WEXITSTATUS(c->status) == 0 && c->epipe)
-		result(v, R_DEFER, "4.3.0", "Command exited before reading "
+		result_set(v, R_DEFER, "4.3.0", "Command exited before reading "
 		    "the whole message");
 	else if (WEXITSTATUS(c->status) == 0)
-		result(v, R_SENT, "2.0.0", "%s", line[0] ? line :
+		result_set(v, R_SENT, "2.0.0", "%s", line[0] ? line :
 		    "delivered via sendmail");
 	else
 		exit_verdict(WEXITSTATUS(c->status), line, v);
@@ -516,12 +488,12 @@ run(const struct conf *cf, char **argv, struct delivery *d,
 	c.in = c.out = -1;
 	c.deadline = now_ms() + cf->smtp_data_done_timeout * 1000;
 	if (msg_copy(d, MSG_LF, count_msg, &c) < 0) {
-		result(v, R_DEFER, "4.3.0", "cannot read the queue file: %s",
+		result_set(v, R_DEFER, "4.3.0", "cannot read the queue file: %s",
 		    strerror(errno));
 		return;
 	}
 	if (spawn(cf->sendmail_path, argv, &c) < 0) {
-		result(v, R_DEFER, "4.3.0", "cannot start %s: %s",
+		result_set(v, R_DEFER, "4.3.0", "cannot start %s: %s",
 		    cf->sendmail_path, strerror(errno));
 		return;
 	}
@@ -567,14 +539,14 @@ deliver_sendmail(const struct transport *t, const struct conf *cf,
 	if (argv[FIXED_ARGS] == NULL)
 		;		/* every recipient was unsafe and bounced */
 	else if (access(cf->sendmail_path, X_OK) < 0) {
-		result(&v, R_DEFER, "4.3.0", "cannot execute %s: %s",
+		result_set(&v, R_DEFER, "4.3.0", "cannot execute %s: %s",
 		    cf->sendmail_path, strerror(errno));
-		set_pending(d, &v);
+		deliver_set(d, SET_UNDECIDED, v.status, v.dsn, "%s", v.text);
 	} else {
 		signals_set(&oldpipe, &oldchld);
 		run(cf, argv, d, &v);
 		signals_restore(&oldpipe, &oldchld);
-		set_pending(d, &v);
+		deliver_set(d, SET_UNDECIDED, v.status, v.dsn, "%s", v.text);
 	}
 	free_argv(argv);
 }

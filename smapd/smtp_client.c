@@ -201,8 +201,6 @@ static int	command(struct conn *, long long, struct reply *,
 static void	conn_close(struct conn *, int);
 static int	envelope_ok(const struct delivery *);
 static const char *helo_name(const struct conf *);
-static void	set_result(struct rcpt_result *, enum rstatus, const char *,
-		    const char *, ...) __attribute__((format(printf, 4, 5)));
 static void	from_reply(struct rcpt_result *, enum rstatus,
 		    const struct reply *, const char *, const char *);
 static void	undecided_from(struct delivery *, enum rstatus,
@@ -531,20 +529,6 @@ helo_name(const struct conf *cf)
 	return h == NULL ? "" : h;
 }
 
-/* set_result - one recipient's verdict */
-static void
-set_result(struct rcpt_result *res, enum rstatus st, const char *dsn,
-    const char *fmt, ...)
-{
-	va_list ap;
-
-	res->status = st;
-	snprintf(res->dsn, sizeof(res->dsn), "%s", dsn);
-	va_start(ap, fmt);
-	vsnprintf(res->text, sizeof(res->text), fmt, ap);
-	va_end(ap);
-}
-
 /* from_reply - a verdict in the server's words, Postfix style; the
  * enhanced code keeps its detail but takes the verdict's class */
 static void
@@ -557,13 +541,13 @@ from_reply(struct rcpt_result *res, enum rstatus st, const struct reply *r,
 
 	snprintf(dsn, sizeof(dsn), "%c%s", cls, r->dsn[0] ? r->dsn + 1 : ".0.0");
 	if (st == R_SENT)
-		set_result(res, st, dsn, "%d %s%s%s", r->code, r->dsn, sp,
+		result_set(res, st, dsn, "%d %s%s%s", r->code, r->dsn, sp,
 		    r->text);
 	else if (cmd == NULL)
-		set_result(res, st, dsn, "%s refused to talk to me: %d %s%s%s",
+		result_set(res, st, dsn, "%s refused to talk to me: %d %s%s%s",
 		    peer, r->code, r->dsn, sp, r->text);
 	else
-		set_result(res, st, dsn, "%s said: %d %s%s%s (in reply to %s "
+		result_set(res, st, dsn, "%s said: %d %s%s%s (in reply to %s "
 		    "command)", peer, r->code, r->dsn, sp, r->text, cmd);
 }
 

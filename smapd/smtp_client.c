@@ -111,30 +111,13 @@
 #include "log.h"
 #include "reply.h"
 #include "sasl.h"
+#include "smtp.h"
 #include "tls.h"
 #include "transport.h"
 
 #define SMTP_ADDRS_MAX	8	/* addresses of one name tried */
 #define SMTP_PIPE_MAX	100	/* commands written before reading replies */
 #define SMTP_QUIT_WAIT	10	/* seconds at most for QUIT */
-#define SMTP_CMD_MAX	512	/* one command line, CRLF included */
-
-/* XFORWARD attributes the server named in its EHLO reply. */
-#define XF_ADDR		0x01
-#define XF_PORT		0x02
-#define XF_HELO		0x04
-#define XF_PROTO	0x08
-#define XF_IDENT	0x10
-#define XF_SOURCE	0x20
-
-/* AUTH mechanisms the server named that we can use. */
-#define AUTH_OFFERED	0x01	/* AUTH with any mechanism */
-#define AUTH_PLAIN	0x02
-#define AUTH_LOGIN	0x04
-
-enum ioerr { IO_OK, IO_LOST, IO_TIMEOUT, IO_GARBAGE, IO_SURPLUS };
-
-enum tlslevel { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY, TLS_FPRINT };
 
 /* One word of an EHLO keyword's list and its bit. */
 struct word {
@@ -142,62 +125,8 @@ struct word {
 	unsigned bit;
 };
 
-struct conn {
-	int fd;			/* -1: none */
-	struct transport key;	/* where it goes, to match the cache */
-	char peer[320];		/* "host[addr]", or the socket path */
-	char relay[320];	/* "host[addr]:port", or the socket path */
-	int lmtp;
-	const char *ident;	/* for what it logs: the delivery's */
-	int reused;		/* from the cache: may be dead */
-	int broken;		/* not fit for another transaction */
-	enum ioerr err;		/* why the last I/O failed */
-	const char *stage;	/* what we were doing, for the text */
-	int pipelining, eightbit, size, starttls;
-	long long size_max;	/* SIZE limit; 0: none */
-	unsigned xforward;	/* XF_* offered; 0 once refused */
-	unsigned auth;		/* AUTH_* */
-	enum tlslevel level;	/* what smtp_tls_security_level asks */
-	SSL *ssl;		/* after STARTTLS; NULL: plaintext */
-	int named;		/* a name or address to match the cert to */
-	int seen;		/* the verify callback saw the leaf */
-	int chain_err;		/* first X509_V_ERR_* but a name mismatch */
-	int name_err;		/* first name or address mismatch */
-	struct reply_parser rp;
-	size_t inpos, inlen;
-	char in[4096];
-};
-
-/* One message's transaction on a connection. */
-struct txn {
-	struct conn *c;
-	const struct conf *cf;
-	struct delivery *d;
-	unsigned char *acc;	/* acc[i]: RCPT of idx[i] got 2xx */
-	size_t nacc;
-	size_t sent;		/* commands written: replies due */
-	size_t replies;		/* replies read so far */
-	int stop;		/* decided by MAIL, DATA or 421: no more */
-	int data;		/* DATA got 354: send the message */
-	long long deadline;	/* for writing the message */
-	char xf[SMTP_CMD_MAX + 3];	/* XFORWARD to send ahead of MAIL */
-	size_t olen;		/* message bytes in out[], not yet written */
-	char out[65536];
-};
-
 static struct conn cache = { .fd = -1 };
 
-static long long deadline_s(long long);
-static int	wait_fd(int, short, long long);
-static int	tls_retry(struct conn *, int, long long);
-static int	io_write(struct conn *, const char *, size_t, long long);
-static ssize_t	io_read(struct conn *, char *, size_t, long long);
-static int	read_reply(struct conn *, long long, struct reply *);
-static int	surplus(const struct conn *);
-static int	send_line(struct conn *, long long, const char *, ...)
-		    __attribute__((format(printf, 3, 4)));
-static int	command(struct conn *, long long, struct reply *,
-		    const char *, ...) __attribute__((format(printf, 4, 5)));
 static void	conn_close(struct conn *, int);
 static int	envelope_ok(const struct delivery *);
 static const char *helo_name(const struct conf *);
@@ -249,11 +178,6 @@ static int	stale(const struct conn *);
 static struct conn *conn_get(const struct transport *, const struct conf *,
 		    struct delivery *);
 static size_t	xtext(char *, size_t, const char *);
-static int	dead_cache(struct txn *, const struct reply *);
-static int	out_of_step(struct txn *);
-static int	next_reply(struct txn *, long long, struct reply *);
-static int	txn_command(struct txn *, long long, struct reply *,
-		    const char *);
 static void	xforward_line(const struct txn *, char *, size_t);
 static int	xforward(struct txn *);
 static int	xforward_reply(struct txn *, const struct reply *);
@@ -274,212 +198,6 @@ static void	rset(struct txn *);
 static int	transaction(struct txn *);
 static int	attempt(const struct transport *, const struct conf *,
 		    struct delivery *, unsigned char *, int);
-
-/* deadline_s - the moment secs seconds from now */
-static long long
-deadline_s(long long secs)
-{
-	return now_ms() + secs * 1000;
-}
-
-/* wait_fd - poll for ev until deadline: 1 ready, 0 timed out, -1 error */
-static int
-wait_fd(int fd, short ev, long long deadline)
-{
-	struct pollfd pfd = { .fd = fd, .events = ev };
-	long long left;
-	int rc;
-
-	for (;;) {
-		if ((left = deadline - now_ms()) <= 0)
-			return 0;
-		rc = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
-		if (rc > 0)
-			return 1;
-		if (rc < 0 && errno != EINTR)
-			return -1;
-	}
-}
-
-/* tls_retry - an SSL call returned ret: wait for what it wants and
- * return 1 (call it again), or 0 with c->err (failed, timed out) */
-static int
-tls_retry(struct conn *c, int ret, long long deadline)
-{
-	int e = SSL_get_error(c->ssl, ret), rc;
-
-	ERR_clear_error();
-	if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-		c->err = IO_LOST;
-		return 0;
-	}
-	rc = wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
-	    deadline);
-	if (rc <= 0)
-		c->err = rc == 0 ? IO_TIMEOUT : IO_LOST;
-	return rc > 0;
-}
-
-/* io_write - all of p before deadline, or -1 with c->err */
-static int
-io_write(struct conn *c, const char *p, size_t n, long long deadline)
-{
-	size_t done;
-	ssize_t w;
-	int rc;
-
-	while (n > 0) {
-		if (c->ssl != NULL) {
-			ERR_clear_error();
-			/* no partial writes: on retry, the same p and n */
-			if ((rc = SSL_write_ex(c->ssl, p, n, &done)) != 1) {
-				if (!tls_retry(c, rc, deadline))
-					return -1;
-				continue;
-			}
-			p += done;
-			n -= done;
-			continue;
-		}
-		/* Write first; wait only when the socket buffer is full. */
-		w = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if ((rc = wait_fd(c->fd, POLLOUT, deadline)) <= 0) {
-				c->err = rc == 0 ? IO_TIMEOUT : IO_LOST;
-				return -1;
-			}
-			continue;
-		}
-		if (w <= 0) {
-			c->err = IO_LOST;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* io_read - some bytes before deadline; -1 with c->err (EOF: lost) */
-static ssize_t
-io_read(struct conn *c, char *buf, size_t len, long long deadline)
-{
-	size_t done;
-	ssize_t got;
-	int rc;
-
-	for (;;) {
-		if (c->ssl != NULL) {
-			/* read first: OpenSSL may hold decrypted bytes */
-			ERR_clear_error();
-			if ((rc = SSL_read_ex(c->ssl, buf, len, &done)) == 1)
-				return (ssize_t)done;
-			if (!tls_retry(c, rc, deadline))
-				return -1;
-			continue;
-		}
-		if ((rc = wait_fd(c->fd, POLLIN, deadline)) <= 0) {
-			c->err = rc == 0 ? IO_TIMEOUT : IO_LOST;
-			return -1;
-		}
-		got = recv(c->fd, buf, len, 0);
-		if (got < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (got <= 0) {
-			c->err = IO_LOST;
-			return -1;
-		}
-		return got;
-	}
-}
-
-/* read_reply - the next complete reply within secs seconds */
-static int
-read_reply(struct conn *c, long long secs, struct reply *r)
-{
-	long long deadline = deadline_s(secs);
-	size_t used;
-	ssize_t got;
-	int rc;
-
-	for (;;) {
-		rc = reply_parse(&c->rp, c->in + c->inpos, c->inlen - c->inpos,
-		    &used, r);
-		c->inpos += used;
-		if (rc == 1)
-			return 0;
-		if (rc < 0) {
-			log_warn_as(c->ident, "malformed SMTP reply from %s",
-			    c->peer);
-			c->err = IO_GARBAGE;
-			c->broken = 1;
-			return -1;
-		}
-		if ((got = io_read(c, c->in, sizeof(c->in), deadline)) < 0) {
-			c->broken = 1;
-			return -1;
-		}
-		c->inpos = 0;
-		c->inlen = (size_t)got;
-	}
-}
-
-/* surplus - bytes from the server that no command has asked for yet */
-static int
-surplus(const struct conn *c)
-{
-	return c->inpos < c->inlen || (c->ssl != NULL &&
-	    SSL_pending(c->ssl) > 0);
-}
-
-/* send_line - format one command, add CRLF, write it */
-static int
-send_line(struct conn *c, long long secs, const char *fmt, ...)
-{
-	char line[SMTP_CMD_MAX];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(line) - 2) {
-		c->err = IO_LOST;	/* cannot happen: inputs are bounded */
-		c->broken = 1;
-		return -1;
-	}
-	memcpy(line + n, "\r\n", 2);
-	if (io_write(c, line, (size_t)n + 2, deadline_s(secs)) < 0) {
-		c->broken = 1;
-		return -1;
-	}
-	return 0;
-}
-
-/* command - send one command and read its reply, same timeout */
-static int
-command(struct conn *c, long long secs, struct reply *r, const char *fmt, ...)
-{
-	char line[SMTP_CMD_MAX];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(line)) {
-		c->err = IO_LOST;	/* cannot happen: inputs are bounded */
-		c->broken = 1;
-		return -1;
-	}
-	if (send_line(c, secs, "%s", line) < 0 || read_reply(c, secs, r) < 0)
-		return -1;
-	if (r->code == 421)
-		c->broken = 1;
-	return 0;
-}
 
 /* conn_close - end a connection, politely (QUIT) when quit is set */
 static void
@@ -1076,7 +794,7 @@ static int
 secret(struct conn *c, long long secs, char *line, size_t n,
     struct reply *r)
 {
-	int rc = n == 0 ? -1 : io_write(c, line, n, deadline_s(secs));
+	int rc = n == 0 ? -1 : conn_write(c, line, n, deadline_s(secs));
 
 	explicit_bzero(line, n);
 	if (n == 0)
@@ -1300,61 +1018,6 @@ xtext(char *dst, size_t len, const char *src)
 	return *src ? len : o;
 }
 
-/* dead_cache - a reused connection's first reply is 421: it was dead */
-static int
-dead_cache(struct txn *x, const struct reply *r)
-{
-	if (r->code != 421 || !x->c->reused || x->replies > 0)
-		return 0;
-	x->c->err = IO_LOST;
-	x->c->broken = 1;
-	return 1;
-}
-
-/* out_of_step - when every command of x has had its reply: bytes still
- * unread answer nothing (and before a write would be taken for the
- * reply to what comes next); 1: said once, the connection given up */
-static int
-out_of_step(struct txn *x)
-{
-	struct conn *c = x->c;
-
-	if (c->err == IO_SURPLUS)
-		return 1;
-	if (!surplus(c))
-		return 0;
-	log_warn_as(c->ident, "%s sent more replies than commands",
-	    c->peer);
-	c->err = IO_SURPLUS;
-	c->broken = 1;
-	return 1;
-}
-
-/* next_reply - the reply to the oldest command of x not yet answered:
- * every reply of a transaction is read here, and counted */
-static int
-next_reply(struct txn *x, long long secs, struct reply *r)
-{
-	if (read_reply(x->c, secs, r) < 0 || dead_cache(x, r))
-		return -1;
-	x->replies++;
-	return 0;
-}
-
-/* txn_command - one command of x (CRLF added), alone, and its reply */
-static int
-txn_command(struct txn *x, long long secs, struct reply *r, const char *cmd)
-{
-	if (out_of_step(x))
-		return -1;
-	x->sent++;
-	if (send_line(x->c, secs, "%s", cmd) < 0 ||
-	    next_reply(x, secs, r) < 0)
-		return -1;
-	x->c->broken |= r->code == 421;
-	return 0;
-}
-
 /*
  * xforward_line - the XFORWARD command for x's client, without CRLF.
  * An unknown client (or port) is left out: the server starts every
@@ -1568,7 +1231,7 @@ send_group(struct txn *x, size_t j, size_t *end)
 	}
 	*end = k;
 	x->sent += k - j + (j == 0 && x->xf[0] != '\0');
-	if (k == j || io_write(x->c, out, len,
+	if (k == j || conn_write(x->c, out, len,
 	    deadline_s(cmd_timeout(x, k - 1))) < 0) {
 		x->c->broken = 1;
 		return -1;
@@ -1626,12 +1289,12 @@ put_body(void *ctx, const char *p, size_t n)
 	struct txn *x = ctx;
 
 	if (x->olen + n > sizeof(x->out)) {
-		if (io_write(x->c, x->out, x->olen, x->deadline) < 0)
+		if (conn_write(x->c, x->out, x->olen, x->deadline) < 0)
 			return -1;
 		x->olen = 0;
 	}
 	if (n > sizeof(x->out))
-		return io_write(x->c, p, n, x->deadline);
+		return conn_write(x->c, p, n, x->deadline);
 	memcpy(x->out + x->olen, p, n);
 	x->olen += n;
 	return 0;
@@ -1692,7 +1355,7 @@ message(struct txn *x)
 	c->stage = "sending end of data -- message may be sent more than once";
 	x->sent += c->lmtp ? x->nacc : 1;
 	if (put_body(x, ".\r\n", 3) < 0 ||
-	    io_write(c, x->out, x->olen, x->deadline) < 0) {
+	    conn_write(c, x->out, x->olen, x->deadline) < 0) {
 		c->broken = 1;
 		return -1;
 	}

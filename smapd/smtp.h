@@ -140,4 +140,17 @@ int next_reply(struct txn *x, long long secs, struct reply *r);
 int txn_command(struct txn *x, long long secs, struct reply *r,
     const char *cmd);
 
+/*
+ * smtp_tls.c
+ */
+
+/* smtp_tls_security_level for the next hop t ("": verify for a name,
+ * may for an [address] or a unix socket). */
+enum tlslevel tls_level(const struct conf *cf, const struct transport *t);
+
+/* After EHLO: STARTTLS as c->level asks, the handshake and the
+ * certificate checks; 0 go on (over TLS: EHLO must be said again; or
+ * in plaintext, for may), 1 every recipient decided, -1 I/O. */
+int starttls(struct conn *c, const struct conf *cf, struct delivery *d);
+
 #endif

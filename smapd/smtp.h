@@ -153,4 +153,13 @@ enum tlslevel tls_level(const struct conf *cf, const struct transport *t);
  * in plaintext, for may), 1 every recipient decided, -1 I/O. */
 int starttls(struct conn *c, const struct conf *cf, struct delivery *d);
 
+/*
+ * smtp_sasl.c
+ */
+
+/* AUTH with the credentials smtp_sasl_password_maps has for c's next
+ * hop, when there are any and the server offers it; 0 go on, 1 every
+ * recipient decided (deferred), -1 I/O. */
+int authenticate(struct conn *c, const struct conf *cf, struct delivery *d);
+
 #endif

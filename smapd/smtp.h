@@ -162,4 +162,18 @@ int starttls(struct conn *c, const struct conf *cf, struct delivery *d);
  * recipient decided (deferred), -1 I/O. */
 int authenticate(struct conn *c, const struct conf *cf, struct delivery *d);
 
+/*
+ * smtp_proto.c
+ */
+
+/* smtp_helo_name, or myhostname when it is empty. */
+const char *helo_name(const struct conf *cf);
+
+/* The 220 greeting, EHLO, STARTTLS (and EHLO again) and AUTH as
+ * configured; 0, 1 (every recipient decided) or -1 (I/O, see c->err). */
+int greet(struct conn *c, const struct conf *cf, struct delivery *d);
+
+/* One message on x->c: 0 (verdicts set) or -1 (I/O, see c->err). */
+int transaction(struct txn *x);
+
 #endif

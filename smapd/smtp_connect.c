@@ -1,90 +1,27 @@
 /*
- * smtp_client.c - the SMTP and LMTP transport: one configured relay,
- * one connection kept open from one message to the next.
+ * smtp_connect.c - the SMTP and LMTP transport (deliver_smtp, see
+ * transport.h and smtp.h): one configured relay, one connection kept
+ * open from one message to the next.
  *
- * PROTOCOL: RFC 5321 with PIPELINING (RFC 2920), SIZE (RFC 1870),
- * 8BITMIME (RFC 6152) and Postfix's XFORWARD; LMTP (RFC 2033) with one
- * final reply per accepted recipient. A session: 220 greeting, EHLO
- * (LHLO; HELO when SMTP's EHLO gets 5xx), then per message XFORWARD
- * (when offered and smtp_send_xforward_command is yes), MAIL, RCPT...,
- * DATA, the message, ".". With PIPELINING, MAIL, the RCPTs and DATA go
- * out in groups of at most SMTP_PIPE_MAX commands, XFORWARD ahead of
- * the first group. The replies are read in order, one for every
- * command written, whatever each says; only a 421 (the server reads
- * nothing more) or an I/O failure ends the reading early, and such a
- * connection is never reused. A refused XFORWARD (any other 4xx or
- * 5xx) is logged once and not sent again on that connection; the
- * transaction goes on without it: Postfix's smtpd keeps no forwarded
- * attribute from a refused XFORWARD, so MAIL, pipelined behind it or
- * sent after it, applies as if none had been sent.
- *
- * RESULTS: a recipient is R_SENT only after the final reply to the
- * message; 4xx defers and 5xx bounces it; a failed MAIL decides every
- * recipient. Anything unexpected at session level (a greeting other
- * than 220, EHLO/HELO refused) defers the whole attempt, even for a
- * 5xx: there is one relay and nowhere else to try.
- * A timeout, a lost connection or a malformed reply defers every
+ * CONNECT: no shell, no MX lookup: a name is resolved with
+ * getaddrinfo(3) and at most SMTP_ADDRS_MAX of its addresses are tried
+ * in turn, an [address] literal never is; lmtp:unix:/path is a stream
+ * socket. Each connect(2) waits at most smtp_connect_timeout. A
+ * timeout, a lost connection or a malformed reply defers every
  * recipient not yet decided, with 4.4.2 (4.4.1 when connecting fails).
- * A 421 decides (defers) every recipient not yet decided.
  *
  * CACHE: the connection stays open for the next message when it is in
- * a known state. A transaction that ends before the message (MAIL
- * refused, no recipient accepted) gets its RSET at once, so a cached
- * connection never needs one; when that RSET fails, and after a 421, a
- * timeout, a malformed reply or a reply not read, the connection is
- * closed instead. Bytes left unread once every command has had its
- * reply are a surplus reply: logged once ("sent more replies than
- * commands") and the connection closed; found before a write (of a
- * command or the message), where it would pass for the next reply, it
- * also defers what is undecided (4.4.2). A cached connection that the
- * server spoke on or hung up while idle is replaced; one that dies
- * before its first reply (write error, EOF, 421) is replaced once and
- * the transaction starts over.
+ * a known state. When the RSET that ends a transaction before its
+ * message fails, and after a 421, a timeout, a malformed reply, a
+ * surplus reply or a reply not read, the connection is closed instead.
+ * A cached connection that the server spoke on or hung up while idle
+ * is replaced; one that dies before its first reply (write error, EOF,
+ * 421) is replaced once and the transaction starts over.
  * smtp_close_cached() says QUIT and waits at most SMTP_QUIT_WAIT s.
  *
  * TRUST: the envelope was checked by spool_read_envelope; still, no
  * byte outside 0x21..0x7e of it ever reaches the wire (checked, and
- * the message deferred). The server is not trusted: replies go through
- * reply.c's bounded parser, every read and write has a deadline taken
- * from smtp_connect_timeout, smtp_helo_timeout (greeting, EHLO, MAIL,
- * RCPT, RSET, QUIT) or smtp_data_done_timeout (DATA, the whole message
- * with its ".", each final reply), and every loop is bounded by a count
- * or a deadline.
- * No shell, no MX lookup: a name is resolved with getaddrinfo(3), an
- * [address] literal never is. All socket I/O after connect(2) goes
- * through io_read() and io_write(), plain or TLS.
- *
- * TLS: smtp_tls_security_level "" is verify for a host name and may for
- * an [address] or lmtp:unix. After EHLO, may, encrypt, verify and
- * fingerprint send STARTTLS when it is offered. may goes on in
- * plaintext when it is not offered or refused (454); every other level
- * then defers every recipient (4.7.4 not offered, 4.7.5 refused) and
- * never speaks plaintext past EHLO. A handshake that fails or outlasts
- * smtp_starttls_timeout defers at every level (4.7.5): no plaintext
- * retry on that connection. Bytes buffered when the 220 to STARTTLS
- * arrived were sent in plaintext and are thrown away (CVE-2011-0411);
- * EHLO is repeated over TLS and only its capabilities count. verify
- * wants a chain to a CA of smtp_tls_CAfile/smtp_tls_CApath (OpenSSL's
- * default store when neither is set) and a match of the next-hop name
- * (SNI too) or, for an [address], of its IP address; fingerprint wants
- * the certificate's SHA-256 in smtp_tls_fingerprint_cert_match; either
- * failing defers with 4.7.5. The peer is verified with a callback that
- * only records errors, under SSL_VERIFY_PEER so that a verification
- * that could not run at all ends the handshake. One line per TLS
- * session is logged, Postfix style. The SSL_CTX is made on first use
- * (after the privilege drop: its files must be readable by smapd_user)
- * and kept until its settings change. OpenSSL writes with write(2):
- * smapd ignores SIGPIPE (main.c).
- *
- * AUTH: with smtp_sasl_password_maps set, sasl.c is asked on every new
- * connection, after the (TLS) EHLO, for "[host]:port" then "[host]"
- * ("host:port", "host"; "unix:/path"); a file it refuses defers with
- * 4.7.0. When there are credentials and the server offers AUTH, they
- * are sent only over TLS (else 4.7.0, nothing sent), by PLAIN, else
- * LOGIN (else 4.7.0: no common mechanism). Any reply but 235 defers
- * (never bounces: a wrong password is ours to fix), with the server's
- * words. Credentials go straight from wiped buffers to io_write(), are
- * never logged, and are wiped after use.
+ * the message deferred).
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -92,107 +29,24 @@
 #include <netinet/tcp.h>
 
 #include <errno.h>
-#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "clock.h"
 #include "log.h"
-#include "reply.h"
-#include "sasl.h"
 #include "smtp.h"
-#include "tls.h"
-#include "transport.h"
 
 #define SMTP_ADDRS_MAX	8	/* addresses of one name tried */
 #define SMTP_QUIT_WAIT	10	/* seconds at most for QUIT */
 
 static struct conn cache = { .fd = -1 };
-
-static void	conn_close(struct conn *, int);
-static int	envelope_ok(const struct delivery *);
-static void	fail_io(struct delivery *, const struct conn *);
-static int	connect_one(int, const struct sockaddr *, socklen_t, long long);
-static int	open_unix(struct conn *, const struct transport *,
-		    const struct conf *, struct delivery *);
-static int	try_addr(struct conn *, const struct transport *,
-		    const struct addrinfo *, long long, struct delivery *);
-static int	open_tcp(struct conn *, const struct transport *,
-		    const struct conf *, struct delivery *);
-static int	same_relay(const struct conn *, const struct transport *);
-static int	stale(const struct conn *);
-static struct conn *conn_get(const struct transport *, const struct conf *,
-		    struct delivery *);
-static int	attempt(const struct transport *, const struct conf *,
-		    struct delivery *, unsigned char *, int);
-
-/* conn_close - end a connection, politely (QUIT) when quit is set */
-static void
-conn_close(struct conn *c, int quit)
-{
-	struct reply r;
-
-	if (c->fd < 0)
-		return;
-	if (quit && !c->broken)
-		(void)command(c, SMTP_QUIT_WAIT, &r, "QUIT");
-	/* No close_notify: after QUIT the server hangs up itself, and
-	 * a broken session gets nothing more. */
-	SSL_free(c->ssl);
-	c->ssl = NULL;
-	ERR_clear_error();
-	(void)close(c->fd);
-	c->fd = -1;
-}
-
-/* envelope_ok - nothing from the spool file could break a command line */
-static int
-envelope_ok(const struct delivery *d)
-{
-	const struct envelope *e = d->env;
-	const char *v[] = { e->sender, e->helo, e->proto, e->client, e->id };
-	size_t i;
-
-	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++)
-		if (!spool_token_ok(v[i], SPOOL_LINE_MAX))
-			return 0;
-	for (i = 0; i < d->n; i++)
-		if (d->idx[i] >= e->nrcpt ||
-		    !spool_token_ok(e->rcpt[d->idx[i]], SPOOL_LINE_MAX))
-			return 0;
-	return 1;
-}
-
-/* fail_io - defer what is undecided after a timeout, EOF or garbage */
-static void
-fail_io(struct delivery *d, const struct conn *c)
-{
-	const char *stage = c->stage ? c->stage : "talking to it";
-
-	if (c->err == IO_TIMEOUT)
-		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "conversation with %s timed "
-		    "out while %s", c->peer, stage);
-	else if (c->err == IO_GARBAGE)
-		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "protocol error: %s sent a "
-		    "malformed reply while %s", c->peer, stage);
-	else if (c->err == IO_SURPLUS)
-		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "protocol error: %s sent "
-		    "more replies than commands while %s", c->peer, stage);
-	else
-		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "lost connection with %s "
-		    "while %s", c->peer, stage);
-}
 
 /* connect_one - non-blocking connect, waited for until deadline */
 static int
@@ -302,6 +156,63 @@ open_tcp(struct conn *c, const struct transport *t, const struct conf *cf,
 	deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.1", "connect to %s: %s", d->relay,
 	    strerror(err));
 	return -1;
+}
+
+/* conn_close - end a connection, politely (QUIT) when quit is set */
+static void
+conn_close(struct conn *c, int quit)
+{
+	struct reply r;
+
+	if (c->fd < 0)
+		return;
+	if (quit && !c->broken)
+		(void)command(c, SMTP_QUIT_WAIT, &r, "QUIT");
+	/* No close_notify: after QUIT the server hangs up itself, and
+	 * a broken session gets nothing more. */
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	ERR_clear_error();
+	(void)close(c->fd);
+	c->fd = -1;
+}
+
+/* fail_io - defer what is undecided after a timeout, EOF or garbage */
+static void
+fail_io(struct delivery *d, const struct conn *c)
+{
+	const char *stage = c->stage ? c->stage : "talking to it";
+
+	if (c->err == IO_TIMEOUT)
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "conversation with %s timed "
+		    "out while %s", c->peer, stage);
+	else if (c->err == IO_GARBAGE)
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "protocol error: %s sent a "
+		    "malformed reply while %s", c->peer, stage);
+	else if (c->err == IO_SURPLUS)
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "protocol error: %s sent "
+		    "more replies than commands while %s", c->peer, stage);
+	else
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.4.2", "lost connection with %s "
+		    "while %s", c->peer, stage);
+}
+
+/* envelope_ok - nothing from the spool file could break a command line */
+static int
+envelope_ok(const struct delivery *d)
+{
+	const struct envelope *e = d->env;
+	const char *v[] = { e->sender, e->helo, e->proto, e->client, e->id };
+	size_t i;
+
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		if (!spool_token_ok(v[i], SPOOL_LINE_MAX))
+			return 0;
+	for (i = 0; i < d->n; i++)
+		if (d->idx[i] >= e->nrcpt ||
+		    !spool_token_ok(e->rcpt[d->idx[i]], SPOOL_LINE_MAX))
+			return 0;
+	return 1;
 }
 
 /* same_relay - is the cached connection for transport t? */

@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 
 #include "addr.h"
+#include "agent.h"
 #include "bounce.h"
 #include "layout_queue.h"
 #include "log.h"
@@ -359,10 +360,6 @@ pickup(struct qctx *q, size_t *n)
 	return v;
 }
 
-/* The log identity of each transport, as Postfix names its agents. */
-static const char *const ident[] = { "smap/smtp", "smap/lmtp", "smap/pipe",
-	"smap/local" };
-
 /* log_result - one Postfix-shaped delivery line */
 static void
 log_result(const struct delivery *d, size_t i, const double *t)
@@ -409,20 +406,17 @@ now(void)
 static void
 attempt(struct qctx *q, struct delivery *d, struct state *st)
 {
+	const struct agent *a = agent_for(&q->t);
 	double t[4];
 	size_t i;
 
 	t[2] = now();
-	d->ident = ident[q->t.kind];	/* what the transport logs is its own */
+	d->ident = a->ident;	/* what the transport logs is its own */
 	if (q->down) {	/* as Postfix does behind a dead destination */
 		snprintf(d->relay, sizeof(d->relay), "none");
 		deliver_all(d, R_DEFER, "4.4.1", "%s", q->down_text);
-	} else if (q->t.kind == T_SENDMAIL)
-		deliver_sendmail(&q->t, q->cf, d);
-	else if (q->t.kind == T_MAILDIR)
-		deliver_maildir(&q->t, q->cf, d);
-	else
-		deliver_smtp(&q->t, q->cf, d);
+	} else
+		a->deliver(&q->t, q->cf, d);
 	t[3] = now();
 	times(d, t);
 	/* Nobody answered: the rest of this run would only wait the same,
@@ -807,8 +801,8 @@ deliver_share(struct qctx *q, char **ids, size_t n, size_t first,
 			else
 				q->nmade = 0;
 	}
-	if (q->t.kind == T_SMTP || q->t.kind == T_LMTP)
-		smtp_close_cached();
+	if (agent_for(&q->t)->close != NULL)
+		agent_for(&q->t)->close();
 	return wait;
 }
 

@@ -46,37 +46,6 @@ struct picked {
 	struct stat st;
 };
 
-/* sync_dir - fsync one of the spool directories, saying so if it fails */
-static void
-sync_dir(const struct qctx *q, enum ldir w)
-{
-	if (layout_sync(q->dirs.fd[w]) < 0)
-		log_warn("fsync %s: %s", layout_name(w), strerror(errno));
-}
-
-/* quarantine - move w/name aside, the reason beside it and in the log */
-static void
-quarantine(const struct qctx *q, enum ldir w, const char *name,
-    const char *why)
-{
-	char esc[300], to[80];
-	int rc = layout_quarantine(&q->dirs, w, name, why, to, sizeof(to));
-
-	log_esc(esc, sizeof(esc), name, strlen(name));
-	if (rc < 0) {
-		log_warn("cannot quarantine %s/%s: %s", layout_name(w), esc,
-		    strerror(errno));
-		return;
-	}
-	if (rc > 0)
-		log_warn("quarantine/%s.why: cannot write the reason: %s", to,
-		    strerror(errno));
-	if (strcmp(to, name) == 0)
-		log_warn("%s: quarantined: %s", esc, why);
-	else
-		log_warn("%s: quarantined: %s (as quarantine/%s)", esc, why, to);
-}
-
 /* trusted_client - may the client recorded in e relay (mynetworks, or a
  * certificate listed in relay_clientcerts)? */
 static int

@@ -78,28 +78,6 @@ struct child {
 	char buf[OUT_MAX + 1];
 };
 
-static int	addr_arg(const char *, int, char *, size_t);
-static char	**build_argv(struct delivery *, char *);
-static void	free_argv(char **);
-static void	signals_set(struct sigaction *, struct sigaction *);
-static void	signals_restore(const struct sigaction *,
-		    const struct sigaction *);
-static void	run_child(const char *, char **, int, int, int,
-		    const struct child *) __attribute__((noreturn));
-static int	spawn(const char *, char **, struct child *);
-static int	ms_left(const struct child *);
-static void	read_out(struct child *);
-static int	count_msg(void *, const char *, size_t);
-static int	put_msg(void *, const char *, size_t);
-static void	kill_child(struct child *);
-static void	wait_child(struct child *);
-static size_t	dsn_prefix(const char *, char *, size_t);
-static void	exit_verdict(int, const char *, struct rcpt_result *);
-static void	judge(const struct child *, const struct conf *,
-		    struct rcpt_result *);
-static void	run(const struct conf *, char **, struct delivery *,
-		    struct rcpt_result *);
-
 /* Exit statuses of sysexits.h other than 0; EX_TEMPFAIL and EX_OSERR
  * are temporary as in Postfix (sys_exits.c), the rest permanent. */
 static const struct {
@@ -137,6 +115,17 @@ addr_arg(const char *a, int null_ok, char *buf, size_t len)
 	return 0;
 }
 
+/* free_argv - the recipients of build_argv, then the array */
+static void
+free_argv(char **argv)
+{
+	size_t i;
+
+	for (i = FIXED_ARGS; argv[i] != NULL; i++)
+		free(argv[i]);
+	free(argv);
+}
+
 /* build_argv - the command's argv; unsafe recipients are bounced */
 static char **
 build_argv(struct delivery *d, char *sender)
@@ -169,17 +158,6 @@ build_argv(struct delivery *d, char *sender)
 	return argv;
 }
 
-/* free_argv - the recipients of build_argv, then the array */
-static void
-free_argv(char **argv)
-{
-	size_t i;
-
-	for (i = FIXED_ARGS; argv[i] != NULL; i++)
-		free(argv[i]);
-	free(argv);
-}
-
 /* signals_set - SIGPIPE ignored, SIGCHLD default, for one delivery */
 static void
 signals_set(struct sigaction *oldpipe, struct sigaction *oldchld)
@@ -204,7 +182,7 @@ signals_restore(const struct sigaction *oldpipe,
 }
 
 /* run_child - in the child: pipes to 0, 1, 2, nothing else; the guard */
-static void
+static void __attribute__((noreturn))
 run_child(const char *path, char **argv, int in, int out, int maxfd,
     const struct child *c)
 {

@@ -24,6 +24,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include "addr.h"
 #include "bounds.h"
 #include "layout_queue.h"
 #include "queueadm.h"
@@ -199,15 +200,7 @@ esc_len(const char *s)
 static const char *
 bare(char *buf, size_t len, const char *addr)
 {
-	size_t n = strlen(addr);
-
-	if (strcmp(addr, "<>") == 0)
-		return EMPTY_ADDR;
-	if (n >= 2 && addr[0] == '<' && addr[n - 1] == '>')
-		snprintf(buf, len, "%.*s", (int)(n - 2), addr + 1);
-	else
-		snprintf(buf, len, "%s", addr);
-	return buf;
+	return strcmp(addr, "<>") == 0 ? EMPTY_ADDR : addr_bare(buf, len, addr);
 }
 
 /* put_addr - bare address, escaped */

@@ -95,8 +95,8 @@ struct txn {
 	int data;		/* DATA got 354: send the message */
 	long long deadline;	/* for writing the message */
 	char xf[SMTP_CMD_MAX + 3];	/* XFORWARD to send ahead of MAIL */
-	size_t olen;		/* message bytes in out[], not yet written */
-	char out[65536];
+	struct spool_out o;	/* the message, buffered so that a small
+				 * one and its "." leave in one write */
 };
 
 /*

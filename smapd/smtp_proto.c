@@ -503,23 +503,14 @@ envelope(struct txn *x)
 	return 0;
 }
 
-/* put_body - msg_copy's output, buffered, so that a small message and
- * its final "." leave in one write */
+/* body_write - the buffered message (x->o) to the server, before the
+ * deadline */
 static int
-put_body(void *ctx, const char *p, size_t n)
+body_write(void *ctx, const char *p, size_t n)
 {
 	struct txn *x = ctx;
 
-	if (x->olen + n > sizeof(x->out)) {
-		if (conn_write(x->c, x->out, x->olen, x->deadline) < 0)
-			return -1;
-		x->olen = 0;
-	}
-	if (n > sizeof(x->out))
-		return conn_write(x->c, p, n, x->deadline);
-	memcpy(x->out + x->olen, p, n);
-	x->olen += n;
-	return 0;
+	return conn_write(x->c, p, n, x->deadline);
 }
 
 /* final_replies - the replies to ".": SMTP one for all, LMTP one per
@@ -562,7 +553,8 @@ message(struct txn *x)
 	if (out_of_step(x))
 		return -1;
 	x->deadline = deadline_s(x->cf->smtp_data_done_timeout);
-	if (msg_copy(x->d, MSG_SMTP, put_body, x) < 0) {
+	spool_out_to(&x->o, body_write, x);
+	if (msg_copy(x->d, MSG_SMTP, spool_out_put, &x->o) < 0) {
 		if (errno == 0) {
 			c->broken = 1;
 			return -1;
@@ -576,8 +568,8 @@ message(struct txn *x)
 	}
 	c->stage = "sending end of data -- message may be sent more than once";
 	x->sent += c->lmtp ? x->nacc : 1;
-	if (put_body(x, ".\r\n", 3) < 0 ||
-	    conn_write(c, x->out, x->olen, x->deadline) < 0) {
+	spool_put(&x->o, ".\r\n", 3);
+	if (spool_flush(&x->o) < 0) {
 		c->broken = 1;
 		return -1;
 	}

@@ -44,33 +44,26 @@ why_name(const char *name)
 	return n > 4 && strcmp(name + n - 4, ".why") == 0;
 }
 
-/* removed - unlink w/name and say so ("removed ...") */
+/* removed - unlink w/name and say so (why: "removed ..."; "": quietly) */
 static void
 removed(struct qctx *q, enum ldir w, const char *name, const char *why)
 {
 	char esc[80];
 
-	if (unlinkat(q->dirs.fd[w], name, 0) == 0 && why != NULL)
+	if (unlinkat(q->dirs.fd[w], name, 0) == 0 && *why != '\0')
 		log_info("%s/%s: %s", layout_name(w),
 		    log_esc(esc, sizeof(esc), name, strlen(name)), why);
 }
 
-/* clean_dir - files in w that keep() names, older than STALE */
-static void
-clean_dir(struct qctx *q, enum ldir w, int (*keep)(const char *))
+/* stale - a temporary file older than old: why it goes, or NULL */
+static const char *
+stale(const struct qctx *q, const char *name, const struct stat *st,
+    time_t old)
 {
-	struct stat st;
-	char **v;
-	size_t i, n;
-	time_t old = time(NULL) - STALE;
-
-	if (layout_scan(&q->dirs, w, SCAN_MAX, keep, &v, &n) < 0)
-		return;
-	for (i = 0; i < n && !*q->stop; i++)
-		if (fstatat(q->dirs.fd[w], v[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISREG(st.st_mode) && st.st_mtime < old)
-			removed(q, w, v[i], "removed stale temporary file");
-	layout_free_list(v, n);
+	(void)q;
+	(void)name;
+	return S_ISREG(st->st_mode) && st->st_mtime < old ?
+	    "removed stale temporary file" : NULL;
 }
 
 /* queued - is the message a state/ name belongs to in queue/ or hold/?
@@ -91,44 +84,47 @@ queued(const struct qctx *q, const char *name)
 	    fstatat(q->dirs.fd[L_QUEUE], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-/* clean_state - state/ of messages that are gone */
-static void
-clean_state(struct qctx *q)
+/* orphan - the state of a message that is gone (a temporary one at
+ * once, else older than old): why it goes, or NULL */
+static const char *
+orphan(const struct qctx *q, const char *name, const struct stat *st,
+    time_t old)
 {
-	struct stat st;
-	char **v;
-	size_t i, n;
-	time_t old = time(NULL) - STALE;
-
-	if (layout_scan(&q->dirs, L_STATE, SCAN_MAX, layout_any_name, &v, &n) < 0)
-		return;
-	for (i = 0; i < n && !*q->stop; i++) {
-		if (fstatat(q->dirs.fd[L_STATE], v[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(st.st_mode) || queued(q, v[i]))
-			continue;
-		if (tmp_name(v[i]) || st.st_mtime < old)
-			removed(q, L_STATE, v[i], "removed, its message is gone");
-	}
-	layout_free_list(v, n);
+	if (!S_ISREG(st->st_mode) || queued(q, name))
+		return NULL;
+	return tmp_name(name) || st->st_mtime < old ?
+	    "removed, its message is gone" : NULL;
 }
 
-/* expire_quarantine - entries older than quarantine_lifetime (by the
- * time they were moved there), with their .why */
-static void
-expire_quarantine(struct qctx *q)
+/* expired - a quarantine/ entry moved there before old (its .why goes
+ * with it, without a line of its own): why it goes, or NULL */
+static const char *
+expired(const struct qctx *q, const char *name, const struct stat *st,
+    time_t old)
 {
+	(void)q;
+	if (S_ISDIR(st->st_mode) || st->st_ctime >= old)
+		return NULL;
+	return why_name(name) ? "" : "removed after quarantine_lifetime";
+}
+
+/* clean_dir - the files of w that keep() names and gone() condemns */
+static void
+clean_dir(struct qctx *q, enum ldir w, int (*keep)(const char *), time_t old,
+    const char *(*gone)(const struct qctx *, const char *,
+    const struct stat *, time_t))
+{
+	const char *why;
 	struct stat st;
 	char **v;
 	size_t i, n;
-	time_t old = time(NULL) - (time_t)q->cf->quarantine_lifetime;
 
-	if (layout_scan(&q->dirs, L_QUAR, SCAN_MAX, layout_any_name, &v, &n) < 0)
+	if (layout_scan(&q->dirs, w, SCAN_MAX, keep, &v, &n) < 0)
 		return;
 	for (i = 0; i < n && !*q->stop; i++)
-		if (fstatat(q->dirs.fd[L_QUAR], v[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    !S_ISDIR(st.st_mode) && st.st_ctime < old)
-			removed(q, L_QUAR, v[i], why_name(v[i]) ? NULL :
-			    "removed after quarantine_lifetime");
+		if (fstatat(q->dirs.fd[w], v[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    (why = gone(q, v[i], &st, old)) != NULL)
+			removed(q, w, v[i], why);
 	layout_free_list(v, n);
 }
 
@@ -136,8 +132,11 @@ expire_quarantine(struct qctx *q)
 void
 sweep(struct qctx *q)
 {
-	clean_dir(q, L_TMP, layout_any_name);
-	clean_dir(q, L_QUEUE, tmp_name);
-	clean_state(q);
-	expire_quarantine(q);
+	time_t old = time(NULL) - STALE;
+
+	clean_dir(q, L_TMP, layout_any_name, old, stale);
+	clean_dir(q, L_QUEUE, tmp_name, old, stale);
+	clean_dir(q, L_STATE, layout_any_name, old, orphan);
+	clean_dir(q, L_QUAR, layout_any_name, time(NULL) -
+	    (time_t)q->cf->quarantine_lifetime, expired);
 }

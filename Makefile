@@ -90,10 +90,10 @@ $(FLAVOUR_STAMP): FORCE
 	fi
 
 common/libcommon.a: $(COMMON_OBJ)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 smap/libsmap.a: $(SMAP_OBJ)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 # smap links no OpenSSL; it loads smap-tls.so only when TLS is on
 # (smap/tls_server.h says why).
@@ -124,7 +124,7 @@ common/conf.o tests/unit/t_conf.o: common/paths.h
 FORCE:
 
 smapd/libsmapd.a: $(SMAPD_OBJ)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 smapd/smapd: smapd/main.o smapd/libsmapd.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)

@@ -10,17 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "io.h"
-
-/* now_ms - the monotonic clock in milliseconds */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 /* io_init - set up buffers and make the descriptors non-blocking */
 void

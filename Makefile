@@ -49,13 +49,14 @@ COMMON_SRC = $(filter-out common/sandbox_gen.c,$(wildcard common/*.c))
 COMMON_OBJ = $(COMMON_SRC:.c=.o)
 SMAP_SRC = $(filter-out smap/main.c smap/tls_server.c,$(wildcard smap/*.c))
 SMAP_OBJ = $(SMAP_SRC:.c=.o)
-SMAPD_SRC = $(filter-out smapd/main.c smapd/smapq.c,$(wildcard smapd/*.c))
+SMAPD_SRC = $(filter-out smapd/main.c smapd/smapq.c smapd/smap-sendmail.c,$(wildcard smapd/*.c))
 SMAPD_OBJ = $(SMAPD_SRC:.c=.o)
 UNIT_SRC = $(wildcard tests/unit/t_*.c)
 UNIT_BIN = $(UNIT_SRC:.c=)
 
 PROGS = smap/smap $(if $(wildcard smapd/main.c),smapd/smapd) \
-	$(if $(wildcard smapd/smapq.c),smapd/smapq)
+	$(if $(wildcard smapd/smapq.c),smapd/smapq) \
+	$(if $(wildcard smapd/smap-sendmail.c),smapd/smap-sendmail)
 
 MODULES = smap/smap-tls.so
 
@@ -106,6 +107,10 @@ smapd/smapd: smapd/main.o smapd/libsmapd.a common/libcommon.a
 
 smapd/smapq: smapd/smapq.o smapd/libsmapd.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
+
+# smap-sendmail speaks SMTP to the local smap: no OpenSSL, no privilege.
+smapd/smap-sendmail: smapd/smap-sendmail.o smapd/libsmapd.a common/libcommon.a
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(CDB_LIBS) $(LDLIBS)
 
 tests/unit/t_%: tests/unit/t_%.o tests/unit/tap.o tests/unit/fixture.o smap/libsmap.a smapd/libsmapd.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
@@ -179,7 +184,8 @@ SMAP_USER ?= smap
 SMAPD_USER ?= smapd
 UNITS = systemd/smap.socket systemd/smap@.service systemd/smapd.service \
 	systemd/smapd-run.service systemd/smapd.timer
-MAN8 = smap/smap.8 smapd/smapd.8 $(wildcard smapd/smapq.8)
+MAN8 = smap/smap.8 smapd/smapd.8 $(wildcard smapd/smapq.8) \
+	$(wildcard smapd/smap-sendmail.8)
 MAN5 = smap/smap.conf.5 common/smap-spool.5
 # Installed paths in units and examples follow SBINDIR and SYSCONFDIR.
 INSTALL_SED = sed -e 's|/usr/sbin/|$(SBINDIR)/|g' \
@@ -244,6 +250,16 @@ install: all
 	fi
 
 .PHONY: install
+
+# smap-sendmail's part of make uninstall (the same DESTDIR and PREFIX as
+# for install); it leaves a sendmail link made by hand or by
+# update-alternatives alone (smap-sendmail(8) says how to remove it).
+uninstall: uninstall-sendmail
+uninstall-sendmail:
+	rm -f $(DESTDIR)$(SBINDIR)/smap-sendmail \
+		$(DESTDIR)$(MANDIR)/man8/smap-sendmail.8
+
+.PHONY: uninstall uninstall-sendmail
 
 clean:
 	rm -f common/*.o common/*.d common/*.a smap/*.o smap/*.d smap/*.a \

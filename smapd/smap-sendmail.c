@@ -426,17 +426,23 @@ hand_over(const struct conf *cf, const struct me *me, const struct addr *sender,
 	return rc;
 }
 
-/* setup - privileges, configuration, log, the caller; 0 or a status */
+/* unprivileged - refuse to run set-uid or set-gid; 0 or EX_CONFIG */
+static int
+unprivileged(void)
+{
+	if (getuid() == geteuid() && getgid() == getegid())
+		return 0;
+	fprintf(stderr, PROG ": installed set-uid or set-gid: it must not be "
+	    "(it needs no privilege)\n");
+	return EX_CONFIG;
+}
+
+/* setup - configuration, log, the caller; 0 or an exit status */
 static int
 setup(const struct opts *o, struct conf *cf, struct me *me)
 {
 	static char err[8192];
 
-	if (getuid() != geteuid() || getgid() != getegid()) {
-		fprintf(stderr, PROG ": installed set-uid or set-gid: it must "
-		    "not be (it needs no privilege)\n");
-		return EX_CONFIG;
-	}
 	if (conf_load(cf, o->conf, err, sizeof(err)) != 0) {
 		fputs(err, stderr);
 		return EX_CONFIG;
@@ -445,7 +451,7 @@ setup(const struct opts *o, struct conf *cf, struct me *me)
 	if (log_open("smap/sendmail", cf->syslog_facility,
 	    cf->maillog_file) < 0)
 		(void)log_open("smap/sendmail", cf->syslog_facility, "");
-	return o->mode == M_SEND ? whoami(cf, me) : 0;
+	return whoami(cf, me);
 }
 
 int
@@ -462,7 +468,7 @@ main(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	tzset();
 	if ((rc = parse_opts(argc, argv, &o)) != 0 ||
-	    (rc = setup(&o, &cf, &me)) != 0)
+	    (rc = unprivileged()) != 0)
 		return rc;
 	if (o.mode == M_LIST || o.mode == M_FLUSH)
 		return run_smapq(o.conf, o.mode == M_LIST ? "list" : "flush");
@@ -471,6 +477,8 @@ main(int argc, char **argv)
 		    "the relay's\n");
 		return 0;
 	}
+	if ((rc = setup(&o, &cf, &me)) != 0)
+		return rc;
 	set.max = (size_t)cf.smtpd_recipient_limit;
 	if ((rc = choose_sender(&o, &cf, &me, &sender)) == 0 &&
 	    (rc = arg_rcpts(&o, &cf, &set)) == 0 &&

@@ -343,7 +343,8 @@ submit(const struct submit_server *srv, const struct submit_job *job,
 {
 	static struct conn c;
 	struct reply r;
-	int rc, ext;
+	int rc, ext, quit = job->cmd_timeout < QUIT_TIMEOUT ?
+	    job->cmd_timeout : QUIT_TIMEOUT;
 
 	memset(&c, 0, sizeof(c));
 	c.fd = -1;
@@ -354,9 +355,8 @@ submit(const struct submit_server *srv, const struct submit_job *job,
 	    (rc = expect(&c, NULL, "the connection", 2, EX_UNAVAILABLE,
 	    job->cmd_timeout, &r)) == 0 && (rc = hello(&c, job, &ext)) == 0)
 		rc = transaction(&c, job, ext);
-	if (c.fd >= 0 && !c.broken && send_all(&c, "QUIT\r\n", 6,
-	    QUIT_TIMEOUT) == 0)
-		(void)get_reply(&c, &r, QUIT_TIMEOUT);
+	if (c.fd >= 0 && !c.broken && send_all(&c, "QUIT\r\n", 6, quit) == 0)
+		(void)get_reply(&c, &r, quit);
 	if (c.fd >= 0)
 		close(c.fd);
 	return rc;

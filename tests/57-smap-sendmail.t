@@ -154,6 +154,34 @@ def test_modes(t, srv):
     t.ok(rc == 0 and os.path.exists(flush), "-q: smapq flush (exit 0, queue/.flush made)", err)
 
 
+def test_alternatives(t, srv):
+    """The README's update-alternatives command, in a private root (its
+    own --altdir and --admindir): sendmail and mailq then run it."""
+    ua = shutil.which("update-alternatives")
+    if not ua:
+        t.skip("no update-alternatives")
+        return
+    root = tempfile.mkdtemp(prefix="alt.", dir=srv.dir)
+    for d in ("alt", "admin", "usr/sbin", "usr/bin"):
+        os.makedirs(os.path.join(root, d))
+    r = lambda p: os.path.join(root, p)  # noqa: E731
+    p = subprocess.run([ua, "--altdir", r("alt"), "--admindir", r("admin"), "--install", r("usr/sbin/sendmail"),
+                        "sendmail", SM, "25", "--slave", r("usr/bin/mailq"), "mailq", SM,
+                        "--slave", r("usr/sbin/newaliases"), "newaliases", SM],
+                       capture_output=True, timeout=30, env=env())
+    t.is_(p.returncode, 0, "update-alternatives --install sendmail ... (a private root)")
+    before = srv.list_new()
+    rc, err = sm(["-C", srv.conffile, "-t", "-i"], b"To: alt@x.example\nSubject: via alternatives\n\nx\n",
+                 prog=r("usr/sbin/sendmail"))
+    t.is_((rc, err), (0, ""), "sendmail (the alternative) -t -i: exit 0")
+    f = one_new(t, srv, before, "sendmail alternative")
+    if f:
+        t.is_(f.rcpt, ["<alt@x.example>"], "sendmail alternative: queued for the To: address")
+    q = subprocess.run([r("usr/bin/mailq"), "-C", srv.conffile], capture_output=True, timeout=30, env=env())
+    t.like(q.stdout.decode("latin-1"), r"-- \d+ Kbytes in \d+ Requests\.|Mail queue is empty",
+           "mailq (the alternative slave): smapq's listing")
+
+
 def test_setuid(t, srv):
     copy = os.path.join(srv.dir, "smap-sendmail.suid")
     shutil.copy(SM, copy)
@@ -575,6 +603,7 @@ def main(t):
         t.run("usage", test_usage, t, srv)
         t.run("ignored", test_ignored, t, srv)
         t.run("modes", test_modes, t, srv)
+        t.run("alternatives", test_alternatives, t, srv)
         t.run("setuid", test_setuid, t, srv)
         t.run("headers", test_headers, t, srv)
         t.run("keep and dots", test_keep_and_dots, t, srv)

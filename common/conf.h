@@ -87,6 +87,8 @@ struct conf {
 	char *smtp_tls_fingerprint_cert_match;	/* SHA-256 pins */
 	char *smtp_sasl_password_maps;	/* "": no AUTH; else a file */
 	long long smtp_starttls_timeout;	/* 300s */
+	/* smap-sendmail */
+	char *submit_server;		/* "[127.0.0.1]:25": the local smap */
 	/* bookkeeping for -n: line where each key was set, 0 if default */
 	int *set_line;
 };

@@ -398,5 +398,6 @@ fuzz-smoke: fuzz-build
 bench: all
 	tools/deps bench
 	python3 bench/run.py
+	python3 bench/rcptmap.py
 
 .PHONY: bench

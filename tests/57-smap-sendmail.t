@@ -189,6 +189,16 @@ def test_setuid(t, srv):
     rc, err = sm(["-t"], b"Subject: x\n\n", conf=srv.conffile, user="nobody", prog=copy, vg=False)
     t.ok(rc == EX_CONFIG and "set-uid" in err, "installed set-uid: refuses to run (78)", "%d %s" % (rc, err))
     os.unlink(copy)
+    # file capabilities are privilege too: AT_SECURE says so, uid == euid does not
+    copy = os.path.join(srv.dir, "smap-sendmail.cap")
+    shutil.copy(SM, copy)
+    os.chmod(copy, 0o755)
+    p = subprocess.run(["setcap", "cap_net_bind_service+ep", copy], capture_output=True, timeout=30, env=env())
+    t.ok(p.returncode == 0, "setcap on a copy", p.stderr)
+    rc, err = sm(["-bi"], conf=srv.conffile, user="nobody", prog=copy, vg=False)
+    t.ok(rc == EX_CONFIG and "file capabilities" in err, "with a file capability: refuses to run (78)",
+         "%d %s" % (rc, err))
+    os.unlink(copy)
 
 
 # --------------------------------------------------------------------------
@@ -433,6 +443,8 @@ def test_scripted(t, srv):
         ("silent greeting", {"greeting": "silent"}, EX_TEMPFAIL, r"no reply within 2s"),
         ("silent after data", {"END": "silent"}, EX_TEMPFAIL, r"no reply within 2s"),
         ("closed after data", {"END": "close"}, EX_TEMPFAIL, r"the connection was closed"),
+        ("250 sent ahead with the 354", {"DATA": b"354 go ahead\r\n250 2.0.0 Ok: queued as EARLY", "END": "silent"},
+         EX_TEMPFAIL, r"spoke before the end of the message"),
         ("closed at QUIT, after the 250", {"QUIT": "close"}, 0, None),
         ("silent at QUIT, after the 250", {"QUIT": "silent"}, 0, None),
         ("EHLO refused: HELO", {"EHLO": b"502 5.5.2 no EHLO here"}, 0, None),

@@ -14,11 +14,16 @@
  * (submit_msg.c, submit_addr.c). Only root and smapd_user may set any
  * envelope sender; anyone else may give their own address or the null
  * sender, and any other -f is replaced by their own (a warning says
- * so). The configuration is root's, read by conf.c. The environment is
- * not read, but for TZ (Date:).
+ * so). The configuration is root's, read by conf.c: a -C file of a
+ * caller other than root must be owned by root and writable by no one
+ * else, or it could name a log file and a server of the caller's
+ * choosing (a -C passed on by a web application: the CVE-2016-10033
+ * class, which the refused -X and -O are for sendmail). The environment
+ * is not read, but for TZ (Date:).
  */
 #include <sys/auxv.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <errno.h>
@@ -441,6 +446,23 @@ unprivileged(void)
 	return EX_CONFIG;
 }
 
+/* conf_owned - a -C file of a caller other than root is root's and
+ * writable by root alone; 0, or EX_CONFIG (said). A file that cannot be
+ * stat'd is left to conf_load() to name. */
+static int
+conf_owned(const char *path)
+{
+	struct stat st;
+
+	if (getuid() == 0 || stat(path, &st) < 0 ||
+	    (st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0))
+		return 0;
+	fprintf(stderr, PROG ": -C %s: a configuration given by a user other "
+	    "than root must be owned by root and writable by no one else\n",
+	    path);
+	return EX_CONFIG;
+}
+
 /* setup - configuration, log, the caller; 0 or an exit status */
 static int
 setup(const struct opts *o, struct conf *cf, struct me *me)
@@ -475,7 +497,8 @@ main(int argc, char **argv)
 		return rc;
 	if (argc < 1 || argv[0] == NULL)	/* execve() with no argv[0] */
 		return usage();
-	if ((rc = parse_opts(argc, argv, &o)) != 0)
+	if ((rc = parse_opts(argc, argv, &o)) != 0 ||
+	    (rc = conf_owned(o.conf)) != 0)
 		return rc;
 	if (o.mode == M_LIST || o.mode == M_FLUSH)
 		return run_smapq(o.conf, o.mode == M_LIST ? "list" : "flush");

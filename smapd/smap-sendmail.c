@@ -5,18 +5,25 @@
  * Reads the caller's options and message and hands the message to smap
  * over SMTP at submit_server (submit.c), so that it goes through the
  * same receiver and the same durable spool as mail from the network.
- * It holds no privilege (it refuses to run set-uid or set-gid), runs no
- * daemon and writes no file; -bp and -q run smapq.
+ * It holds no privilege (it refuses to run set-uid, set-gid or with
+ * file capabilities), runs no daemon and writes no file; -bp and -q run
+ * smapq.
  *
  * TRUST: the command line and the message are the caller's: trusted to
  * say what the caller wants, not to be well formed, and bounded
  * (submit_msg.c, submit_addr.c). Only root and smapd_user may set any
  * envelope sender; anyone else may give their own address or the null
  * sender, and any other -f is replaced by their own (a warning says
- * so). The configuration is root's, read by conf.c. The environment is
- * not read, but for TZ (Date:).
+ * so). The configuration is root's, read by conf.c: a -C file of a
+ * caller other than root must be owned by root and writable by no one
+ * else, or it could name a log file and a server of the caller's
+ * choosing (a -C passed on by a web application: the CVE-2016-10033
+ * class, which the refused -X and -O are for sendmail). The environment
+ * is not read, but for TZ (Date:).
  */
+#include <sys/auxv.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <errno.h>
@@ -426,14 +433,33 @@ hand_over(const struct conf *cf, const struct me *me, const struct addr *sender,
 	return rc;
 }
 
-/* unprivileged - refuse to run set-uid or set-gid; 0 or EX_CONFIG */
+/* unprivileged - refuse to run set-uid, set-gid or with file
+ * capabilities (AT_SECURE says all three); 0 or EX_CONFIG */
 static int
 unprivileged(void)
 {
-	if (getuid() == geteuid() && getgid() == getegid())
+	if (getuid() == geteuid() && getgid() == getegid() &&
+	    getauxval(AT_SECURE) == 0)
 		return 0;
-	fprintf(stderr, PROG ": installed set-uid or set-gid: it must not be "
-	    "(it needs no privilege)\n");
+	fprintf(stderr, PROG ": installed set-uid, set-gid or with file "
+	    "capabilities: it must not be (it needs no privilege)\n");
+	return EX_CONFIG;
+}
+
+/* conf_owned - a -C file of a caller other than root is root's and
+ * writable by root alone; 0, or EX_CONFIG (said). A file that cannot be
+ * stat'd is left to conf_load() to name. */
+static int
+conf_owned(const char *path)
+{
+	struct stat st;
+
+	if (getuid() == 0 || stat(path, &st) < 0 ||
+	    (st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0))
+		return 0;
+	fprintf(stderr, PROG ": -C %s: a configuration given by a user other "
+	    "than root must be owned by root and writable by no one else\n",
+	    path);
 	return EX_CONFIG;
 }
 
@@ -467,8 +493,12 @@ main(int argc, char **argv)
 
 	memset(&o, 0, sizeof(o));
 	tzset();
+	if ((rc = unprivileged()) != 0)
+		return rc;
+	if (argc < 1 || argv[0] == NULL)	/* execve() with no argv[0] */
+		return usage();
 	if ((rc = parse_opts(argc, argv, &o)) != 0 ||
-	    (rc = unprivileged()) != 0)
+	    (rc = conf_owned(o.conf)) != 0)
 		return rc;
 	if (o.mode == M_LIST || o.mode == M_FLUSH)
 		return run_smapq(o.conf, o.mode == M_LIST ? "list" : "flush");

@@ -9,7 +9,9 @@
  * message by cmd_timeout, each write of the message and its final
  * reply by data_timeout. What is sent is trusted: the addresses passed
  * addr_parse(), the EHLO name is the configured myhostname, and the
- * message is CRLF lines (submit_msg.c), dot-stuffed here.
+ * message is CRLF lines (submit_msg.c), dot-stuffed here. Anything
+ * smap says between its 354 and the final "." (a reply sent ahead, a
+ * 250 too) answers nothing: the session is lost, never a success.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -228,6 +230,18 @@ put(struct conn *c, const char *p, size_t n, int timeout)
 	return 0;
 }
 
+/* early - did smap say anything since its 354 (buffered, or waiting in
+ * the socket)? A reply then answers no end of message: were it a 250,
+ * it must not be taken for the message's */
+static int
+early(const struct conn *c)
+{
+	char b;
+
+	return c->ioff < c->ilen ||
+	    recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0;
+}
+
 /* send_data - the message, dot-stuffed, and the final "." */
 static int
 send_data(struct conn *c, const struct submit_job *j)
@@ -246,6 +260,8 @@ send_data(struct conn *c, const struct submit_job *j)
 			rc = put(c, "\r\n", 2, t);	/* not from submit_msg.c */
 		p += n;
 	}
+	if (rc == 0 && early(c))
+		rc = lost(c, "it spoke before the end of the message");
 	if (rc == 0)
 		rc = put(c, ".\r\n", 3, t);
 	if (rc == 0)

@@ -12,7 +12,9 @@
  *   0               smap answered 250 to the end of the message: it is
  *                   in smap's spool; nothing later changes this
  *   EX_TEMPFAIL     no connection, a timeout, a 4xx reply, a reply that
- *                   is none, or the connection lost, before that 250
+ *                   is none, anything said between the 354 and the
+ *                   final "." (which is then not sent), or the
+ *                   connection lost, before that 250
  *   EX_UNAVAILABLE  5xx to the greeting, to HELO, or to DATA
  *   EX_DATAERR      5xx to MAIL or to the end of the message
  *   EX_NOUSER       5xx to a RCPT (no message was sent)

@@ -9,7 +9,10 @@
  * field, which begins the body (an empty line is put before it). A
  * first line "From " that is no field is an mbox separator and dropped.
  * Fields are copied as they are, but Bcc: and Resent-Bcc:, which are
- * dropped whether or not -t is given: a blind copy stays blind.
+ * dropped whether or not -t is given: a blind copy stays blind. So a
+ * message whose header is cut short by a line that is no field, with a
+ * Bcc: or Resent-Bcc: field after that line and before an empty one,
+ * is refused: that field would be body text for every recipient.
  *
  * TRUST: the input is the caller's own and trusted to mean lines, not
  * to be small or well formed: every byte goes through mbuf_put(), which
@@ -343,6 +346,27 @@ added(const struct msg_ids *id, const struct seen *seen, struct mbuf *out)
 	return put_line(out, "From", v);
 }
 
+/* bcc_after - the body begins at off with a line that is no field: is
+ * there a Bcc: or Resent-Bcc: field before the first empty line? */
+static int
+bcc_after(const struct mbuf *in, size_t off)
+{
+	size_t n, name;
+	enum fkind k;
+
+	for (; off < in->len; off += n) {
+		n = line_len(in, off);
+		if (n == 2 && in->p[off] == '\r')
+			return 0;
+		if ((name = field_name(in->p + off, n)) == 0)
+			continue;
+		k = kind_of(in->p + off, name);
+		if (k == F_BCC || k == F_RESENT_BCC)
+			return 1;
+	}
+	return 0;
+}
+
 /* msg_build - the message smap gets */
 int
 msg_build(const struct mbuf *in, const struct msg_ids *id,
@@ -361,7 +385,14 @@ msg_build(const struct mbuf *in, const struct msg_ids *id,
 			off += 2;		/* the empty line */
 			break;
 		}
-		if ((name = field_name(in->p + off, line_len(in, off))) == 0)
+		if ((name = field_name(in->p + off, line_len(in, off))) == 0 &&
+		    bcc_after(in, off)) {
+			snprintf(why, whylen, "a line that is no header field "
+			    "ends the header, and a Bcc: field after it would "
+			    "be sent as text for every recipient to read");
+			return EX_DATAERR;
+		}
+		if (name == 0)
 			break;			/* the body's first line */
 		end = field_end(in, off);
 		if ((rc = one_field(in->p + off, end - off, name, id, rcpts,

@@ -53,7 +53,8 @@ int msg_read(int fd, int ignore_dots, struct mbuf *out, char *why,
  * Build the message from in (as msg_read() left it) into out, adding
  * the recipients of To:, Cc: and Bcc: to rcpts unless it is NULL.
  * Returns 0, or EX_DATAERR (an address that cannot be used, too many
- * recipients, over out->max) or EX_OSERR, with a reason in why.
+ * recipients, over out->max, a Bcc: field after a line that is no
+ * field ended the header) or EX_OSERR, with a reason in why.
  */
 int msg_build(const struct mbuf *in, const struct msg_ids *id,
     struct rcptset *rcpts, struct mbuf *out, char *why, size_t whylen);

@@ -189,6 +189,40 @@ def test_setuid(t, srv):
     rc, err = sm(["-t"], b"Subject: x\n\n", conf=srv.conffile, user="nobody", prog=copy, vg=False)
     t.ok(rc == EX_CONFIG and "set-uid" in err, "installed set-uid: refuses to run (78)", "%d %s" % (rc, err))
     os.unlink(copy)
+    # file capabilities are privilege too: AT_SECURE says so, uid == euid does not
+    copy = os.path.join(srv.dir, "smap-sendmail.cap")
+    shutil.copy(SM, copy)
+    os.chmod(copy, 0o755)
+    p = subprocess.run(["setcap", "cap_net_bind_service+ep", copy], capture_output=True, timeout=30, env=env())
+    t.ok(p.returncode == 0, "setcap on a copy", p.stderr)
+    rc, err = sm(["-bi"], conf=srv.conffile, user="nobody", prog=copy, vg=False)
+    t.ok(rc == EX_CONFIG and "file capabilities" in err, "with a file capability: refuses to run (78)",
+         "%d %s" % (rc, err))
+    os.unlink(copy)
+
+
+def test_conf_owner(t, srv):
+    """-C from a user other than root: a file that user could write (or
+    own) would choose the log file and the server (the CVE-2016-10033
+    class): refused, nothing written, nothing sent."""
+    import pwd
+    d = tempfile.mkdtemp(prefix="conf-owner.", dir=srv.dir)
+    os.chmod(d, 0o777)
+    log = os.path.join(d, "shell.php")
+    before = srv.list_new()
+    for desc, owner, mode in (("owned by the caller", "nobody", 0o644), ("root's, writable by others", "root", 0o666),
+                              ("root's, writable by its group", "root", 0o664)):
+        path = os.path.join(d, "evil-%s.conf" % owner)
+        with open(path, "w") as f:
+            f.write(open(srv.conffile).read() + "maillog_file = %s\nsmapd_user = nobody\n" % log)
+        os.chown(path, pwd.getpwnam(owner).pw_uid, 0)
+        os.chmod(path, mode)
+        rc, err = sm(["-f", "ceo@corp.example", "owner@x.example"], b"Subject: -C\n\nx\n", conf=path, user="nobody")
+        t.ok(rc == EX_CONFIG and "must be owned by root" in err, "-C %s, from nobody: exit 78, said" % desc,
+             "%d %s" % (rc, err))
+        os.unlink(path)
+    t.ok(not os.path.exists(log), "-C refused: no log file written where it said")
+    t.is_(new_files(srv, before), {}, "-C refused: nothing reached smap")
 
 
 # --------------------------------------------------------------------------
@@ -433,6 +467,8 @@ def test_scripted(t, srv):
         ("silent greeting", {"greeting": "silent"}, EX_TEMPFAIL, r"no reply within 2s"),
         ("silent after data", {"END": "silent"}, EX_TEMPFAIL, r"no reply within 2s"),
         ("closed after data", {"END": "close"}, EX_TEMPFAIL, r"the connection was closed"),
+        ("250 sent ahead with the 354", {"DATA": b"354 go ahead\r\n250 2.0.0 Ok: queued as EARLY", "END": "silent"},
+         EX_TEMPFAIL, r"spoke before the end of the message"),
         ("closed at QUIT, after the 250", {"QUIT": "close"}, 0, None),
         ("silent at QUIT, after the 250", {"QUIT": "silent"}, 0, None),
         ("EHLO refused: HELO", {"EHLO": b"502 5.5.2 no EHLO here"}, 0, None),
@@ -605,6 +641,7 @@ def main(t):
         t.run("modes", test_modes, t, srv)
         t.run("alternatives", test_alternatives, t, srv)
         t.run("setuid", test_setuid, t, srv)
+        t.run("conf owner", test_conf_owner, t, srv)
         t.run("headers", test_headers, t, srv)
         t.run("keep and dots", test_keep_and_dots, t, srv)
         t.run("refused input", test_refused_input, t, srv, small)

@@ -273,6 +273,16 @@ static const struct bcase bcases[] = {
 	{ "To: John Doe\r\n\r\n", 1, EX_DATAERR, "To: John Doe: a name", "" },
 	{ "To: Bcc-only:;\r\nBcc: cron@x.example\r\n\r\nout\r\n", 1, 0,
 	  "To: Bcc-only:;\r\n" ADDED "\r\nout\r\n", "cron@x.example" },
+	/* a line that is no field cuts the header short: a Bcc: after it
+	 * would be body text that every recipient reads */
+	{ "To: a@x.example\r\nnot a field\r\nBcc: blind@x.example\r\n"
+	  "\r\nbody\r\n", 1, EX_DATAERR, "a Bcc: field after it", "" },
+	{ "To: a@x.example\r\nX y: 1\r\nSubject: s\r\n"
+	  "Resent-Bcc : blind@x.example\r\n", 0, EX_DATAERR,
+	  "a Bcc: field after it", "" },
+	{ "Subject: x\r\nnot a field\r\n\r\nBcc: text@x.example\r\n", 0, 0,
+	  "Subject: x\r\n" ADDED "\r\nnot a field\r\n\r\n"
+	  "Bcc: text@x.example\r\n", "" },
 };
 
 /* ids - what msg_build() adds in these cases */

@@ -71,9 +71,28 @@ smap/libsmap.a: $(SMAP_OBJ)
 	$(AR) rcs $@ $^
 
 # smap links no OpenSSL; it loads smap-tls.so only when TLS is on
-# (smap/tls_server.h says why).
-smap/smap: smap/main.o smap/libsmap.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(CDB_LIBS) $(LDLIBS) -ldl
+# (smap/tls_server.h says why). It links only the C library.
+#   make STATIC=1   smap/smap linked statically (-static-pie): no loader
+#                   runs in a session (bench/RESULTS.md has what that
+#                   saves); it loads no modules, so it refuses TLS
+#                   (common/static/notls.c). smap/smap-static is that
+#                   build beside the default one (make bench uses it).
+SMAP_OBJ_ALL = smap/main.o smap/libsmap.a common/libcommon.a
+SMAP_STATIC_LD = $(CC) $(ALL_CFLAGS) -static-pie -Wl,-z,relro,-z,now \
+	$(LDFLAGS) -o $@ smap/main.o common/static/notls.o smap/libsmap.a \
+	common/libcommon.a $(LDLIBS)
+ifeq ($(STATIC),1)
+ifeq ($(SAN),1)
+$(error STATIC=1 and SAN=1: the sanitizers need the shared C library)
+endif
+smap/smap: $(SMAP_OBJ_ALL) common/static/notls.o
+	$(SMAP_STATIC_LD)
+else
+smap/smap: $(SMAP_OBJ_ALL)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS) $(LDLIBS) -ldl
+endif
+smap/smap-static: $(SMAP_OBJ_ALL) common/static/notls.o
+	$(SMAP_STATIC_LD)
 
 %.pic.o: %.c
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -c -o $@ $<
@@ -246,7 +265,7 @@ install: all
 .PHONY: install
 
 clean:
-	rm -f common/*.o common/*.d common/*.a smap/*.o smap/*.d smap/*.a \
+	rm -f common/*.o common/*.d common/*.a common/static/*.[od] smap/smap-static smap/*.o smap/*.d smap/*.a \
 		smapd/*.o smapd/*.d smapd/*.a tests/unit/*.o tests/unit/*.d \
 		$(UNIT_BIN) $(PROGS) $(MODULES) common/paths.h $(VG_PROGS) tests/nosandbox.[od] \
 		common/sandbox_gen common/sandbox_smap_bpf.h
@@ -254,7 +273,7 @@ clean:
 .PHONY: all tests check check-only check-valgrind lint clean FORCE
 .SECONDARY:
 
--include $(wildcard common/*.d smap/*.d smapd/*.d tests/unit/*.d)
+-include $(wildcard common/*.d common/static/*.d smap/*.d smapd/*.d tests/unit/*.d)
 
 # ---- fuzzing (libFuzzer, clang only) ------------------------------------
 #   make fuzz FUZZTIME=60   build the harnesses in tests/fuzz and run each

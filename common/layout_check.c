@@ -258,5 +258,6 @@ layout_check_config(const struct conf *cf, enum layout_side side,
 		say(ctx, why);
 		return 1;
 	}
-	return layout_check(cf->spool_directory, &ids, side, say, ctx);
+	return layout_check(cf->spool_directory, &ids, side, say, ctx) +
+	    (side == SIDE_SMAP ? layout_check_fsync(cf, say, ctx) : 0);
 }

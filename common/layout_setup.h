@@ -40,6 +40,12 @@ int layout_check(const char *spool, const struct layout_ids *ids,
 int layout_check_config(const struct conf *cf, enum layout_side side,
     void (*say)(void *, const char *), void *ctx);
 
+/* spool_fsync's value, and, when it is "file", whether new/ is on a file
+ * system where that holds (layout_sync_fs()): the count of problems,
+ * each passed to say(). Part of layout_check_config() for SIDE_SMAP. */
+int layout_check_fsync(const struct conf *cf,
+    void (*say)(void *, const char *), void *ctx);
+
 /* As root: create what is missing, set owners and modes, move an old
  * layout's files into incoming/; idempotent. Each change and each
  * problem is passed to say(). Returns the number of problems. */

@@ -345,11 +345,15 @@ fuzz-smoke: fuzz-build
 
 # ---- benchmarks ---------------------------------------------------------
 #   make bench   tools/deps bench (installs what is missing), then bench/run.py:
-#                smap vs Postfix vs bench/baseline.c on a loop-mounted
-#                ext4, 127.0.0.1 only; prints the table and writes
-#                bench/RESULTS.md. Needs root. BENCH_LOAD_WAIT=seconds
-#                bounds the wait for a quiet machine (default 1200).
-bench: all
+#                smap (default and static builds, both spool_fsync levels,
+#                three launchers) vs Postfix vs OpenSMTPD vs
+#                bench/baseline.c on a loop-mounted ext4, 127.0.0.1 only;
+#                prints the tables and writes bench/RESULTS.md and its
+#                chart bench/receive.png. Needs root. BENCH_LOAD_WAIT=
+#                seconds bounds the wait for a quiet machine (default
+#                1200); BENCH_ONLY, BENCH_RECEIVERS, BENCH_SIZES,
+#                BENCH_CONCS run a part (bench/run.py says how).
+bench: all smap/smap-static smap/smap-vg smap/smap-static-vg
 	tools/deps bench
 	python3 bench/run.py
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""bench/profile.py - where one SMTP session's time goes (run by bench/run.py,
-or alone: python3 bench/profile.py [SMAP_BIN ...]).
+"""bench/session_profile.py - where one SMTP session's time goes (run by bench/run.py,
+or alone: python3 bench/session_profile.py [SMAP_BIN ...]).
 
 One 1 KiB session (EHLO, MAIL, RCPT, DATA, QUIT) is run against a program
 that has a fresh TCP connection on fd 0 and 1, started with posix_spawn

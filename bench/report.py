@@ -193,8 +193,8 @@ def targets(R, env):
                 notes.append(("the 1 KiB gap to Postfix", where(R, env, "smap", "postfix", w)))
     rss = R.get("rss", {})
     if "smap" in rss:
-        hwm, priv = rss["smap"]
-        sh_, sp = rss.get("static", (None, None))
+        hwm, priv = rss["smap"][:2]
+        sh_, sp = rss.get("static", (None, None))[:2]
         add("| one session's private memory <= 200 KiB | %d KiB (static: %s KiB) | %s |" % (
             priv, sp, met(priv <= 200)))
         add("| one session's VmHWM <= 1.5 MB | %d KiB (static: %s KiB) | %s |" % (
@@ -272,7 +272,8 @@ def t_launchers(R, env):
 
 def t_flood(R, env, receivers):
     fl = R["flood"]
-    keys = [k for k in ("smap", "static", "baseline", "postfix") if any((c, k) in fl for c in env["flood_concs"])]
+    keys = [k for k in ("smap", "static", "tcpserver", "baseline", "postfix")
+            if any((c, k) in fl for c in env["flood_concs"])]
     L = ["| clients | " + " | ".join("%s sessions/s" % receivers[k][0] for k in keys) + " | " +
          " | ".join("%s ms CPU/session" % receivers[k][0] for k in keys) + " |",
          "|---" * (1 + 2 * len(keys)) + "|"]
@@ -297,6 +298,8 @@ def t_session(R):
     row("VmHWM after the 250, KiB", lambda k: "%d" % rss[k][0] if k in rss else "-")
     row("private memory then (Private_Clean + Private_Dirty), KiB",
         lambda k: "%d" % rss[k][1] if k in rss else "-")
+    row("of which written (Private_Dirty), KiB",
+        lambda k: "%d" % rss[k][2] if k in rss and len(rss[k]) > 2 else "-")
     row("instructions (callgrind, user space, exec to exit)",
         lambda k: "{:,}".format(ins[k]) if k in ins else "not measured")
     return L
@@ -454,7 +457,9 @@ def report(R, info, env, receivers, chart_path):
         add("CPU and faults: the session's own process, started with posix_spawn (no launcher), "
             "its rusage at exit; the three programs in turn, %d sessions each, so that each meets "
             "the same noise. Memory: VmHWM and smaps_rollup of the process holding the connection "
-            "after the 250, before QUIT; Postfix smtpd's is a fresh smtpd's (its first session), "
+            "after the 250, before QUIT, a first session of the same server held open at its 250 "
+            "too, so that the program's text, shared by every session, is not counted as the "
+            "second one's own; Postfix smtpd's is a fresh smtpd's (its first session), "
             "and a Postfix session also runs cleanup(8), trivial-rewrite(8) and others, not "
             "counted. Instructions: valgrind's callgrind (`perf stat -e instructions` is not "
             "supported on this machine); valgrind cannot run under seccomp, so the smaps counted "

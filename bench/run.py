@@ -255,30 +255,39 @@ def proc_status(pid, key):
 
 
 def private_kb(pid):
-    """Memory the process has to itself (Private_Clean + Private_Dirty in
-    smaps_rollup): RSS without the shared library pages that every
-    process mapping them counts again."""
-    total = 0
+    """(Private_Clean + Private_Dirty, Private_Dirty) of smaps_rollup: the
+    memory the process has to itself, and what of it it wrote."""
+    got = {}
     with open("/proc/%d/smaps_rollup" % pid) as f:
         for line in f:
             if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                total += int(line.split()[1])
-    return total
+                got[line.split(":")[0]] = int(line.split()[1])
+    return got.get("Private_Clean", 0) + got.get("Private_Dirty", 0), got.get("Private_Dirty", 0)
 
 
 def session_rss(port):
-    s, f = smtp_session(port)
+    """(VmHWM, private, private dirty) KiB of a session at its 250, with a
+    first session of the same server held open at its 250 too: pages of
+    the program that sessions share (its text) are then not counted as
+    the second one's own."""
+    first = smtp_session(port)
     try:
-        pid = conn_pid(s, port)
-        if pid is None:
-            raise RuntimeError("no process holds the connection on port %d" % port)
-        hwm = proc_status(pid, "VmHWM")
-        priv = private_kb(pid)
-        s.sendall(b"QUIT\r\n")
-        f.readline()
+        s, f = smtp_session(port)
+        try:
+            pid = conn_pid(s, port)
+            if pid is None:
+                raise RuntimeError("no process holds the connection on port %d" % port)
+            hwm = proc_status(pid, "VmHWM")
+            priv, dirty = private_kb(pid)
+            s.sendall(b"QUIT\r\n")
+            f.readline()
+        finally:
+            s.close()
     finally:
-        s.close()
-    return hwm, priv
+        first[0].sendall(b"QUIT\r\n")
+        first[1].readline()
+        first[0].close()
+    return hwm, priv, dirty
 
 
 def strace_summary(path):
@@ -292,13 +301,17 @@ def strace_summary(path):
 
 
 def fsyncs_smap(argv, srv, workdir, name, n=100):
+    """strace -f -c over systemd-socket-activate and every smap it starts."""
     out = os.path.join(workdir, "strace-%s.txt" % name)
-    la = S.SSA([STRACE, "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", out] + argv,
-               workdir, "strace-" + name).start()
+    la = S.SSA(argv, workdir, "strace-" + name)
+    cmd = la.command
+    la.command = lambda port: [STRACE, "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", out] + cmd(port)
+    la.start()
     try:
         before = srv.count_new()
         smtp_source(la.port, n, 1, 1024)
-        la.idle(10)
+        for c in S.children(la.proc.pid):      # strace's child: the launcher
+            wait_for(lambda: not S.children(c), 10)
         got = srv.count_new() - before
     finally:
         S.stop_traced(la.proc)
@@ -706,7 +719,7 @@ def run_all(R, env, fs, stack):
         receive(targets, R["recv"])
     if "flood" in ONLY:
         R["flood"] = {}
-        ft = [tg for tg in targets if tg.key in ("smap", "static", "baseline", "postfix")]
+        ft = [tg for tg in targets if tg.key in ("smap", "static", "tcpserver", "baseline", "postfix")]
         if pft is not None and pft not in ft:
             ft.append(pft)
         flood(bins["flood"], ft, R["flood"])

@@ -114,29 +114,38 @@ layout_sync_fs(const char *dir, char *why, size_t len)
 	return why;
 }
 
-/* layout_check_fsync - spool_fsync's value, and the file system when it
- * is "file": the number of problems, each passed to say() */
-int
-layout_check_fsync(const struct conf *cf, void (*say)(void *, const char *),
-    void *ctx)
+/* check_fs - "file": is new/ on a file system where it holds? 0 or 1 */
+static int
+check_fs(const struct conf *cf, void (*say)(void *, const char *), void *ctx)
 {
 	char dir[4200], why[4600], line[4800];
-	int how = layout_sync_parse(cf->spool_fsync);
 
-	if (how == LAYOUT_SYNC_DIR)
-		return 0;
-	if (how < 0) {
-		snprintf(line, sizeof(line), "spool_fsync: \"%s\": expected "
-		    "file+directory (the default) or file", cf->spool_fsync);
-		say(ctx, line);
-		return 1;
-	}
 	snprintf(dir, sizeof(dir), "%s/%s/%s", cf->spool_directory,
 	    LAYOUT_INCOMING, LAYOUT_NEW);
 	if (layout_sync_fs(dir, why, sizeof(why)) == NULL)
 		return 0;
 	snprintf(line, sizeof(line), "spool_fsync = file: %s; keep "
 	    "file+directory there", why);
+	say(ctx, line);
+	return 1;
+}
+
+/* layout_check_fsync - spool_fsync's value, and the file system when it
+ * is "file": the number of problems, each passed to say() (the default
+ * costs a session nothing: no stack for check_fs) */
+int
+layout_check_fsync(const struct conf *cf, void (*say)(void *, const char *),
+    void *ctx)
+{
+	char line[200];
+	int how = layout_sync_parse(cf->spool_fsync);
+
+	if (how == LAYOUT_SYNC_FILE)
+		return check_fs(cf, say, ctx);
+	if (how == LAYOUT_SYNC_DIR)
+		return 0;
+	snprintf(line, sizeof(line), "spool_fsync: \"%.40s\": expected "
+	    "file+directory (the default) or file", cf->spool_fsync);
 	say(ctx, line);
 	return 1;
 }

@@ -390,6 +390,14 @@ def report(R, info, env, receivers, chart_path):
         add("![Receive: messages/s against concurrent clients, per receiver and durability level]"
             "(%s)" % os.path.basename(chart_path))
         add("")
+    if env.get("error"):
+        add("**This run stopped early (%s): the tables below have what it measured before.**" %
+            env["error"])
+        add("")
+    for key, why in sorted(env.get("failed", {}).items()):
+        add("**%s left out of the receive matrix: its run failed (%s).**" % (
+            receivers.get(key, (key,))[0], why))
+        add("")
     add("### Targets")
     add("")
     L += targets(R, env)

@@ -143,26 +143,41 @@ def smtp_source(port, n, conc, size, timeout=600, prefix=()):
 # measurements
 
 
-def receive(targets, results):
-    """results[(size, conc, key)] = [(messages/s, CPU s per message)]"""
+def receive_one(tg, size, conc, rep_, results):
+    """One smtp-source run against tg, checked: what is on disk == sent."""
+    n = COUNT[conc]
+    tg.clear()
+    os.sync()
+    c0 = tg.cpu()
+    dt = smtp_source(tg.port, n, conc, size, prefix=getattr(tg, "prefix", ()))
+    got = tg.count()
+    cpu = (tg.cpu() - c0) / n
+    if got != n:
+        raise RuntimeError("%s: %d messages sent, %d on disk (size %d, conc %d)" % (
+            tg.key, n, got, size, conc))
+    results.setdefault((size, conc, tg.key), []).append((n / dt, cpu))
+    log("receive %s size=%d conc=%d rep=%d: %d msgs in %.2fs = %.0f msg/s, "
+        "%.2f ms CPU each, %d on disk" % (tg.key, size, conc, rep_ + 1, n, dt, n / dt,
+                                         cpu * 1e3, got))
+
+
+def receive(targets, results, failed):
+    """results[(size, conc, key)] = [(messages/s, CPU s per message)]; a
+    receiver whose run fails is left out of the rest, failed[key] = why
+    (the report says so), and its figures so far are dropped."""
+    targets = list(targets)
     for size in SIZES:
         for conc in CONCS:
             for rep_ in range(REPEATS):
-                for tg in targets:
-                    n = COUNT[conc]
-                    tg.clear()
-                    os.sync()
-                    c0 = tg.cpu()
-                    dt = smtp_source(tg.port, n, conc, size, prefix=getattr(tg, "prefix", ()))
-                    got = tg.count()
-                    cpu = (tg.cpu() - c0) / n
-                    if got != n:
-                        raise RuntimeError("%s: %d messages sent, %d on disk (size %d, conc %d)" % (
-                            tg.key, n, got, size, conc))
-                    results.setdefault((size, conc, tg.key), []).append((n / dt, cpu))
-                    log("receive %s size=%d conc=%d rep=%d: %d msgs in %.2fs = %.0f msg/s, "
-                        "%.2f ms CPU each, %d on disk" % (tg.key, size, conc, rep_ + 1, n, dt, n / dt,
-                                                         cpu * 1e3, got))
+                for tg in list(targets):
+                    try:
+                        receive_one(tg, size, conc, rep_, results)
+                    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                        log("receive %s FAILED, left out: %s" % (tg.key, e))
+                        failed[tg.key] = "size %d, %d clients: %s" % (size, conc, e)
+                        targets.remove(tg)
+                        for k in [k for k in results if k[2] == tg.key]:
+                            del results[k]
             for tg in targets:
                 tg.clear()
 
@@ -716,7 +731,8 @@ def run_all(R, env, fs, stack):
         tg.clear()
     if "receive" in ONLY:
         R["recv"] = {}
-        receive(targets, R["recv"])
+        env["failed"] = {}
+        receive(targets, R["recv"], env["failed"])
     if "flood" in ONLY:
         R["flood"] = {}
         ft = [tg for tg in targets if tg.key in ("smap", "static", "tcpserver", "baseline", "postfix")]
@@ -749,6 +765,9 @@ def main():
         env["fs"] = fs.desc
         try:
             run_all(R, env, fs, stack)
+        except Exception as e:  # noqa: BLE001 - report what was measured
+            env["error"] = "%s: %s" % (type(e).__name__, e)
+            log("FAILED: %s; the report has what was measured before" % env["error"])
         finally:
             signal.alarm(0)
             for obj in reversed(stack):

@@ -39,7 +39,7 @@
 #include <sys/sysmacros.h>
 
 #include "layout.h"
-#include "layout_setup.h"
+#include "layout_check.h"
 
 /* ext_options - /proc/fs/ext4/DEV/options of the ext* file system on
  * device dev, one option a line; 0 or -1 */

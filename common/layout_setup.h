@@ -10,12 +10,6 @@
 #include <stddef.h>
 #include "layout_check.h"
 
-/* spool_fsync's value, and, when it is "file", whether new/ is on a file
- * system where that holds (layout_sync_fs()): the count of problems,
- * each passed to say(). Part of layout_check_config() for SIDE_SMAP. */
-int layout_check_fsync(const struct conf *cf,
-    void (*say)(void *, const char *), void *ctx);
-
 /* As root: create what is missing, set owners and modes, move an old
  * layout's files into incoming/; idempotent. Each change and each
  * problem is passed to say(). Returns the number of problems. */

@@ -95,9 +95,33 @@ smap/libsmap.a: $(SMAP_OBJ)
 	rm -f $@ && $(AR) rcs $@ $^
 
 # smap links no OpenSSL; it loads smap-tls.so only when TLS is on
-# (smap/tls_server.h says why).
-smap/smap: smap/main.o smap/libsmap.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(CDB_LIBS) $(LDLIBS) -ldl
+# (smap/tls_server.h says why). It links only the C library.
+#   make STATIC=1   smap/smap linked statically (-static-pie): no loader
+#                   runs in a session (bench/RESULTS.md has what that
+#                   saves); it loads no modules, so it refuses TLS
+#                   (common/static/notls.c). smap/smap-static is that
+#                   build beside the default one (make bench uses it).
+SMAP_OBJ_ALL = smap/main.o smap/libsmap.a common/libcommon.a
+SMAP_STATIC_LD = $(CC) $(ALL_CFLAGS) -static-pie -Wl,-z,relro,-z,now \
+	$(LDFLAGS) -o $@ smap/main.o common/static/notls.o smap/libsmap.a \
+	common/libcommon.a $(CDB_LIBS) $(LDLIBS)
+ifeq ($(STATIC),1)
+ifeq ($(SAN),1)
+$(error STATIC=1 and SAN=1: the sanitizers need the shared C library)
+endif
+smap/smap: $(SMAP_OBJ_ALL) common/static/notls.o
+	$(SMAP_STATIC_LD)
+else
+smap/smap: $(SMAP_OBJ_ALL)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS) $(LDLIBS) -ldl
+endif
+smap/smap-static: $(SMAP_OBJ_ALL) common/static/notls.o
+	$(SMAP_STATIC_LD)
+# the same for valgrind (make bench counts its instructions): no filter
+smap/smap-static-vg: $(SMAP_OBJ_ALL) common/static/notls.o tests/nosandbox.o
+	$(CC) $(ALL_CFLAGS) -static-pie -Wl,-z,relro,-z,now $(LDFLAGS) -o $@ \
+		smap/main.o tests/nosandbox.o common/static/notls.o \
+		smap/libsmap.a common/libcommon.a $(CDB_LIBS) $(LDLIBS)
 
 %.pic.o: %.c $(FLAVOUR_STAMP)
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -c -o $@ $<
@@ -316,7 +340,7 @@ uninstall:
 .PHONY: install uninstall
 
 clean:
-	rm -f common/*.o common/*.d common/*.a smap/*.o smap/*.d smap/*.a \
+	rm -f common/*.o common/*.d common/*.a common/static/*.[od] smap/smap-static smap/smap-static-vg smap/*.o smap/*.d smap/*.a \
 		smapd/*.o smapd/*.d smapd/*.a tests/unit/*.o tests/unit/*.d \
 		$(UNIT_BIN) $(PROGS) $(MODULES) common/paths.h $(VG_PROGS) tests/nosandbox.[od] \
 		common/sandbox_gen common/sandbox_smap_bpf.h $(FLAVOUR_STAMP)
@@ -324,7 +348,7 @@ clean:
 .PHONY: all tests check check-only check-valgrind lint clean FORCE
 .SECONDARY:
 
--include $(wildcard common/*.d smap/*.d smapd/*.d tests/unit/*.d)
+-include $(wildcard common/*.d common/static/*.d smap/*.d smapd/*.d tests/unit/*.d)
 
 # ---- fuzzing (libFuzzer, clang only) ------------------------------------
 #   make fuzz FUZZTIME=60   build the harnesses in tests/fuzz and run each
@@ -391,11 +415,15 @@ fuzz-smoke: fuzz-build
 
 # ---- benchmarks ---------------------------------------------------------
 #   make bench   tools/deps bench (installs what is missing), then bench/run.py:
-#                smap vs Postfix vs bench/baseline.c on a loop-mounted
-#                ext4, 127.0.0.1 only; prints the table and writes
-#                bench/RESULTS.md. Needs root. BENCH_LOAD_WAIT=seconds
-#                bounds the wait for a quiet machine (default 1200).
-bench: all
+#                smap (default and static builds, both spool_fsync levels,
+#                three launchers) vs Postfix vs OpenSMTPD vs
+#                bench/baseline.c on a loop-mounted ext4, 127.0.0.1 only;
+#                prints the tables and writes bench/RESULTS.md and its
+#                chart bench/receive.png. Needs root. BENCH_LOAD_WAIT=
+#                seconds bounds the wait for a quiet machine (default
+#                1200); BENCH_ONLY, BENCH_RECEIVERS, BENCH_SIZES,
+#                BENCH_CONCS run a part (bench/run.py says how).
+bench: all smap/smap-static smap/smap-vg smap/smap-static-vg
 	tools/deps bench
 	python3 bench/run.py
 	python3 bench/rcptmap.py

@@ -51,6 +51,7 @@ static const struct param params[] = {
 	P(mail_owner, T_USER, "smap", 1, 32),
 	P(queue_minfree, T_SIZE, "20480000", 0, 1LL << 40),
 	P(queue_minfree_inodes, T_INT, "1000", 0, 1LL << 32),
+	P(spool_fsync, T_STR, "file+directory", 1, 32),
 	P(mynetworks, T_NETS, "127.0.0.0/8 [::1]/128", 0, CONF_LIST_MAX),
 	P(relay_domains, T_DOMAINS, "", 0, CONF_LIST_MAX),
 	P(relay_recipient_maps, T_MAP, "", 0, MAP_SPEC_MAX),

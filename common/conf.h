@@ -34,6 +34,7 @@ struct conf {
 	char *mail_owner;		/* "smap" */
 	long long queue_minfree;	/* bytes, 20480000 */
 	long long queue_minfree_inodes;	/* 1000 free inodes */
+	char *spool_fsync;		/* "file+directory" | "file" (layout.h) */
 	/* relay policy */
 	struct netlist mynetworks;	/* "127.0.0.0/8 [::1]/128" */
 	struct strlist relay_domains;	/* "" */

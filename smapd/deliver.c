@@ -110,11 +110,12 @@ attempt(struct qctx *q, struct delivery *d, struct state *st,
 }
 
 /* by_hop - the pending recipients idx[0..n), one next hop at a time;
- * the progress is saved after each but the last (a crash then never
- * sends again what a next hop took), and a save that fails leaves the
- * rest for the next attempt */
+ * the progress is saved after each but the last, into the file
+ * reserved for it (*rfd), and a new one reserved for the next (a crash
+ * then never sends again what a next hop took); a save or reservation
+ * that fails leaves the rest for the next attempt */
 static void
-by_hop(struct qctx *q, struct delivery *all, struct state *st)
+by_hop(struct qctx *q, struct delivery *all, struct state *st, int *rfd)
 {
 	static struct transport hop;
 	struct delivery d;
@@ -130,8 +131,9 @@ by_hop(struct qctx *q, struct delivery *all, struct state *st)
 		d.n = k;
 		attempt(q, &d, st, &hop, why);
 		off += k;
-		if (off < all->n && state_save(&q->dirs, all->env->id, st,
-		    NULL) < 0) {
+		if (off < all->n && (state_save(&q->dirs, all->env->id, st,
+		    rfd) < 0 || (*rfd = state_reserve(&q->dirs, all->env->id,
+		    all->env->nrcpt)) < 0)) {
 			log_warn("%s: cannot save its progress, the other next "
 			    "hops wait: %s", all->env->id, strerror(errno));
 			break;
@@ -142,7 +144,7 @@ by_hop(struct qctx *q, struct delivery *all, struct state *st)
 /* deliver_pending - one attempt for every recipient still pending */
 static void
 deliver_pending(struct qctx *q, const struct envelope *e, int fd,
-    struct state *st)
+    struct state *st, int *rfd)
 {
 	struct delivery d;
 	size_t i, n = 0;
@@ -160,7 +162,7 @@ deliver_pending(struct qctx *q, const struct envelope *e, int fd,
 		d.fd = fd;
 		d.n = n;
 		if (n > 0)
-			by_hop(q, &d, st);
+			by_hop(q, &d, st, rfd);
 	}
 	free((void *)d.idx);
 	free(d.res);
@@ -195,7 +197,7 @@ attempt_due(struct qctx *q, const struct envelope *e, int fd,
 		q->deferred++;
 		return st->next;
 	}
-	deliver_pending(q, e, fd, st);
+	deliver_pending(q, e, fd, st, &rfd);
 	conclude(q, e, fd, st, (long long)time(NULL), &rfd);
 	state_unreserve(&q->dirs, e->id, &rfd);
 	return st->next;

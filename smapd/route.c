@@ -110,8 +110,9 @@ fallbacks(struct routes *r, const char *list, char *why, size_t len)
 		memcpy(hop, list, n);
 		hop[n] = '\0';
 		list += n;
-		snprintf(spec, sizeof(spec), "%s%s", strncmp(hop, "smtp:", 5) &&
-		    strncmp(hop, "lmtp:", 5) ? "smtp:" : "", hop);
+		snprintf(spec, sizeof(spec), "%s%s",
+		    strncmp(hop, "smtp:", 5) != 0 &&
+		    strncmp(hop, "lmtp:", 5) != 0 ? "smtp:" : "", hop);
 		if (transport_parse(spec, &r->fallback[r->nfallback++], why,
 		    len) < 0)
 			return -1;

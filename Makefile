@@ -65,13 +65,12 @@ COMMON_SRC = $(filter-out common/sandbox_gen.c,$(wildcard common/*.c))
 COMMON_OBJ = $(COMMON_SRC:.c=.o)
 SMAP_SRC = $(filter-out smap/main.c smap/tls_server.c,$(wildcard smap/*.c))
 SMAP_OBJ = $(SMAP_SRC:.c=.o)
-SMAPD_SRC = $(filter-out smapd/main.c smapd/smapq.c,$(wildcard smapd/*.c))
+SMAPD_SRC = $(filter-out smapd/main.c smapd/smapq.c smapd/smap-sendmail.c,$(wildcard smapd/*.c))
 SMAPD_OBJ = $(SMAPD_SRC:.c=.o)
 UNIT_SRC = $(wildcard tests/unit/t_*.c)
 UNIT_BIN = $(UNIT_SRC:.c=)
 
-PROGS = smap/smap $(if $(wildcard smapd/main.c),smapd/smapd) \
-	$(if $(wildcard smapd/smapq.c),smapd/smapq)
+PROGS = smap/smap smapd/smapd smapd/smapq smapd/smap-sendmail
 
 MODULES = smap/smap-tls.so
 
@@ -132,6 +131,10 @@ smapd/smapd: smapd/main.o smapd/libsmapd.a common/libcommon.a
 smapd/smapq: smapd/smapq.o smapd/libsmapd.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
 
+# smap-sendmail speaks SMTP to the local smap: no OpenSSL, no privilege.
+smapd/smap-sendmail: smapd/smap-sendmail.o smapd/libsmapd.a common/libcommon.a
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(CDB_LIBS) $(LDLIBS)
+
 tests/unit/t_%: tests/unit/t_%.o tests/unit/tap.o tests/unit/fixture.o smap/libsmap.a smapd/libsmapd.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
 
@@ -174,7 +177,7 @@ lint:
 
 # ---- install ----------------------------------------------------------
 # make install DESTDIR=/tmp/stage PREFIX=/usr
-#   $(SBINDIR)            $(PROGS): smap, smapd, smapq
+#   $(SBINDIR)            $(PROGS): smap, smapd, smapq, smap-sendmail
 #   $(SHLIBDIR)           smap-tls.so, which smap loads when TLS is on
 #   $(MANDIR)/man8, man5  the manual pages
 #   $(SYSTEMDUNITDIR)     smap.socket, smap@.service, smapd.service,
@@ -205,7 +208,7 @@ SMAP_USER ?= smap
 SMAPD_USER ?= smapd
 UNITS = systemd/smap.socket systemd/smap@.service systemd/smapd.service \
 	systemd/smapd-run.service systemd/smapd.timer
-MAN8 = smap/smap.8 smapd/smapd.8 $(wildcard smapd/smapq.8)
+MAN8 = smap/smap.8 smapd/smapd.8 smapd/smapq.8 smapd/smap-sendmail.8
 MAN5 = smap/smap.conf.5 common/smap-spool.5
 # Installed paths in units and examples follow SBINDIR and SYSCONFDIR.
 INSTALL_SED = sed -e 's|/usr/sbin/|$(SBINDIR)/|g' \
@@ -285,9 +288,9 @@ install: all
 # ($(SHLIBDIR), $(DOCDIR)); it keeps $(SYSCONFDIR)/smap/smap.conf, the
 # spool and $(MAILDIR), which hold the admin's settings and mail, and the
 # users. Stop and disable the units first.
-UNINSTALL_FILES = $(addprefix $(SBINDIR)/,smap smapd smapq) \
+UNINSTALL_FILES = $(addprefix $(SBINDIR)/,smap smapd smapq smap-sendmail) \
 	$(SHLIBDIR)/smap-tls.so \
-	$(addprefix $(MANDIR)/man8/,smap.8 smapd.8 smapq.8) \
+	$(addprefix $(MANDIR)/man8/,smap.8 smapd.8 smapq.8 smap-sendmail.8) \
 	$(addprefix $(MANDIR)/man5/,smap.conf.5 smap-spool.5) \
 	$(addprefix $(SYSTEMDUNITDIR)/,$(UNITS:systemd/%=%)) \
 	$(SYSUSERSDIR)/smap.conf $(TMPFILESDIR)/smap.conf \
@@ -395,5 +398,6 @@ fuzz-smoke: fuzz-build
 bench: all
 	tools/deps bench
 	python3 bench/run.py
+	python3 bench/rcptmap.py
 
 .PHONY: bench

@@ -100,6 +100,7 @@ static const struct param params[] = {
 	P(smtp_tls_fingerprint_cert_match, T_STR, "", 0, 65536),
 	P(smtp_sasl_password_maps, T_PATH, "", 0, PATH_MAX - 1),
 	P(smtp_starttls_timeout, T_TIME, "300s", 1, 3600),
+	P(submit_server, T_STR, "[127.0.0.1]:25", 1, 300),
 };
 
 #define NPARAM (sizeof(params) / sizeof(params[0]))

@@ -207,6 +207,9 @@ def main(t):
             t.run("bad entry", test_bad_entry, t, srv, a, b, d)
             t.run("two addresses", test_addresses, t, srv, a, d)
             t.run("down and fallback", test_down_and_fallback, t, srv, a, b, cdb or "texthash:" + src)
+            for name in sorted(f[:-7] for f in os.listdir(srv.dir) if f.startswith("smapd-58") and
+                               f.endswith(".stderr")):
+                Smapd(t, srv, name=name).check_sanitizer()
     finally:
         shutil.rmtree(d, ignore_errors=True)
 

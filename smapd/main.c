@@ -264,7 +264,9 @@ run(struct conf *cf, struct qctx *q, int once)
 	time_t full_at = 0;
 	long long wait;
 
-	log_info("started, delivering by %s", cf->default_transport);
+	log_info("started, delivering by %s%s%s", cf->default_transport,
+	    cf->transport_maps[0] ? ", routing by transport_maps " : "",
+	    cf->transport_maps);
 	notify("READY=1");
 	while (!stop) {
 		int full = time(NULL) >= full_at || q->flush;

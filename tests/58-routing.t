@@ -129,6 +129,14 @@ def test_down_and_fallback(t, srv, a, b, spec):
            r"  relay: 127\.0\.0\.1\[127\.0\.0\.1\]:%d$" % (a.port, a.port), "smapq show: a@'s next hop and relay")
     t.like(out, r"(?m)^recipient: <b@backend\.test> deferred 4\.4\.1 .*\n  next_hop: smtp:\[127\.0\.0\.1\]:%d$"
            % b.port, "smapq show: b@'s next hop")
+    p = subprocess.run([SMAPQ_BIN, "-c", d.conffile, "list"], capture_output=True, timeout=20,
+                       stdin=subprocess.DEVNULL, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TZ": "UTC"})
+    t.like(p.stdout.decode("latin-1"), r"(?m)^ {41}b@backend\.test via smtp:\[127\.0\.0\.1\]:%d$" % b.port,
+           "smapq list: the pending recipient with its next hop")
+    p = subprocess.run([SMAPQ_BIN, "-c", d.conffile, "-j"], capture_output=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    t.like(p.stdout.decode("latin-1"), r'"address": "b@backend\.test", "delay_reason": "[^"]*", '
+           r'"next_hop": "smtp:\[127\.0\.0\.1\]:%d"' % b.port, "smapq -j: next_hop")
     fb = dict(conf, smtp_fallback_relay="[127.0.0.1]:%d" % a.port)
     d2 = Smapd(t, srv, conf=fb, name="smapd-58fb")
     t.is_(d2.once(), 0, "fallback: smapd -1 exits 0")

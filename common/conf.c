@@ -69,6 +69,8 @@ static const struct param params[] = {
 	P(smtpd_greet_pause, T_TIME, "0s", 0, 60),
 	P(smapd_user, T_USER, "smapd", 1, 32),
 	P(default_transport, T_STR, "maildir:/var/mail/smap/", 1, 4000),
+	P(transport_maps, T_MAP, "", 0, MAP_SPEC_MAX),
+	P(smtp_fallback_relay, T_STR, "", 0, 4000),
 	P(sendmail_path, T_PATH, "/usr/sbin/sendmail", 1, PATH_MAX - 1),
 	P(smtp_helo_name, T_STR, "$myhostname", 0, 255),
 	P(queue_run_delay, T_TIME, "300s", 1, 86400),

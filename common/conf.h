@@ -56,6 +56,8 @@ struct conf {
 	/* smapd: who, where to, how often */
 	char *smapd_user;		/* "smapd": never mail_owner */
 	char *default_transport;	/* "maildir:/var/mail/smap/" */
+	char *transport_maps;		/* "": default_transport for all */
+	char *smtp_fallback_relay;	/* "": no fallback next hops */
 	char *sendmail_path;		/* "/usr/sbin/sendmail" */
 	char *smtp_helo_name;		/* "$myhostname" */
 	long long queue_run_delay;	/* 300s */

@@ -21,6 +21,7 @@ fx_deliver(const char *spec, const struct conf *cf, const struct envelope *env,
 
 	if (transport_parse(spec, &t, why, sizeof(why)) < 0)
 		tap_fatal("transport_parse");
+	(void)fflush(stdout);	/* a forked transport must not repeat our TAP */
 	memset(&d, 0, sizeof(d));
 	memset(res, 0x55, n * sizeof(*res));	/* not R_PENDING */
 	d.env = env;

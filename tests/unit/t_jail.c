@@ -172,8 +172,8 @@ main(void)
 		tap_fatal("mkdtemp");
 	tap_on_fatal(cleanup);
 	if (unshare(CLONE_NEWNS) < 0 ||
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount(dir, "/etc", NULL, MS_BIND, NULL) < 0)
+	    mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount(dir, "/etc", "none", MS_BIND, NULL) < 0)
 		tap_fatal("private /etc");
 	cases();
 	lines();

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "check.h"
+#include "journal.h"
 #include "layout.h"
 
 static const struct transport *checked;	/* for the child of startup_as() */
@@ -142,6 +143,7 @@ as_smapd(struct startup *st, const struct conf *cf)
 	spool_readable(st, cf);
 	transport_usable(st, cf, checked);
 	tls_readable(st, cf);
+	journal_check(st, cf);
 }
 
 /* check_smapd - smapd -t: the problems found, as smapd will run */

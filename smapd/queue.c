@@ -28,6 +28,7 @@
 
 #include "addr.h"
 #include "bounce.h"
+#include "journal_event.h"
 #include "layout_queue.h"
 #include "log.h"
 #include "queue.h"
@@ -67,6 +68,7 @@ quarantine(const struct qctx *q, enum ldir w, const char *name,
 		    strerror(errno));
 		return;
 	}
+	journal_quarantined(name, to, why);
 	if (rc > 0)
 		log_warn("quarantine/%s.why: cannot write the reason: %s", to,
 		    strerror(errno));
@@ -307,6 +309,7 @@ pick_one(struct qctx *q, const char *name, struct picked *p)
 	log_ident("smap/qmgr");
 	log_info("%s: from=%s, size=%lld, nrcpt=%zu (queue active)", name,
 	    e.sender, e.size, e.nrcpt);
+	journal_accepted(&e);
 	spool_free_envelope(&e);
 	return 1;
 }
@@ -349,6 +352,7 @@ pickup(struct qctx *q, size_t *n)
 		else
 			free(names[i]);
 		if (k - done == PICK_MAX || (i + 1 == all && k > done)) {
+			journal_sync();	/* the records before the moves */
 			sync_dir(q, L_QUEUE);	/* durable in queue/, then */
 			unlink_picked(q, v + done, p, k - done);	/* gone */
 			done = k;
@@ -444,6 +448,7 @@ attempt(struct qctx *q, struct delivery *d, struct state *st)
 		if (r->status == R_DEFER)
 			r->status = R_PENDING;	/* stored as "deferred" with its text */
 	}
+	journal_attempt(d, q->t.kind == T_SMTP || q->t.kind == T_LMTP);
 }
 
 /* expire - past maximal_queue_lifetime: every pending recipient fails */
@@ -467,6 +472,7 @@ expire(const struct qctx *q, struct state *st, long long now,
 		log_ident("smap/qmgr");
 		log_info("%s: to=%s, status=expired, returned to sender (%s)",
 		    e->id, e->rcpt[i], r->text);
+		journal_expired(e, i, r);
 	}
 	(void)q;
 }

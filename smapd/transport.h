@@ -35,6 +35,7 @@ struct delivery {
 	char relay[320];	/* for the log: "host[addr]:port", "local" */
 	double setup;		/* seconds spent connecting (DNS, greeting,
 				 * EHLO, TLS, AUTH): delays= c */
+	int tls;		/* smtp/lmtp: the transaction ran over TLS */
 };
 
 enum tkind { T_SMTP, T_LMTP, T_SENDMAIL, T_MAILDIR };

@@ -3,8 +3,8 @@
  *
  *   smapq [-c config] verify [--key FILE] [--head HEAD]... [--log FILE]...
  *         [DAY...]
- *   smapq [-c config] report [--since AGE] [-j] [-m] [--key FILE]
- *         [--log FILE]...
+ *   smapq [-c config] report [--since AGE] [-j | --message | --mail]
+ *         [--key FILE] [--log FILE]...
  *   smapq [-c config] check [-w N] [-c N] [-W AGE] [-C AGE]
  *   smapq [-c config] journal-key
  *
@@ -14,7 +14,11 @@
  * spool, as for its other commands. Everything read afterwards is
  * hostile (review.h's readers).
  *
- * Exit status: verify 0 intact, 1 not; report and journal-key 0, 1;
+ * report --mail hands the report, as a message to report_recipient, to
+ * SBINDIR/smap-sendmail -t (no shell).
+ *
+ * Exit status: verify 0 intact, 1 not; report and journal-key 0, 1
+ * (report --mail: smap-sendmail's, 69 when it cannot be run);
  * check 0, 1, 2, 3 (Nagios: OK, WARNING, CRITICAL, UNKNOWN, also for
  * every error below); 64 bad usage; 66 the key file cannot be read;
  * 71 cannot drop privileges or reach the spool; 74 cannot write the
@@ -23,12 +27,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <openssl/crypto.h>
 
@@ -36,10 +42,12 @@
 #include "jail.h"
 #include "journal.h"
 #include "log.h"
+#include "paths.h"		/* generated: SMAP_SBIN_DIR */
 #include "review.h"
 
 #define EX_USAGE 64
 #define EX_NOINPUT 66
+#define EX_UNAVAILABLE 69
 #define EX_OSERR 71
 #define EX_IOERR 74
 #define EX_CONFIG 78
@@ -55,7 +63,7 @@ static const char *const cmd_names[] = { "verify", "report", "check",
 struct args {
 	const char *conf;
 	enum cmd cmd;
-	int json, mail;
+	int json, message, send;
 	const char *keyfile;
 	char *logs[LOGS_MAX];
 	size_t nlogs;
@@ -75,8 +83,8 @@ usage(const struct args *a, const char *why)
 		fprintf(stderr, "smapq: %s\n", why);
 	fprintf(stderr, "usage: smapq [-c config] verify [--key FILE] "
 	    "[--head HEAD] [--log FILE] [DAY...]\n"
-	    "       smapq [-c config] report [--since AGE] [-j] [-m] "
-	    "[--key FILE] [--log FILE]\n"
+	    "       smapq [-c config] report [--since AGE] [-j | --message | "
+	    "--mail] [--key FILE] [--log FILE]\n"
 	    "       smapq [-c config] check [-w N] [-c N] [-W AGE] [-C AGE]\n"
 	    "       smapq [-c config] journal-key\n");
 	return a->cmd == C_CHECK ? 3 : EX_USAGE;
@@ -142,7 +150,8 @@ option(struct args *a, int ch, const char *arg)
 	switch (ch) {
 	case 'k': a->keyfile = arg; return 0;
 	case 'j': a->json = 1; return 0;
-	case 'm': a->mail = 1; return 0;
+	case 'M': a->message = 1; return 0;
+	case 'm': a->send = 1; return 0;
 	case 'l':
 		if (a->nlogs == LOGS_MAX)
 			return usage(a, "too many --log files");
@@ -175,7 +184,8 @@ options(int argc, char **argv, struct args *a)
 	static const struct option longs[] = { { "key", 1, NULL, 'k' },
 		{ "head", 1, NULL, 'H' }, { "log", 1, NULL, 'l' },
 		{ "since", 1, NULL, 's' }, { "json", 0, NULL, 'j' },
-		{ "mail", 0, NULL, 'm' }, { NULL, 0, NULL, 0 } };
+		{ "mail", 0, NULL, 'm' }, { "message", 0, NULL, 'M' },
+		{ NULL, 0, NULL, 0 } };
 	static const char *const shorts[] = { "k:H:l:", "s:jmk:l:",
 		"w:c:W:C:", "" };
 	int ch, rc, i;
@@ -312,6 +322,46 @@ cmd_verify(const struct args *a, struct review *rv)
 	return v.bad ? 1 : 0;
 }
 
+/* send_report - the report as a message, on smap-sendmail's standard
+ * input: its exit status */
+static int
+send_report(const struct args *a, struct review *rv)
+{
+	char path[512], *argv[] = { "smap-sendmail", "-t", NULL, NULL, NULL };
+	int p[2], status = 0, ok;
+	pid_t pid;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/smap-sendmail", SMAP_SBIN_DIR);
+	if (strcmp(a->conf, "/etc/smap/smap.conf") != 0) {
+		argv[1] = "-C";
+		argv[2] = (char *)a->conf;
+		argv[3] = "-t";
+	}
+	if (pipe2(p, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
+		fprintf(stderr, "smapq: cannot run %s: %s\n", path, strerror(errno));
+		return EX_UNAVAILABLE;
+	}
+	if (pid == 0) {
+		if (dup2(p[0], STDIN_FILENO) == STDIN_FILENO)
+			execv(path, argv);
+		fprintf(stderr, "smapq: %s: %s\n", path, strerror(errno));
+		_exit(EX_UNAVAILABLE);
+	}
+	(void)close(p[0]);
+	signal(SIGPIPE, SIG_IGN);	/* a dead smap-sendmail: EPIPE */
+	if ((fp = fdopen(p[1], "w")) == NULL)
+		(void)close(p[1]);
+	else
+		(void)review_report(rv, fp);
+	ok = fp != NULL && fclose(fp) == 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return WIFEXITED(status) ? WEXITSTATUS(status) : EX_UNAVAILABLE;
+	return ok ? 0 : EX_IOERR;
+}
+
 /* run - the command, set up: its exit status */
 static int
 run(struct args *a, struct review *rv, struct conf *cf)
@@ -325,7 +375,7 @@ run(struct args *a, struct review *rv, struct conf *cf)
 	case C_VERIFY:
 		return cmd_verify(a, rv);
 	case C_REPORT:
-		return review_report(rv, stdout);
+		return a->send ? send_report(a, rv) : review_report(rv, stdout);
 	case C_CHECK:
 		return review_check(rv, stdout);
 	default:
@@ -358,11 +408,13 @@ smapq_review(int argc, char **argv)
 		return rc;
 	if (a.json && a.cmd != C_REPORT)
 		return usage(&a, "-j is for report (and smapq list)");
+	if (a.json + a.message + a.send > 1)
+		return usage(&a, "one of -j, --message and --mail");
 	umask(077);
 	memset(&rv, 0, sizeof(rv));
 	rv.jfd = -1;
 	rv.json = a.json;
-	rv.mail = a.mail;
+	rv.mail = a.message || a.send;
 	rv.now = (long long)time(NULL);
 	rv.since = rv.now - a.since;
 	rv.warn_n = a.warn_n, rv.crit_n = a.crit_n;

@@ -60,6 +60,7 @@ static struct {
 	long long lost_since;
 	long torn;		/* bytes of an incomplete last line cut off */
 	long long next_head;	/* when journal_tick logs the head again */
+	long logged_day, logged_seq;	/* the head last logged */
 	int tell;		/* smapq: failures on stderr too */
 	const char *ident;	/* what the head lines are logged as */
 	char actor[64];
@@ -443,6 +444,8 @@ log_head(const char *what)
 
 	jday_name(J.day, day);
 	jhex(J.mac, JMAC_LEN, hex);
+	J.logged_day = J.day;
+	J.logged_seq = J.seq;
 	log_ident(J.ident);
 	log_info("journal %s: day=%s records=%ld mac=%s", what, day, J.seq, hex);
 }
@@ -695,6 +698,31 @@ first_key_warning(void)
 		    "whoever reads it", JOURNAL_DIR, JOURNAL_FIRST);
 }
 
+/* head_now - the chain's head in the log (the day rolled over first
+ * when it ended); unless always, only when it moved since this process
+ * last logged it */
+static void
+head_now(int always)
+{
+	if (begin(time(NULL)) < 0) {
+		log_msg(LOG_ERR, "error: journal: cannot log its head: %s", J.why);
+		return;
+	}
+	if (notes() < 0)
+		log_msg(LOG_ERR, "error: journal: %s", J.why);
+	if (always || J.day != J.logged_day || J.seq != J.logged_seq)
+		log_head("head");
+	(void)flock(J.dfd, LOCK_UN);
+	journal_sync();
+}
+
+/* journal_head - the head at smapd's stop, if it moved */
+void
+journal_head(void)
+{
+	head_now(0);
+}
+
 /* journal_tick - the head every hour, the day's end on time */
 long long
 journal_tick(time_t now)
@@ -704,16 +732,8 @@ journal_tick(time_t now)
 	if (!first && (long long)now < J.next_head)
 		return J.next_head - (long long)now;
 	J.next_head = ((long long)now / HOUR + 1) * HOUR;
-	if (begin(now) < 0) {
-		log_msg(LOG_ERR, "error: journal: cannot log its head: %s", J.why);
-		return J.next_head - (long long)now;
-	}
-	if (notes() < 0)
-		log_msg(LOG_ERR, "error: journal: %s", J.why);
-	log_head("head");
-	(void)flock(J.dfd, LOCK_UN);
-	journal_sync();
-	if (first)
+	head_now(1);
+	if (first && J.dfd >= 0)
 		first_key_warning();
 	return J.next_head - (long long)now;
 }

@@ -147,6 +147,9 @@ void journal_sync(void);
  * it last did (and at the first call), rolling the day over when it
  * ended. Returns the seconds until the next call is due. */
 long long journal_tick(time_t now);
+/* The head in the log now, if it moved since this process last logged
+ * it (smapd at its stop). */
+void journal_head(void);
 
 /* smapq: record who acts ("uid=N auid=N"), and say on standard error,
  * as well as in the log, when a record cannot be written. */

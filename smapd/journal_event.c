@@ -111,4 +111,5 @@ journal_admin(enum jevent ev, const char *id)
 	put(f, "by", journal_actor()[0] ? journal_actor() : "smapq");
 	journal_add(ev, f);
 	journal_sync();
+	journal_head();	/* so that a cut after it is seen, as after smapd */
 }

@@ -28,7 +28,8 @@ void journal_expired(const struct envelope *e, size_t i,
 /* name moved to quarantine/as; durable on return. */
 void journal_quarantined(const char *name, const char *as, const char *why);
 
-/* smapq: held, released or deleted; durable on return. */
+/* smapq: held, released or deleted; durable on return, and the head
+ * logged after it. */
 void journal_admin(enum jevent ev, const char *id);
 
 #endif

@@ -279,6 +279,7 @@ run(struct conf *cf, struct qctx *q, int once)
 			do_reload(cf, q);
 	}
 	notify("STOPPING=1");
+	journal_head();		/* the end, for smapq verify */
 	log_info("stopped");
 }
 

@@ -48,14 +48,34 @@ struct tally {
 	struct heads heads;
 };
 
+/* readable - a journal value's \xHH of printable ASCII as the byte
+ * (a reason's spaces), into buf; others stay escaped; its length */
+static size_t
+readable(char *buf, size_t cap, const char *v, size_t n)
+{
+	size_t i = 0, o = 0;
+	unsigned int c;
+
+	while (i < n && o + 1 < cap) {
+		if (v[i] == '\\' && i + 3 < n + 0 && v[i + 1] == 'x' &&
+		    sscanf(v + i + 2, "%2x", &c) == 1 && c >= 0x20 && c < 0x7f &&
+		    c != '\\') {
+			buf[o++] = (char)c;
+			i += 4;
+		} else
+			buf[o++] = v[i++];
+	}
+	buf[o] = '\0';
+	return o;
+}
+
 /* count - one more of key in t (cut to KEY_LEN; past cap: other) */
 static void
-count(struct table *t, const char *key, size_t n)
+count(struct table *t, const char *raw, size_t len)
 {
-	size_t i;
+	char key[KEY_LEN];
+	size_t i, n = readable(key, sizeof(key), raw, len);
 
-	if (n >= KEY_LEN)
-		n = KEY_LEN - 1;
 	for (i = 0; i < t->n; i++)
 		if (strlen(t->v[i].key) == n && memcmp(t->v[i].key, key, n) == 0) {
 			t->v[i].n++;

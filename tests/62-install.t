@@ -78,13 +78,14 @@ def expected(prefix):
         files[p + "/sbin/smapq"] = 0o755
     if os.path.exists(os.path.join(REPO, "smapd", "smapq.8")):
         files[p + "/share/man/man8/smapq.8"] = 0o644
-    for u in ("smap.socket", "smap@.service", "smapd.service", "smapd-run.service", "smapd.timer"):
+    for u in ("smap.socket", "smap@.service", "smapd.service", "smapd-run.service", "smapd.timer",
+              "smap-report.service", "smap-report.timer"):
         files[unitdir() + "/" + u] = 0o644
     dirs = {"var/spool/smap": 0o755, "var/spool/smap/incoming": 0o755,
             "var/spool/smap/incoming/tmp": 0o1770, "var/spool/smap/incoming/new": 0o1770,
             "var/spool/smap/queue": 0o700, "var/spool/smap/state": 0o700,
             "var/spool/smap/quarantine": 0o700, "var/spool/smap/hold": 0o700,
-            "var/mail/smap": 0o700}
+            "var/spool/smap/journal": 0o700, "var/mail/smap": 0o700}
     return files, dirs
 
 

@@ -157,6 +157,18 @@ void journal_set_actor(void);
 /* "uid:N,auid:N" as journal_set_actor() found them ("" before). */
 const char *journal_actor(void);
 
+/* ---- keys and day files on disk (journal_key.c) ---- */
+
+/* dfd/name written as name.tmp with n bytes of data (fsync'd, given to
+ * uid:gid when root), renamed into place (over an old one only when
+ * replace), the directory fsync'd: 0, or -1 with errno. */
+int journal_write_file(int dfd, const char *name, const char *data,
+    size_t n, uid_t uid, gid_t gid, int replace);
+
+/* journal/key (dfd) holds k from now on, durably; the old one is gone:
+ * 0, or -1 with errno. */
+int journal_persist_key(int dfd, const struct jkey *k, uid_t uid, gid_t gid);
+
 /* The first key, made when journal/ holds neither a key nor a day
  * (smapd -P as root: the files are given to uid:gid; smapd at its first
  * record: its own): journal/key and journal/key.first, mode 0600. dfd

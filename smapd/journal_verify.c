@@ -49,11 +49,7 @@ struct vs {
 };
 
 /* bad - the first failure: its day, line and why; returns 1 */
-static int
-bad(struct verify *v, long day, long line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int
+static int __attribute__((format(printf, 4, 5)))
 bad(struct verify *v, long day, long line, const char *fmt, ...)
 {
 	va_list ap;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# 52-smapd-journal.t - the journal and the daily review, end to end:
+# 55-journal.t - the journal and the daily review, end to end:
 # smap -> smapd -> a real Postfix, with mail delivered, deferred (450),
 # bounced (550), expired, quarantined, held, released and deleted, and
 # relay attempts refused; then
@@ -334,7 +334,7 @@ def main(t):
     if os.geteuid() != 0:
         t.skip("needs root")
         return
-    with Postfix(t, users=["a", "b"], access=ACCESS, name="postfix-52") as pf:
+    with Postfix(t, users=["a", "b"], access=ACCESS, name="postfix-55") as pf:
         with Server(t, name="journal", conf={"mynetworks": "10.255.255.0/24",
                                              "relay_domains": DOMAIN}) as srv:
             mdir = os.path.join(srv.dir, "metrics")

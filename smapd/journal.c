@@ -42,7 +42,6 @@
 #include "log.h"
 
 #define HOUR 3600
-#define LOCK_TRIES 1000		/* flock interrupted by signals */
 
 static struct {
 	pid_t pid;		/* the process that opened dfd */
@@ -410,19 +409,26 @@ current(time_t now)
 	    fail("the key is a later day's"));
 }
 
+/* lock - journal/ locked within JOURNAL_LOCK_MS: 0, or -1 (J.why). A
+ * holder that never lets go (a stopped process) costs each record that
+ * long and sends it to the log: a delivery never waits on the journal
+ * long enough to be killed between its transport's answer and its
+ * state file (which would send it again). */
+static int
+lock(void)
+{
+	if (journal_flock(J.dfd, JOURNAL_LOCK_MS) == 0)
+		return 0;
+	return fail(errno == ETIMEDOUT ? "lock: held by another process" :
+	    "lock");
+}
+
 /* begin - the journal locked, its file current: 0 or -1 (J.why) */
 static int
 begin(time_t now)
 {
-	int i, rc = -1;
-
-	if (jdir() < 0)
+	if (jdir() < 0 || lock() < 0)
 		return -1;
-	for (i = 0; i < LOCK_TRIES && (rc = flock(J.dfd, LOCK_EX)) < 0 &&
-	    errno == EINTR; i++)
-		;
-	if (rc < 0)
-		return fail("lock");
 	if (current(now) < 0) {
 		(void)flock(J.dfd, LOCK_UN);
 		return -1;
@@ -430,36 +436,61 @@ begin(time_t now)
 	return 0;
 }
 
-/* lost - a record that could not be written, in the log instead */
+/* lost - a record that could not be written, in the log instead, and
+ * counted in journal/lost for the next writer's gap record (in this
+ * process's memory when even that fails) */
 static void
 lost(enum jevent ev, const char *fields)
 {
+	long long now = (long long)time(NULL);
+
 	log_msg(LOG_ERR, "error: journal: not recorded (%s): %s%s", J.why,
 	    jevent_name(ev), fields);
 	if (J.tell)
 		fprintf(stderr, "smapq: journal: not recorded (%s): %s%s\n",
 		    J.why, jevent_name(ev), fields);
+	if (J.dfd >= 0 && J.pid == getpid() &&
+	    journal_lost_note(J.dfd, now) == 0)
+		return;
 	if (J.lost++ == 0)
-		J.lost_since = (long long)time(NULL);
+		J.lost_since = now;
+}
+
+/* gap - the gap record for what this process and journal/lost count */
+static int
+gap(void)
+{
+	char f[128] = "", a[24], b[24];
+	long n;
+	long long since = J.lost_since;
+	int fd = journal_lost_take(J.dfd, &n, &since), rc = 0;
+
+	if (J.lost > 0 && J.lost_since < since)
+		since = J.lost_since;
+	if (J.lost + n > 0) {
+		snprintf(a, sizeof(a), "%ld", J.lost + n);
+		snprintf(b, sizeof(b), "%lld", since);
+		rc = jput(f, sizeof(f), "lost", a, sizeof(a)) < 0 ||
+		    jput(f, sizeof(f), "since", b, sizeof(b)) < 0 ||
+		    append(J_GAP, f) < 0 ? -1 : 0;
+		if (rc == 0)
+			J.lost = 0;
+	}
+	if (fd >= 0 && journal_lost_done(fd, rc == 0) < 0)
+		log_msg(LOG_ERR, "error: journal: %s/%s: %s: its records will be "
+		    "counted again", JOURNAL_DIR, JOURNAL_LOST, strerror(errno));
+	return rc;
 }
 
 /* notes - the gap and torn records owed before the next one */
 static int
 notes(void)
 {
-	char f[128] = "", a[24], b[24];
+	char f[128] = "", a[24];
 
-	if (J.lost > 0) {
-		snprintf(a, sizeof(a), "%ld", J.lost);
-		snprintf(b, sizeof(b), "%lld", J.lost_since);
-		if (jput(f, sizeof(f), "lost", a, sizeof(a)) < 0 ||
-		    jput(f, sizeof(f), "since", b, sizeof(b)) < 0 ||
-		    append(J_GAP, f) < 0)
-			return -1;
-		J.lost = 0;
-	}
+	if (gap() < 0)
+		return -1;
 	if (J.torn > 0) {
-		f[0] = '\0';
 		snprintf(a, sizeof(a), "%ld", J.torn);
 		if (jput(f, sizeof(f), "bytes", a, sizeof(a)) < 0 ||
 		    append(J_TORN, f) < 0)

@@ -30,6 +30,8 @@
 #define JOURNAL_DIR "journal"
 #define JOURNAL_KEY "key"		/* the current day's key */
 #define JOURNAL_FIRST "key.first"	/* the first key, until printed */
+#define JOURNAL_LOST "lost"		/* records not written, until a gap */
+#define JOURNAL_LOCK_MS 2000		/* the longest wait for a lock */
 #define JOURNAL_LINE_MAX 4096		/* one record with its LF */
 #define JOURNAL_VALUE_MAX 1024		/* one value, escaped */
 #define JFIELDS_MAX 24
@@ -156,6 +158,25 @@ void journal_head(void);
 void journal_set_actor(void);
 /* "uid:N,auid:N" as journal_set_actor() found them ("" before). */
 const char *journal_actor(void);
+
+/* ---- records not written, the lock (journal_lost.c) ---- */
+
+/* An exclusive flock(2) on fd, waiting at most wait_ms: 0, or -1 with
+ * errno (ETIMEDOUT: another process holds it). */
+int journal_flock(int fd, long wait_ms);
+
+/* One more record lost at when (seconds), in journal/lost (dfd is
+ * journal/), for the next writer's gap record: 0, or -1 with errno. */
+int journal_lost_note(int dfd, long long when);
+
+/* Under journal/'s lock: the records journal/lost counts in *n, the
+ * first lost at *since; returns its fd, locked, for journal_lost_done(),
+ * or -1 with *n = 0 when there are none. */
+int journal_lost_take(int dfd, long *n, long long *since);
+
+/* journal/lost let go; emptied when written (its gap record is in): 0,
+ * or -1 with errno when it could not be emptied. */
+int journal_lost_done(int fd, int written);
 
 /* ---- keys and day files on disk (journal_key.c) ---- */
 

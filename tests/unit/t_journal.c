@@ -16,6 +16,7 @@
  * Every write goes through a child process, as smapd's delivery workers
  * do, so that each one opens the journal afresh after a restore.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -713,6 +714,81 @@ lost_then_add(void)
 	add(J_ACCEPTED, "C2");
 }
 
+/* lose_one - a writer that loses a record (no key) and exits: the
+ * count waits in journal/lost */
+static void
+lose_one(void)
+{
+	if (rename("journal/key", "journal/key.away") < 0)
+		_exit(1);
+	fake_now = T0 + 4 * 86400 + 60;
+	add(J_DELIVERED, "C3");
+	if (rename("journal/key.away", "journal/key") < 0)
+		_exit(1);
+}
+
+/* add_c4 - another writer's first record */
+static void
+add_c4(void)
+{
+	fake_now = T0 + 4 * 86400 + 120;
+	add(J_ACCEPTED, "C4");
+}
+
+/* add_c5 - a record while another process holds journal/'s lock */
+static void
+add_c5(void)
+{
+	fake_now = T0 + 4 * 86400 + 180;
+	add(J_ACCEPTED, "C5");
+}
+
+/* add_c6 - the next writer after the lock was let go */
+static void
+add_c6(void)
+{
+	fake_now = T0 + 4 * 86400 + 240;
+	add(J_ACCEPTED, "C6");
+}
+
+/* test_lost_elsewhere - records lost by a process that exits are gap
+ * records of the next writer's; a lock never let go costs a bounded
+ * wait, and the record is lost, not waited for */
+static void
+test_lost_elsewhere(const struct jkey *k, struct heads *hs)
+{
+	static char buf[65536];
+	static struct verify v;
+	char *lines[LINES_MAX];
+	struct timespec t0, t1;
+	size_t n;
+	int dfd;
+
+	child(lose_one);
+	child(add_c4);
+	n = file_lines("2026-11-27", buf, sizeof(buf), lines);
+	tap_ok(n == 5 && strstr(lines[3], " gap lost=1 ") &&
+	    strstr(lines[4], " accepted id=C4 "), "a record lost by a writer "
+	    "that has exited: the next writer's gap record counts it");
+	dfd = open("journal", O_RDONLY | O_DIRECTORY);
+	if (dfd < 0 || flock(dfd, LOCK_EX) < 0)
+		tap_fatal("lock journal/");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	child(add_c5);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	(void)close(dfd);
+	tap_ok(t1.tv_sec - t0.tv_sec < 10, "journal/ locked by another: the "
+	    "writer gives up in bounded time (%lds)", (long)(t1.tv_sec - t0.tv_sec));
+	child(add_c6);
+	n = file_lines("2026-11-27", buf, sizeof(buf), lines);
+	tap_ok(n == 7 && strstr(lines[5], " gap lost=1 ") &&
+	    strstr(lines[6], " accepted id=C6 "), "and the next writer's gap "
+	    "record counts the record it lost");
+	log_heads(hs);
+	tap_ok(verify(&v, k, hs) == 0 && v.gaps == 3 && v.lost == 3,
+	    "verify: intact, three gaps noted (%ld, %ld)", v.gaps, v.lost);
+}
+
 /* test_after - new records never alert; a cut record and a lost one are
  * noted, not failures */
 static void
@@ -830,6 +906,7 @@ test_writer(void)
 	test_tamper(&first, &hs);
 	test_forgery(&first, &hs);
 	test_after(&first, &later);
+	test_lost_elsewhere(&first, &later);
 	test_crash(&first, &hs);
 	free(hs.v);
 	free(later.v);

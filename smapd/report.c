@@ -54,11 +54,11 @@ static size_t
 readable(char *buf, size_t cap, const char *v, size_t n)
 {
 	size_t i = 0, o = 0;
-	unsigned int c;
+	unsigned char c;
 
 	while (i < n && o + 1 < cap) {
-		if (v[i] == '\\' && i + 3 < n + 0 && v[i + 1] == 'x' &&
-		    sscanf(v + i + 2, "%2x", &c) == 1 && c >= 0x20 && c < 0x7f &&
+		if (v[i] == '\\' && i + 3 < n && v[i + 1] == 'x' &&
+		    junhex(v + i + 2, 1, &c) == 0 && c >= 0x20 && c < 0x7f &&
 		    c != '\\') {
 			buf[o++] = (char)c;
 			i += 4;

@@ -101,6 +101,19 @@ journal_quarantined(const char *name, const char *as, const char *why)
 	journal_sync();
 }
 
+/* journal_held - "held id= by=smapd reason=": smapd's own hold */
+void
+journal_held(const char *id, const char *why)
+{
+	char f[FIELDS_MAX] = "";
+
+	put(f, "id", id);
+	put(f, "by", "smapd");
+	put(f, "reason", why);
+	journal_add(J_HELD, f);
+	journal_sync();
+}
+
 /* journal_admin - "held|released|deleted id= by=" */
 void
 journal_admin(enum jevent ev, const char *id)

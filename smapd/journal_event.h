@@ -32,4 +32,8 @@ void journal_quarantined(const char *name, const char *as, const char *why);
  * logged after it. */
 void journal_admin(enum jevent ev, const char *id);
 
+/* smapd held id itself (the progress of its delivery could not be
+ * saved): "held by=smapd reason="; durable on return. */
+void journal_held(const char *id, const char *why);
+
 #endif

@@ -139,6 +139,7 @@ hold_unsaved(struct qctx *q, const char *id, int err)
 	if (layout_rename(&q->dirs, L_QUEUE, L_HOLD, id) == 0) {
 		log_msg(LOG_ERR, "error: %s: placed on hold so that no recipient "
 		    "gets it twice: fix the cause, then smapq release %s", id, id);
+		journal_held(id, strerror(err));
 		(void)layout_write_why(&q->dirs, L_HOLD, id, "the progress of a "
 		    "delivery could not be saved (see the log); a release may "
 		    "send it again to recipients that already have it");

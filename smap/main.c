@@ -22,7 +22,7 @@
 
 #include "conf.h"
 #include "jail.h"
-#include "layout_setup.h"
+#include "layout_check.h"
 #include "log.h"
 #include "sandbox.h"
 #include "smtpd.h"

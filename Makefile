@@ -65,13 +65,12 @@ COMMON_SRC = $(filter-out common/sandbox_gen.c,$(wildcard common/*.c))
 COMMON_OBJ = $(COMMON_SRC:.c=.o)
 SMAP_SRC = $(filter-out smap/main.c smap/tls_server.c,$(wildcard smap/*.c))
 SMAP_OBJ = $(SMAP_SRC:.c=.o)
-SMAPD_SRC = $(filter-out smapd/main.c smapd/smapq.c,$(wildcard smapd/*.c))
+SMAPD_SRC = $(filter-out smapd/main.c smapd/smapq.c smapd/smap-sendmail.c,$(wildcard smapd/*.c))
 SMAPD_OBJ = $(SMAPD_SRC:.c=.o)
 UNIT_SRC = $(wildcard tests/unit/t_*.c)
 UNIT_BIN = $(UNIT_SRC:.c=)
 
-PROGS = smap/smap $(if $(wildcard smapd/main.c),smapd/smapd) \
-	$(if $(wildcard smapd/smapq.c),smapd/smapq)
+PROGS = smap/smap smapd/smapd smapd/smapq smapd/smap-sendmail
 
 MODULES = smap/smap-tls.so
 
@@ -96,9 +95,33 @@ smap/libsmap.a: $(SMAP_OBJ)
 	rm -f $@ && $(AR) rcs $@ $^
 
 # smap links no OpenSSL; it loads smap-tls.so only when TLS is on
-# (smap/tls_server.h says why).
-smap/smap: smap/main.o smap/libsmap.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(CDB_LIBS) $(LDLIBS) -ldl
+# (smap/tls_server.h says why). It links only the C library.
+#   make STATIC=1   smap/smap linked statically (-static-pie): no loader
+#                   runs in a session (bench/RESULTS.md has what that
+#                   saves); it loads no modules, so it refuses TLS
+#                   (common/static/notls.c). smap/smap-static is that
+#                   build beside the default one (make bench uses it).
+SMAP_OBJ_ALL = smap/main.o smap/libsmap.a common/libcommon.a
+SMAP_STATIC_LD = $(CC) $(ALL_CFLAGS) -static-pie -Wl,-z,relro,-z,now \
+	$(LDFLAGS) -o $@ smap/main.o common/static/notls.o smap/libsmap.a \
+	common/libcommon.a $(CDB_LIBS) $(LDLIBS)
+ifeq ($(STATIC),1)
+ifeq ($(SAN),1)
+$(error STATIC=1 and SAN=1: the sanitizers need the shared C library)
+endif
+smap/smap: $(SMAP_OBJ_ALL) common/static/notls.o
+	$(SMAP_STATIC_LD)
+else
+smap/smap: $(SMAP_OBJ_ALL)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS) $(LDLIBS) -ldl
+endif
+smap/smap-static: $(SMAP_OBJ_ALL) common/static/notls.o
+	$(SMAP_STATIC_LD)
+# the same for valgrind (make bench counts its instructions): no filter
+smap/smap-static-vg: $(SMAP_OBJ_ALL) common/static/notls.o tests/nosandbox.o
+	$(CC) $(ALL_CFLAGS) -static-pie -Wl,-z,relro,-z,now $(LDFLAGS) -o $@ \
+		smap/main.o tests/nosandbox.o common/static/notls.o \
+		smap/libsmap.a common/libcommon.a $(CDB_LIBS) $(LDLIBS)
 
 %.pic.o: %.c $(FLAVOUR_STAMP)
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -c -o $@ $<
@@ -133,6 +156,10 @@ smapd/smapd: smapd/main.o smapd/libsmapd.a common/libcommon.a
 
 smapd/smapq: smapd/smapq.o smapd/libsmapd.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
+
+# smap-sendmail speaks SMTP to the local smap: no OpenSSL, no privilege.
+smapd/smap-sendmail: smapd/smap-sendmail.o smapd/libsmapd.a common/libcommon.a
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(CDB_LIBS) $(LDLIBS)
 
 tests/unit/t_%: tests/unit/t_%.o tests/unit/tap.o tests/unit/fixture.o smap/libsmap.a smapd/libsmapd.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
@@ -179,7 +206,7 @@ lint:
 
 # ---- install ----------------------------------------------------------
 # make install DESTDIR=/tmp/stage PREFIX=/usr
-#   $(SBINDIR)            $(PROGS): smap, smapd, smapq
+#   $(SBINDIR)            $(PROGS): smap, smapd, smapq, smap-sendmail
 #   $(SHLIBDIR)           smap-tls.so, which smap loads when TLS is on
 #   $(MANDIR)/man8, man5  the manual pages
 #   $(SYSTEMDUNITDIR)     smap.socket, smap@.service, smapd.service,
@@ -212,7 +239,7 @@ SMAPD_USER ?= smapd
 UNITS = systemd/smap.socket systemd/smap@.service systemd/smapd.service \
 	systemd/smapd-run.service systemd/smapd.timer \
 	systemd/smap-report.service systemd/smap-report.timer
-MAN8 = smap/smap.8 smapd/smapd.8 $(wildcard smapd/smapq.8)
+MAN8 = smap/smap.8 smapd/smapd.8 smapd/smapq.8 smapd/smap-sendmail.8
 MAN5 = smap/smap.conf.5 common/smap-spool.5
 # Installed paths in units and examples follow SBINDIR and SYSCONFDIR.
 INSTALL_SED = sed -e 's|/usr/sbin/|$(SBINDIR)/|g' \
@@ -293,9 +320,9 @@ install: all
 # ($(SHLIBDIR), $(DOCDIR)); it keeps $(SYSCONFDIR)/smap/smap.conf, the
 # spool and $(MAILDIR), which hold the admin's settings and mail, and the
 # users. Stop and disable the units first.
-UNINSTALL_FILES = $(addprefix $(SBINDIR)/,smap smapd smapq) \
+UNINSTALL_FILES = $(addprefix $(SBINDIR)/,smap smapd smapq smap-sendmail) \
 	$(SHLIBDIR)/smap-tls.so \
-	$(addprefix $(MANDIR)/man8/,smap.8 smapd.8 smapq.8) \
+	$(addprefix $(MANDIR)/man8/,smap.8 smapd.8 smapq.8 smap-sendmail.8) \
 	$(addprefix $(MANDIR)/man5/,smap.conf.5 smap-spool.5) \
 	$(addprefix $(SYSTEMDUNITDIR)/,$(UNITS:systemd/%=%)) \
 	$(SYSUSERSDIR)/smap.conf $(TMPFILESDIR)/smap.conf \
@@ -321,7 +348,7 @@ uninstall:
 .PHONY: install uninstall
 
 clean:
-	rm -f common/*.o common/*.d common/*.a smap/*.o smap/*.d smap/*.a \
+	rm -f common/*.o common/*.d common/*.a common/static/*.[od] smap/smap-static smap/smap-static-vg smap/*.o smap/*.d smap/*.a \
 		smapd/*.o smapd/*.d smapd/*.a tests/unit/*.o tests/unit/*.d \
 		$(UNIT_BIN) $(PROGS) $(MODULES) common/paths.h $(VG_PROGS) tests/nosandbox.[od] \
 		common/sandbox_gen common/sandbox_smap_bpf.h $(FLAVOUR_STAMP)
@@ -329,7 +356,7 @@ clean:
 .PHONY: all tests check check-only check-valgrind lint clean FORCE
 .SECONDARY:
 
--include $(wildcard common/*.d smap/*.d smapd/*.d tests/unit/*.d)
+-include $(wildcard common/*.d common/static/*.d smap/*.d smapd/*.d tests/unit/*.d)
 
 # ---- fuzzing (libFuzzer, clang only) ------------------------------------
 #   make fuzz FUZZTIME=60   build the harnesses in tests/fuzz and run each
@@ -396,12 +423,17 @@ fuzz-smoke: fuzz-build
 
 # ---- benchmarks ---------------------------------------------------------
 #   make bench   tools/deps bench (installs what is missing), then bench/run.py:
-#                smap vs Postfix vs bench/baseline.c on a loop-mounted
-#                ext4, 127.0.0.1 only; prints the table and writes
-#                bench/RESULTS.md. Needs root. BENCH_LOAD_WAIT=seconds
-#                bounds the wait for a quiet machine (default 1200).
-bench: all
+#                smap (default and static builds, both spool_fsync levels,
+#                three launchers) vs Postfix vs OpenSMTPD vs
+#                bench/baseline.c on a loop-mounted ext4, 127.0.0.1 only;
+#                prints the tables and writes bench/RESULTS.md and its
+#                chart bench/receive.png. Needs root. BENCH_LOAD_WAIT=
+#                seconds bounds the wait for a quiet machine (default
+#                1200); BENCH_ONLY, BENCH_RECEIVERS, BENCH_SIZES,
+#                BENCH_CONCS run a part (bench/run.py says how).
+bench: all smap/smap-static smap/smap-vg smap/smap-static-vg
 	tools/deps bench
 	python3 bench/run.py
+	python3 bench/rcptmap.py
 
 .PHONY: bench

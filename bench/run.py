@@ -3,24 +3,41 @@
 
 Everything on 127.0.0.1, every wait bounded, every server started here
 stopped here by PID. All spools and queues live on one loop-mounted ext4
-image (made, mounted and unmounted here). Prints a table and writes the
-same into bench/RESULTS.md with the machine it came from.
+image (data=ordered; made, mounted and unmounted here). Writes
+bench/RESULTS.md (a chart of the receive matrix first, bench/receive.png,
+then the targets of the work that made these figures, met or missed,
+then every table) and prints the same.
 
-  receive    smtp-source (one message per connection) against smap under
-             systemd-socket-activate --accept --inetd, a private Postfix
-             whose smtpd holds what it accepts, and bench/baseline.c under
-             the same systemd-socket-activate; messages/s, median of 3
-  session    VmHWM of one smap session / one Postfix smtpd after a session;
-             instructions per 1 KiB session (perf, else callgrind)
-  hand-off   smapd draining N spooled messages into smtp-sink; latency
-             from smap's 250 to smtp-sink's receipt with smapd idle;
-             Postfix relaying the same load to the same sink
+  profile    where one smap session's time goes (bench/session_profile.py):
+             system calls and instructions by phase, dynamic and static
+  session    per-session cost: CPU (the child's utime+stime, posix_spawn),
+             minor faults, VmHWM and private memory at the 250,
+             instructions (callgrind)
+  receive    smtp-source (one message per connection) against each
+             receiver, messages/s (median of REPEATS) and CPU per
+             message; each run checked: what is on disk == what was sent
+  flood      connect, EHLO, QUIT (bench/flood.c): sessions/s, CPU each
   fsync      strace -f -c -e trace=fsync,fdatasync over 100 messages
+  handoff    smapd draining the spool into smtp-sink; latency from smap's
+             250 to smtp-sink's; Postfix relaying the same to the sink
+
+Receivers: smap (the default build; spool_fsync = file+directory, and
+= file), smap static (make STATIC=1: smap/smap-static, both levels),
+smap under tcpserver and under xinetd, bench/baseline.c (fork-exec,
+file and directory fsynced), a private Postfix whose smtpd holds what
+it accepts, and Debian's OpenSMTPD (with bench/listen_shim.so raising
+its listen backlog). smap and the baseline run under
+systemd-socket-activate unless the launcher is named.
 
 Environment: BENCH_LOAD_WAIT (seconds to wait for load < 0.7, default
 1200), BENCH_REPEATS (3), BENCH_DRAIN (2000), BENCH_LAT (200),
-BENCH_RESULTS (where to write, default bench/RESULTS.md).
-Stdlib only; reuses tests/lib (smaptest, smapdtest, postfix).
+BENCH_FLOOD (sessions per flood run, 2000), BENCH_SIZES (1024,102400),
+BENCH_CONCS (1,10,50), BENCH_ONLY (a comma list of the parts above),
+BENCH_RECEIVERS (a comma list of keys: smap smap-file static
+static-file tcpserver xinetd baseline postfix opensmtpd),
+BENCH_RESULTS (where to write; default bench/RESULTS.md for a whole
+run, /tmp/smap-bench-RESULTS.md for a part). Stdlib only; reuses
+tests/lib (smaptest, smapdtest, postfix).
 """
 
 import os
@@ -29,7 +46,6 @@ import shutil
 import signal
 import smtplib
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,35 +54,57 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+sys.path.insert(0, HERE)
 
 import smaptest  # noqa: E402
 import smapdtest  # noqa: E402
 import postfix as pfmod  # noqa: E402
+import servers as S  # noqa: E402
+import session_profile as prof  # noqa: E402
+import report as rep  # noqa: E402
+from servers import log, sh, wait_for, stop_proc  # noqa: E402
 
-SSA = smaptest.SSA
 SMAP_BIN = smaptest.SMAP_BIN
+SMAP_STATIC = os.path.join(REPO, "smap", "smap-static")
+SMAP_VG = os.path.join(REPO, "smap", "smap-vg")
+SMAP_STATIC_VG = os.path.join(REPO, "smap", "smap-static-vg")
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
-SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
-POSTSUPER = "/usr/sbin/postsuper"
-POSTQUEUE = "/usr/sbin/postqueue"
 STRACE = shutil.which("strace") or "/usr/bin/strace"
-VALGRIND = shutil.which("valgrind") or "/usr/bin/valgrind"
-PERF = shutil.which("perf")
+POSTSUPER = S.POSTSUPER
+POSTQUEUE = S.POSTQUEUE
 
+PARTS = ("profile", "session", "receive", "flood", "fsync", "handoff")
+ONLY = [p for p in os.environ.get("BENCH_ONLY", ",".join(PARTS)).split(",") if p]
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 LOAD_WAIT = int(os.environ.get("BENCH_LOAD_WAIT", "1200"))
 DRAIN_N = int(os.environ.get("BENCH_DRAIN", "2000"))
 LAT_N = int(os.environ.get("BENCH_LAT", "200"))
-RESULTS = os.environ.get("BENCH_RESULTS") or os.path.join(HERE, "RESULTS.md")
-SIZES = (1024, 102400)
-CONCS = (1, 10, 50)
+FLOOD_N = int(os.environ.get("BENCH_FLOOD", "2000"))
+SIZES = tuple(int(x) for x in os.environ.get("BENCH_SIZES", "1024,102400").split(","))
+CONCS = tuple(int(x) for x in os.environ.get("BENCH_CONCS", "1,10,50").split(","))
+FLOOD_CONCS = (10, 50)
 COUNT = {1: 200, 10: 500, 50: 500}     # messages per receive run
 FROM = "bench@client.example"
 RCPT = "u@example.com"
+PARTIAL = "BENCH_ONLY" in os.environ or "BENCH_RECEIVERS" in os.environ or \
+    "BENCH_SIZES" in os.environ or "BENCH_CONCS" in os.environ
+RESULTS = os.environ.get("BENCH_RESULTS") or (
+    "/tmp/smap-bench-RESULTS.md" if PARTIAL else os.path.join(HERE, "RESULTS.md"))
+CHART = os.path.join(os.path.dirname(RESULTS) if PARTIAL else HERE, "receive.png")
 
-
-def log(msg):
-    print("bench: " + msg, flush=True)
+# key: (label, build, durability, launcher); the order of the tables
+RECEIVERS = [
+    ("smap", ("smap", "default", "file+directory", "ssa")),
+    ("smap-file", ("smap", "default", "file", "ssa")),
+    ("static", ("smap static", "static", "file+directory", "ssa")),
+    ("static-file", ("smap static", "static", "file", "ssa")),
+    ("tcpserver", ("smap, tcpserver", "default", "file+directory", "tcpserver")),
+    ("xinetd", ("smap, xinetd", "default", "file+directory", "xinetd")),
+    ("baseline", ("baseline.c", "baseline", "file+directory", "ssa")),
+    ("postfix", ("Postfix smtpd", "postfix", "file", None)),
+    ("opensmtpd", ("OpenSMTPD", "opensmtpd", "none", None)),
+]
+WANT = [k for k in os.environ.get("BENCH_RECEIVERS", ",".join(k for k, _ in RECEIVERS)).split(",") if k]
 
 
 class Quiet:
@@ -89,192 +127,6 @@ class Quiet:
 T = Quiet()
 
 
-def sh(argv, timeout=60, check=True, **kw):
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, **kw)
-    if check and p.returncode != 0:
-        raise RuntimeError("%s: exit %d: %s" % (" ".join(argv), p.returncode,
-                                                 p.stderr.decode("latin-1")[-800:]))
-    return p.stdout.decode("latin-1")
-
-
-def count_files(path):
-    n = 0
-    for _root, _dirs, files in os.walk(path):
-        n += len(files)
-    return n
-
-
-def clear_dir(path):
-    for n in os.listdir(path):
-        os.unlink(os.path.join(path, n))
-
-
-def wait_for(fn, timeout, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return fn()
-
-
-def stop_proc(p, sig=signal.SIGTERM, wait=10):
-    if p is None or p.poll() is not None:
-        return
-    try:
-        os.kill(p.pid, sig)
-        p.wait(wait)
-    except subprocess.TimeoutExpired:
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait(5)
-    except OSError:
-        pass
-
-
-def stop_traced(proc):
-    """proc is strace: SIGTERM what it traces, by PID, and let strace
-    write its summary and exit (at most 20 s)."""
-    for c in children(proc.pid):
-        try:
-            os.kill(c, signal.SIGTERM)
-        except OSError:
-            pass
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def conn_pid(sock, server_port):
-    """PID of the process holding the server end of this TCP connection."""
-    lport = sock.getsockname()[1]
-    want_local = "0100007F:%04X" % server_port
-    want_rem = "0100007F:%04X" % lport
-    ino = None
-    with open("/proc/net/tcp") as f:
-        for line in f:
-            p = line.split()
-            if len(p) > 9 and p[1] == want_local and p[2] == want_rem:
-                ino = p[9]
-    if ino is None:
-        return None
-    tag = "socket:[%s]" % ino
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            for fd in os.listdir("/proc/%s/fd" % d):
-                if os.readlink("/proc/%s/fd/%s" % (d, fd)) == tag:
-                    return int(d)
-        except OSError:
-            pass
-    return None
-
-
-def proc_status(pid, key):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return None
-
-
-# --------------------------------------------------------------------------
-# servers
-
-
-class Inetd:
-    """An argv under systemd-socket-activate --accept --inetd on 127.0.0.1."""
-
-    def __init__(self, argv, errfile, prefix=()):
-        self.argv = list(argv)
-        self.errfile = errfile
-        self.prefix = list(prefix)
-        self.proc = None
-        self.port = None
-
-    def start(self):
-        for _ in range(5):
-            port = smaptest.free_port()
-            with open(self.errfile, "ab") as err:
-                self.proc = subprocess.Popen(self.prefix + [SSA, "-a", "--inetd", "-l",
-                                                            "127.0.0.1:%d" % port] + self.argv,
-                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                             stderr=err, close_fds=True)
-            if wait_for(lambda: smaptest.listening(port) or self.proc.poll() is not None, 10) \
-                    and self.proc.poll() is None and smaptest.listening(port):
-                self.port = port
-                return self
-            stop_proc(self.proc)
-        raise RuntimeError("systemd-socket-activate did not listen: %s" % self.argv)
-
-    def spawned(self):
-        try:
-            with open(self.errfile) as f:
-                return [int(p) for p in re.findall(r"as PID (\d+)", f.read())]
-        except OSError:
-            return []
-
-    def wait_sessions(self, timeout=10):
-        wait_for(lambda: not any(smaptest.proc_alive(p) for p in self.spawned()), timeout, 0.05)
-
-    def stop(self):
-        self.wait_sessions(3)
-        stop_proc(self.proc)
-        for p in self.spawned():
-            if smaptest.proc_alive(p) and self.argv[0].encode() in b" ".join(smaptest.proc_cmdline(p)):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except OSError:
-                    pass
-
-
-class Sink:
-    """smtp-sink on 127.0.0.1, one dump file per message under dumpdir."""
-
-    def __init__(self, dumpdir, prefix=()):
-        self.dumpdir = dumpdir
-        self.prefix = list(prefix)
-        os.makedirs(dumpdir, exist_ok=True)
-        nobody = pfmod.pwd.getpwnam("nobody")
-        os.chown(dumpdir, nobody.pw_uid, nobody.pw_gid)
-        self.proc = None
-        self.port = None
-
-    def start(self):
-        for _ in range(5):
-            port = smaptest.free_port()
-            self.proc = subprocess.Popen(self.prefix + [SMTP_SINK, "-u", "nobody", "-d",
-                                          os.path.join(self.dumpdir, "m."),
-                                          "127.0.0.1:%d" % port, "256"],
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL, close_fds=True)
-            if wait_for(lambda: smaptest.listening(port) or self.proc.poll() is not None, 10) \
-                    and self.proc.poll() is None:
-                self.port = port
-                return self
-            stop_proc(self.proc)
-        raise RuntimeError("smtp-sink did not listen")
-
-    def count(self):
-        return len(os.listdir(self.dumpdir))
-
-    def clear(self):
-        clear_dir(self.dumpdir)
-
-    def stop(self):
-        stop_proc(self.proc)
-
-
 def smtp_source(port, n, conc, size, timeout=600, prefix=()):
     argv = list(prefix) + [SMTP_SOURCE, "-4", "-s", str(conc), "-m", str(n), "-l", str(size),
                            "-f", FROM, "-t", RCPT, "-M", "client.example", "127.0.0.1:%d" % port]
@@ -287,190 +139,66 @@ def smtp_source(port, n, conc, size, timeout=600, prefix=()):
     return dt
 
 
-class SmapTarget:
-    name = "smap"
-
-    def __init__(self, srv):
-        self.srv = srv
-        self.port = srv.port
-
-    def count(self):
-        self.srv.wait_sessions(10)
-        return self.srv.count_new()
-
-    def clear(self):
-        clear_dir(self.srv.newdir())
-
-
-class BaselineTarget:
-    name = "baseline"
-
-    def __init__(self, inetd, spool):
-        self.inetd = inetd
-        self.port = inetd.port
-        self.spool = spool
-
-    def count(self):
-        self.inetd.wait_sessions(10)
-        return len(os.listdir(os.path.join(self.spool, "new")))
-
-    def clear(self):
-        clear_dir(os.path.join(self.spool, "new"))
-
-
-class PostfixTarget:
-    name = "Postfix"
-
-    def __init__(self, pf):
-        self.pf = pf
-        self.port = pf.port
-
-    def hold_count(self):
-        return count_files(os.path.join(self.pf.dir, "queue", "hold"))
-
-    def count(self):
-        # postqueue -p: the queue manager's view; hold files: the disk's
-        out = sh([POSTQUEUE, "-c", self.pf.etc, "-p"], timeout=60, check=False)
-        m = re.search(r"in (\d+) Requests?\.", out)
-        pq = int(m.group(1)) if m else 0
-        hold = self.hold_count()
-        return pq if pq == hold else -abs(pq - hold) or -1
-
-    def clear(self):
-        sh([POSTSUPER, "-c", self.pf.etc, "-d", "ALL"], timeout=120, check=False)
-
-
-OSMTPD_NS = """set -e
-# private mount and network namespaces (unshare -m -n): nothing here
-# touches the host's files or network
-ip link set lo up
-mount --bind "$D/passwd" /etc/passwd
-mount --bind "$D/group" /etc/group
-mount --bind "$D/resolv.conf" /etc/resolv.conf
-mount -t tmpfs tmpfs /var/lib && mkdir -p /var/lib/opensmtpd/empty
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /var/spool && mkdir -m 0711 /var/spool/smtpd
-mount --bind "$D/spool" /var/spool/smtpd
-exec "$@"
-"""
-
-
-class OpenSMTPD:
-    """Debian's OpenSMTPD, unpacked with dpkg-deb -x (its package
-    conflicts with postfix), run in private mount and network namespaces:
-    its own loopback, a resolv.conf that names no server (it resolves
-    every client), users opensmtpd/opensmtpq in a private /etc/passwd,
-    its queue on the benchmark filesystem, and mta and mda paused (-P)
-    so that it holds what it accepts. smtp-source runs in its namespace."""
-    name = "OpenSMTPD"
-    max_count = 100     # its listen backlog of 5 makes it slow under concurrency
-
-    def __init__(self, work):
-        self.work = work
-        self.root = os.path.join(work, "root")
-        self.ns = os.path.join(work, "ns")
-        self.spool = os.path.join(self.ns, "spool")
-        self.port = 2525
-        self.proc = None
-        self.traced = False
-        self.version = None
-
-    def fetch(self):
-        os.makedirs(self.ns, exist_ok=True)
-        p = subprocess.run(["apt-get", "download", "opensmtpd"], cwd=self.work, capture_output=True,
-                           stdin=subprocess.DEVNULL, timeout=300)
-        debs = [f for f in os.listdir(self.work) if f.startswith("opensmtpd_") and f.endswith(".deb")]
-        if not debs:
-            raise RuntimeError("apt-get download opensmtpd: %s" % p.stderr.decode("latin-1")[-300:])
-        self.version = debs[0].split("_")[1]
-        sh(["dpkg-deb", "-x", os.path.join(self.work, debs[0]), self.root], timeout=120)
-        with open("/etc/passwd") as f:
-            passwd = f.read()
-        with open("/etc/group") as f:
-            group = f.read()
-        with open(os.path.join(self.ns, "passwd"), "w") as f:
-            f.write(passwd + "opensmtpd:x:64001:64001::/nonexistent:/usr/sbin/nologin\n"
-                    "opensmtpq:x:64002:64002::/nonexistent:/usr/sbin/nologin\n")
-        with open(os.path.join(self.ns, "group"), "w") as f:
-            f.write(group + "opensmtpd:x:64001:\nopensmtpq:x:64002:\n")
-        with open(os.path.join(self.ns, "resolv.conf"), "w") as f:
-            f.write("# no name server: nothing leaves this namespace\nnameserver 127.0.0.255\n")
-        with open(os.path.join(self.ns, "smtpd.conf"), "w") as f:
-            f.write('listen on 127.0.0.1 port %d\n'
-                    'action "hold" relay host smtp://127.0.0.1:9\n'
-                    'match from any for any action "hold"\n' % self.port)
-        with open(os.path.join(self.ns, "ns.sh"), "w") as f:
-            f.write(OSMTPD_NS)
-        return self
-
-    def start(self, prefix=()):
-        self.traced = bool(prefix)
-        shutil.rmtree(self.spool, ignore_errors=True)
-        os.mkdir(self.spool, 0o711)
-        os.chmod(self.spool, 0o711)
-        argv = ["unshare", "-m", "-n", "env", "D=" + self.ns, "sh", os.path.join(self.ns, "ns.sh")] + \
-            list(prefix) + [os.path.join(self.root, "usr/sbin/smtpd"), "-d", "-f",
-                            os.path.join(self.ns, "smtpd.conf"), "-P", "mta", "-P", "mda"]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.ns, "smtpd.err"), "ab"), close_fds=True)
-        want = ":%04X " % self.port
-        if not wait_for(lambda: self.proc.poll() is not None or self._listening(want), 20):
-            raise RuntimeError("OpenSMTPD did not listen")
-        if self.proc.poll() is not None:
-            with open(os.path.join(self.ns, "smtpd.err"), errors="replace") as f:
-                raise RuntimeError("OpenSMTPD exited %d: %s" % (self.proc.returncode, f.read()[-500:]))
-        self.prefix = ["nsenter", "-t", str(self.proc.pid), "-n", "--"]
-        return self
-
-    def _listening(self, want):
-        try:
-            with open("/proc/%d/net/tcp" % self.proc.pid) as f:
-                return any(want in l and " 0A " in l for l in f)
-        except OSError:
-            return False
-
-    def count(self):
-        # one directory per message under queue/BUCKET/MSGID, holding "message"
-        time.sleep(0.2)
-        q = os.path.join(self.spool, "queue")
-        return sum(1 for d, _, fs in os.walk(q) for f in fs if f == "message")
-
-    def clear(self):
-        self.stop()
-        self.start()
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.traced:     # under strace, smtpd is strace's child
-            stop_traced(self.proc)
-        stop_proc(self.proc)
-        self.proc = None
-
-
 # --------------------------------------------------------------------------
 # measurements
 
 
-def receive(targets, results):
+def receive_one(tg, size, conc, rep_, results):
+    """One smtp-source run against tg, checked: what is on disk == sent."""
+    n = COUNT[conc]
+    tg.clear()
+    os.sync()
+    c0 = tg.cpu()
+    dt = smtp_source(tg.port, n, conc, size, prefix=getattr(tg, "prefix", ()))
+    got = tg.count()
+    cpu = (tg.cpu() - c0) / n
+    if got != n:
+        raise RuntimeError("%s: %d messages sent, %d on disk (size %d, conc %d)" % (
+            tg.key, n, got, size, conc))
+    results.setdefault((size, conc, tg.key), []).append((n / dt, cpu))
+    log("receive %s size=%d conc=%d rep=%d: %d msgs in %.2fs = %.0f msg/s, "
+        "%.2f ms CPU each, %d on disk" % (tg.key, size, conc, rep_ + 1, n, dt, n / dt,
+                                         cpu * 1e3, got))
+
+
+def receive(targets, results, failed):
+    """results[(size, conc, key)] = [(messages/s, CPU s per message)]; a
+    receiver whose run fails is left out of the rest, failed[key] = why
+    (the report says so), and its figures so far are dropped."""
+    targets = list(targets)
     for size in SIZES:
         for conc in CONCS:
-            for rep in range(REPEATS):
-                for tg in targets:
-                    n = min(COUNT[conc], getattr(tg, "max_count", COUNT[conc]))
-                    tg.clear()
-                    os.sync()
-                    dt = smtp_source(tg.port, n, conc, size, prefix=getattr(tg, "prefix", ()))
-                    got = tg.count()
-                    if got != n:
-                        raise RuntimeError("%s: %d messages sent, %d on disk (size %d, conc %d)" % (
-                            tg.name, n, got, size, conc))
-                    rate = n / dt
-                    results.setdefault((size, conc, tg.name), []).append(rate)
-                    log("receive %s size=%d conc=%d rep=%d: %d msgs in %.2fs = %.0f msg/s, %d on disk" % (
-                        tg.name, size, conc, rep + 1, n, dt, rate, got))
+            for rep_ in range(REPEATS):
+                for tg in list(targets):
+                    try:
+                        receive_one(tg, size, conc, rep_, results)
+                    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                        log("receive %s FAILED, left out: %s" % (tg.key, e))
+                        failed[tg.key] = "size %d, %d clients: %s" % (size, conc, e)
+                        targets.remove(tg)
+                        for k in [k for k in results if k[2] == tg.key]:
+                            del results[k]
             for tg in targets:
                 tg.clear()
+
+
+def flood(fbin, targets, results):
+    """results[(conc, key)] = [(sessions/s, CPU s per session)]"""
+    for conc in FLOOD_CONCS:
+        for rep_ in range(REPEATS):
+            for tg in targets:
+                c0 = tg.cpu()
+                out = sh([fbin, "127.0.0.1", str(tg.port), str(FLOOD_N), str(conc)], timeout=600)
+                if hasattr(tg, "launcher"):
+                    tg.launcher.idle(10)
+                cpu = (tg.cpu() - c0) / FLOOD_N
+                m = re.search(r"sessions (\d+) seconds ([\d.]+) failed (\d+)", out)
+                if not m or m.group(3) != "0":
+                    raise RuntimeError("flood %s: %s" % (tg.key, out.strip()))
+                rate = FLOOD_N / float(m.group(2))
+                results.setdefault((conc, tg.key), []).append((rate, cpu))
+                log("flood %s conc=%d rep=%d: %.0f sessions/s, %.2f ms CPU each" % (
+                    tg.key, conc, rep_ + 1, rate, cpu * 1e3))
 
 
 def smtp_session(port, body_size=1024):
@@ -507,70 +235,74 @@ def smtp_session(port, body_size=1024):
     return s, f
 
 
-def session_rss(port):
-    s, f = smtp_session(port)
-    try:
-        pid = conn_pid(s, port)
-        if pid is None:
-            raise RuntimeError("no process holds the connection on port %d" % port)
-        with open("/proc/%d/comm" % pid) as fh:
-            comm = fh.read().strip()
-        hwm = proc_status(pid, "VmHWM")
-        priv = private_kb(pid)
-        s.sendall(b"QUIT\r\n")
-        f.readline()
-    finally:
-        s.close()
-    return comm, hwm, priv
+def conn_pid(sock, server_port):
+    """PID of the process holding the server end of this TCP connection."""
+    lport = sock.getsockname()[1]
+    want_local = "0100007F:%04X" % server_port
+    want_rem = "0100007F:%04X" % lport
+    ino = None
+    with open("/proc/net/tcp") as f:
+        for line in f:
+            p = line.split()
+            if len(p) > 9 and p[1] == want_local and p[2] == want_rem:
+                ino = p[9]
+    if ino is None:
+        return None
+    tag = "socket:[%s]" % ino
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            for fd in os.listdir("/proc/%s/fd" % d):
+                if os.readlink("/proc/%s/fd/%s" % (d, fd)) == tag:
+                    return int(d)
+        except OSError:
+            pass
+    return None
+
+
+def proc_status(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
 
 
 def private_kb(pid):
-    """Memory the process has to itself (Private_Clean + Private_Dirty in
-    smaps_rollup): RSS without the shared library pages that every
-    process mapping them counts again."""
-    total = 0
+    """(Private_Clean + Private_Dirty, Private_Dirty) of smaps_rollup: the
+    memory the process has to itself, and what of it it wrote."""
+    got = {}
     with open("/proc/%d/smaps_rollup" % pid) as f:
         for line in f:
             if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                total += int(line.split()[1])
-    return total
+                got[line.split(":")[0]] = int(line.split()[1])
+    return got.get("Private_Clean", 0) + got.get("Private_Dirty", 0), got.get("Private_Dirty", 0)
 
 
-def perf_works():
-    if not PERF:
-        return False
-    p = subprocess.run([PERF, "stat", "-x,", "-e", "instructions", "true"], capture_output=True,
-                       timeout=30, stdin=subprocess.DEVNULL)
-    return p.returncode == 0 and re.search(rb"^\d+,", p.stderr, re.M) is not None
-
-
-def instructions(argv, errdir, name, cgout):
-    """Instructions of one 1 KiB session of argv under systemd-socket-activate.
-    cgout: callgrind's output file as the program sees it at exit (smap
-    is chrooted into its spool by then)."""
-    out = os.path.join(errdir, "%s.instr" % name)
-    if perf_works():
-        prefix = [PERF, "stat", "-x,", "-e", "instructions:u", "-o", out, "--"]
-        how = "perf stat -e instructions:u"
-    else:
-        prefix = [VALGRIND, "--tool=callgrind", "--callgrind-out-file=" + cgout,
-                  "--log-file=" + out]
-        how = "valgrind --tool=callgrind, Ir"
-    inetd = Inetd(prefix + argv, os.path.join(errdir, "%s.instr.ssa" % name)).start()
+def session_rss(port):
+    """(VmHWM, private, private dirty) KiB of a session at its 250, with a
+    first session of the same server held open at its 250 too: pages of
+    the program that sessions share (its text) are then not counted as
+    the second one's own."""
+    first = smtp_session(port)
     try:
-        s, f = smtp_session(inetd.port)
-        s.sendall(b"QUIT\r\n")
-        f.readline()
-        s.close()
-        inetd.wait_sessions(60)
+        s, f = smtp_session(port)
+        try:
+            pid = conn_pid(s, port)
+            if pid is None:
+                raise RuntimeError("no process holds the connection on port %d" % port)
+            hwm = proc_status(pid, "VmHWM")
+            priv, dirty = private_kb(pid)
+            s.sendall(b"QUIT\r\n")
+            f.readline()
+        finally:
+            s.close()
     finally:
-        inetd.stop()
-    with open(out, errors="replace") as fh:
-        text = fh.read()
-    m = re.search(r"Collected : (\d+)", text) or re.search(r"^(\d+),", text, re.M)
-    if not m:
-        raise RuntimeError("no instruction count in %s: %s" % (out, text[-500:]))
-    return int(m.group(1)), how
+        first[0].sendall(b"QUIT\r\n")
+        first[1].readline()
+        first[0].close()
+    return hwm, priv, dirty
 
 
 def strace_summary(path):
@@ -583,23 +315,25 @@ def strace_summary(path):
     return calls
 
 
-def fsyncs_smap(srv, workdir, n=100):
-    out = os.path.join(workdir, "strace-smap.txt")
-    inetd = Inetd([SMAP_BIN, "-c", srv.conffile], os.path.join(workdir, "strace-smap.ssa"),
-                  prefix=[STRACE, "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", out])
-    inetd.start()
+def fsyncs_smap(argv, srv, workdir, name, n=100):
+    """strace -f -c over systemd-socket-activate and every smap it starts."""
+    out = os.path.join(workdir, "strace-%s.txt" % name)
+    la = S.SSA(argv, workdir, "strace-" + name)
+    cmd = la.command
+    la.command = lambda port: [STRACE, "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", out] + cmd(port)
+    la.start()
     try:
         before = srv.count_new()
-        smtp_source(inetd.port, n, 1, 1024)
-        inetd.wait_sessions(10)
+        smtp_source(la.port, n, 1, 1024)
+        for c in S.children(la.proc.pid):      # strace's child: the launcher
+            wait_for(lambda: not S.children(c), 10)
         got = srv.count_new() - before
     finally:
-        # the strace process is inetd.proc; stop the ssa it runs, by PID
-        stop_traced(inetd.proc)
-        stop_proc(inetd.proc)
+        S.stop_traced(la.proc)
+        stop_proc(la.proc)
     if got != n:
         raise RuntimeError("fsync run: %d of %d on disk" % (got, n))
-    return strace_summary(out), n
+    return strace_summary(out)
 
 
 def fsyncs_postfix(pf, pft, workdir, n=100):
@@ -627,7 +361,7 @@ def fsyncs_postfix(pf, pft, workdir, n=100):
     pft.clear()
     if got != n:
         raise RuntimeError("Postfix fsync run: %d of %d held" % (got, n))
-    return strace_summary(out), n
+    return strace_summary(out)
 
 
 def fsyncs_osmtpd(osd, workdir, n=100):
@@ -642,15 +376,15 @@ def fsyncs_osmtpd(osd, workdir, n=100):
         osd.start()
     if got != n:
         raise RuntimeError("OpenSMTPD fsync run: %d of %d queued" % (got, n))
-    return strace_summary(out), n
+    return strace_summary(out)
 
 
 def drain_smap(srv, sink, n, conc=None):
-    srv_t = SmapTarget(srv)
-    srv_t.clear()
+    S.clear_dir(srv.newdir())
     smtp_source(srv.port, n, 10, 1024)
-    if srv_t.count() != n:
-        raise RuntimeError("drain: %d of %d spooled" % (srv_t.count(), n))
+    srv.wait_sessions(10)
+    if srv.count_new() != n:
+        raise RuntimeError("drain: %d of %d spooled" % (srv.count_new(), n))
     sink.clear()
     os.sync()
     conf = {"default_transport": "smtp:[127.0.0.1]:%d" % sink.port}
@@ -661,10 +395,10 @@ def drain_smap(srv, sink, n, conc=None):
     d.start()
     ok = wait_for(lambda: sink.count() >= n, 600, 0.01)
     dt = time.monotonic() - t0
+    d.stop()
     if not ok:
-        d.stop()
         raise RuntimeError("smapd drain: %d of %d reached the sink" % (sink.count(), n))
-    return d, n / dt, dt
+    return n / dt, dt
 
 
 def sink_data_replies(path):
@@ -694,8 +428,8 @@ def latency_smap(srv, sinkdir, n):
     """smap's 250 to the backend's 250, one probe at a time, smapd idle:
     a second smtp-sink under strace, so the drain runs stay unslowed."""
     trace = os.path.join(sinkdir, "strace.out")
-    sink = Sink(os.path.join(sinkdir, "dump"), prefix=[STRACE, "-f", "-ttt", "-s", "4096", "-o", trace,
-                                                         "-e", "trace=read,write"]).start()
+    sink = S.Sink(os.path.join(sinkdir, "dump"), prefix=[STRACE, "-f", "-ttt", "-s", "4096", "-o", trace,
+                                                           "-e", "trace=read,write"]).start()
     d = smapdtest.Smapd(T, srv, conf={"default_transport": "smtp:[127.0.0.1]:%d" % sink.port},
                         name="smapd-latency")
     t250s = []
@@ -736,12 +470,6 @@ def drain_postfix(pf, pft, sink, n):
     return n / dt, dt
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    k = max(0, min(len(xs) - 1, int(round(p / 100.0 * len(xs) + 0.5)) - 1))
-    return xs[k]
-
-
 # --------------------------------------------------------------------------
 # machine, load, loop mount
 
@@ -774,8 +502,10 @@ def machine():
     info["mem"] = open("/proc/meminfo").readline().split(":")[1].strip()
     try:
         info["rev"] = sh(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], check=False).strip()
+        info["dirty"] = bool(sh(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                                check=False).strip())
     except (OSError, subprocess.SubprocessError):
-        info["rev"] = "?"
+        info["rev"], info["dirty"] = "?", False
     info["postfix"] = sh(["/usr/sbin/postconf", "-d", "-h", "mail_version"], check=False).strip()
     return info
 
@@ -815,272 +545,229 @@ class LoopFS:
 
 
 # --------------------------------------------------------------------------
-# report
+# setting up
 
 
-def fmt(x, nd=0):
-    return ("%%.%df" % nd) % x
+def build(work):
+    """baseline.c, flood.c and the listen shim, built here."""
+    out = {}
+    for name, src, extra in (("baseline", "baseline.c", []), ("flood", "flood.c", ["-lpthread"]),
+                             ("listen_shim.so", "listen_shim.c", ["-fPIC", "-shared", "-ldl"])):
+        out[name] = os.path.join(work, name)
+        sh(["cc", "-O2", "-o", out[name], os.path.join(HERE, src)] + extra, timeout=120)
+    return out
 
 
-def report(R, info, env):
-    L = []
-    add = L.append
-    if not env["quiet"]:
-        add("**WARNING: these numbers were taken under load (1-minute load average %.2f when the "
-            "measured runs started, after waiting %.0fs; %.2f at the end). Other jobs were running "
-            "on this machine: re-measure before relying on them.**" % (
-                env["load_start"], env["waited"], env["load_end"]))
-        add("")
-    envs = " ".join("%s=%s" % (k, os.environ[k]) for k in
-                    ("BENCH_LOAD_WAIT", "BENCH_REPEATS", "BENCH_DRAIN", "BENCH_LAT") if k in os.environ)
-    add("Command: `%smake bench` (tools/deps bench, then `python3 bench/run.py`), %s, smap %s." % (
-        envs + " " if envs else "", env["date"], info["rev"]))
-    add("")
-    add("Machine: %s CPUs (`nproc`), %s, kernel %s, %s RAM, Postfix %s." % (
-        info["nproc"], info["os"], info["kernel"], info["mem"], info["postfix"]))
-    add("Filesystem of every spool and queue: %s." % env["fs"])
-    add("Load average (1 min): %.2f at the start of the measured runs (after waiting %.0fs of at "
-        "most %ds for it to fall below 0.7), %.2f at the end." % (
-            env["load_start"], env["waited"], LOAD_WAIT, env["load_end"]))
-    add("")
-    add("```")
-    add(info["lscpu"])
-    add("```")
-    add("")
-    add("### Receive: smtp-source, one message per connection, messages/s (median of %d)" % REPEATS)
-    add("")
-    add("| size | concurrency | msgs/run | smap | Postfix smtpd (hold) | Postfix / smap "
-        "| baseline.c | smap / baseline | OpenSMTPD |")
-    add("|---|---|---|---|---|---|---|---|---|")
-    for size in SIZES:
-        for conc in CONCS:
-            s = statistics.median(R["recv"][(size, conc, "smap")])
-            p = statistics.median(R["recv"][(size, conc, "Postfix")])
-            b = statistics.median(R["recv"][(size, conc, "baseline")])
-            o = R["recv"].get((size, conc, "OpenSMTPD"))
-            o = "%s (%.2f)" % (fmt(statistics.median(o)), statistics.median(o) / s) if o else "skipped*"
-            add("| %d KiB | %d | %d | %s | %s | %.2f | %s | %.2f | %s |" % (
-                size // 1024, conc, COUNT[conc], fmt(s), fmt(p), p / s, fmt(b), s / b, o))
-    add("")
-    if env.get("osmtpd"):
-        add("OpenSMTPD %s (Debian's package, unpacked with `dpkg-deb -x`: it conflicts with postfix) ran "
-            "in private mount and network namespaces with a resolv.conf naming no server, its queue on "
-            "the same filesystem, mta and mda paused (`-P mta -P mda`) so that it holds what it "
-            "accepts; smtp-source ran in its namespace (nsenter). In brackets: OpenSMTPD / smap. "
-            "It listens with a backlog of 5, which limits it under concurrency; it was sent at most "
-            "%d messages per run." % (env["osmtpd"], OpenSMTPD.max_count))
-    else:
-        add("\\* OpenSMTPD not run: %s" % env.get("osmtpd_skip", "unknown reason"))
-    add("smap and baseline.c are started for every connection (fork and exec by "
-        "systemd-socket-activate --inetd, the inetd model); Postfix's smtpd serves many "
-        "connections per process (max_use 100 here).")
-    add("Every run was checked: files in smap's (and baseline's) new/ == messages sent; "
-        "Postfix: `postqueue -p` count == files in the hold queue == messages sent; OpenSMTPD: "
-        "message files in its queue == messages sent.")
-    add("")
-    add("### Cost per session (1 KiB message)")
-    add("")
-    add("| | smap | Postfix smtpd | baseline.c |")
-    add("|---|---|---|---|")
-    rs = R["rss"]
-    add("| peak RSS (VmHWM after the 250, before QUIT) | %d KiB | %d KiB | %d KiB |" % (
-        rs["smap"][1], rs["Postfix"][1], rs["baseline"][1]))
-    add("| private memory then (Private_Clean + Private_Dirty) | %d KiB | %d KiB | %d KiB |" % (
-        rs["smap"][2], rs["Postfix"][2], rs["baseline"][2]))
-    ins = R["instr"]
-    add("| instructions per session (%s) | %s | not measured | %s |" % (
-        ins["how"], "{:,}".format(ins["smap"]), "{:,}".format(ins["baseline"])))
-    add("")
-    add("Most of a short-lived process's RSS is shared library text the kernel maps in 64 KiB "
-        "runs around each page touched (libc alone is about 1.7 MB of smap's RSS); the private "
-        "line is what each further session really costs. "
-        "Postfix smtpd's VmHWM is of a fresh smtpd (its first session); a Postfix session also "
-        "runs cleanup(8), trivial-rewrite(8) and others, not counted. Instructions: user-space, "
-        "from exec to exit (dynamic linking included; without TLS smap loads no OpenSSL), one session "
-        "under systemd-socket-activate. `perf stat -e instructions` is not supported on this "
-        "machine, so valgrind counted them, and valgrind cannot run seccomp(2): the smap counted is "
-        "the normal build linked with tests/nosandbox.c in place of common/sandbox.c (no filter "
-        "installed). Postfix smtpd's count was not measured (master(8) starts it; no wrapper).")
-    add("")
-    add("### Hand-off to smtp-sink (1 KiB messages)")
-    add("")
-    h = R["handoff"]
-    add("| | messages/s | messages | seconds |")
-    add("|---|---|---|---|")
-    add("| smapd draining the spool (smtp: transport, its default of 20 processes) | %s | %d | %.1f |" % (
-        fmt(h["smapd"][0]), DRAIN_N, h["smapd"][1]))
-    if "smapd1" in h:
-        add("| smapd with default_destination_concurrency_limit = 1 (one at a time) | %s | %d | %.1f |" % (
-            fmt(h["smapd1"][0]), DRAIN_N, h["smapd1"][1]))
-    if "postfix" in h:
-        add("| Postfix relaying its queue (postsuper -H ALL; postqueue -f) | %s | %d | %.1f |" % (
-            fmt(h["postfix"][0]), DRAIN_N, h["postfix"][1]))
-    else:
-        add("| Postfix relaying | not measured | | |")
-    lat = R["lat"]
-    add("")
-    add("Latency from smap's 250 to smtp-sink's 250 for the data (strace -ttt of the sink), smapd idle, %d messages one "
-        "at a time: p50 %.1f ms, p99 %.1f ms, max %.1f ms." % (
-            len(lat), pct(lat, 50), pct(lat, 99), max(lat)))
-    add("")
-    add("### fsync per message (strace -f -c -e trace=fsync,fdatasync, %d messages, 1 KiB)" %
-        R["fsync"]["n"])
-    add("")
-    add("| | fsync | fdatasync | per message |")
-    add("|---|---|---|---|")
-    for k in ("smap", "Postfix", "OpenSMTPD"):
-        if k not in R["fsync"]:
+def smap_targets(srv, conf_file, bins, work, stack):
+    """The smap receivers wanted, each under its launcher, on srv's spool."""
+    out = []
+    for key, (label, build_, dur, launcher) in RECEIVERS:
+        if key not in WANT or build_ not in ("default", "static"):
             continue
-        c = R["fsync"][k]
-        add("| %s | %d | %d | %.2f |" % (k, c["fsync"], c["fdatasync"],
-                                          (c["fsync"] + c["fdatasync"]) / R["fsync"]["n"]))
-    add("")
-    add("smap fsyncs the file and the directory (new/) before its 250; Postfix (cleanup) fsyncs "
-        "the queue file but not the directory; OpenSMTPD answers 250 without an fsync, so a crash "
-        "can lose what it accepted. Speed is compared at these different levels of durability.")
-    add("")
-    add("### Targets")
-    add("")
-    worst_pf = min(statistics.median(R["recv"][(sz, c, "smap")]) /
-                   statistics.median(R["recv"][(sz, c, "Postfix")]) for sz in SIZES for c in CONCS)
-    worst_bl = min(statistics.median(R["recv"][(sz, c, "smap")]) /
-                   statistics.median(R["recv"][(sz, c, "baseline")]) for sz in SIZES for c in CONCS)
-    rss_ratio = rs["smap"][1] / rs["Postfix"][1]
-    priv_ratio = rs["smap"][2] / rs["Postfix"][2]
+        binary = SMAP_BIN if build_ == "default" else SMAP_STATIC
+        conf = conf_file[dur]
+        la = S.LAUNCHERS[launcher]([binary, "-c", conf], work, key).start()
+        stack.append(la)
+        out.append(S.SmapTarget(key, label, srv, la))
+    return out
 
-    def met(b):
-        return "met" if b else "MISSED"
-    add("| target | measured | |")
-    add("|---|---|---|")
-    add("| smap >= Postfix at every point | worst smap/Postfix = %.2f | %s |" % (
-        worst_pf, met(worst_pf >= 1.0)))
-    add("| smap within 15%% of baseline.c | worst smap/baseline = %.2f | %s |" % (
-        worst_bl, met(worst_bl >= 0.85)))
-    add("| session RSS < 1/4 of Postfix smtpd's | %.2f of it (private memory: %.2f) | %s |" % (
-        rss_ratio, priv_ratio, met(rss_ratio < 0.25)))
-    if "postfix" in h:
-        r = h["smapd"][0] / h["postfix"][0]
-        add("| smapd drain >= 2x Postfix relay | %.2fx | %s |" % (r, met(r >= 2.0)))
-    add("| p99 hand-off latency < 100 ms | %.1f ms | %s |" % (pct(lat, 99), met(pct(lat, 99) < 100)))
-    return "\n".join(L) + "\n"
+
+def smap_confs(srv):
+    """srv's configuration, and the same with spool_fsync = file."""
+    fileconf = srv.conffile + ".file"
+    with open(srv.conffile) as f:
+        text = f.read()
+    with open(fileconf, "w") as f:
+        f.write(text + "spool_fsync = file\n")
+    os.chmod(fileconf, 0o644)
+    return {"file+directory": srv.conffile, "file": fileconf}
+
+
+def start_postfix(sink, stack):
+    pf = pfmod.Postfix(T, main={
+        "smtpd_end_of_data_restrictions": "check_client_access static:HOLD",
+        "in_flow_delay": "0",
+        "max_use": "100",
+        "max_idle": "100s",
+        "default_transport": "smtp:[127.0.0.1]:%d" % sink.port,
+        "relay_domains": "",
+        "smtp_tls_security_level": "none",
+    }, name="bench")
+    pf.start()
+    stack.append(pf)
+    return pf
+
+
+def start_osmtpd(fs, shim, env, stack):
+    try:
+        osd = S.OpenSMTPD(os.path.join(fs.mnt, "opensmtpd"), shim).fetch()
+        stack.append(osd)
+        osd.start()
+        env["osmtpd"] = osd.version
+        env["osmtpd_backlog"] = osd.backlog
+        return osd
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        env["osmtpd_skip"] = str(e)[:300]
+        log("OpenSMTPD skipped: %s" % env["osmtpd_skip"])
+        return None
 
 
 # --------------------------------------------------------------------------
+# the parts
+
+
+def part_profile(R, srv, work):
+    """Phases of one session: system calls (strace) and instructions
+    (callgrind), the default build and the static one."""
+    R["profile"] = {}
+    for key, binary, vg in (("smap", SMAP_BIN, SMAP_VG), ("static", SMAP_STATIC, SMAP_STATIC_VG)):
+        ph = prof.syscalls([binary, "-c", srv.conffile], srv.conffile, work, key)
+        total, ins = prof.instructions([vg, "-c", srv.conffile], srv.tmpdir(), key)
+        R["profile"][key] = {"count": ph.count, "time": ph.time, "calls": ph.calls,
+                             "instr": ins, "instr_total": total}
+        log("profile %s: %d system calls, %d instructions" % (key, sum(ph.count.values()), total))
+        S.clear_dir(srv.newdir())
+
+
+def part_session(R, srv, ports, bins, pf):
+    """Per-session cost: CPU and faults (posix_spawn, the child's own
+    rusage, interleaved), memory at the 250, instructions."""
+    bdir = bins["baseline_dir"]
+    argvs = [[SMAP_BIN, "-c", srv.conffile], [SMAP_STATIC, "-c", srv.conffile],
+             [bins["baseline"], bdir]]
+    cost = prof.ab(argvs, int(os.environ.get("BENCH_SESSIONS", "300")))
+    R["cost"] = dict(zip(("smap", "static", "baseline"), cost))
+    log("session CPU: %r" % R["cost"])
+    R["rss"] = {}
+    if pf is not None:
+        R["rss"]["postfix"] = session_rss(pf.port)
+    for key, port in ports.items():
+        R["rss"][key] = session_rss(port)
+    log("VmHWM, private: %r" % R["rss"])
+    R["instr"] = {}
+    for key, argv, chroot in (("smap", [SMAP_VG, "-c", srv.conffile], srv.tmpdir()),
+                              ("static", [SMAP_STATIC_VG, "-c", srv.conffile], srv.tmpdir()),
+                              ("baseline", [bins["baseline"], bdir], None)):
+        R["instr"][key] = prof.instructions(argv, chroot, "i" + key)[0]
+    log("instructions: %r" % R["instr"])
+    S.clear_dir(srv.newdir())
+    S.clear_dir(os.path.join(bdir, "new"))
+
+
+def part_fsync(R, srv, confs, pf, pft, osd, work):
+    R["fsync"] = {"n": 100}
+    R["fsync"]["smap"] = fsyncs_smap([SMAP_BIN, "-c", confs["file+directory"]], srv, work, "smap")
+    R["fsync"]["smap-file"] = fsyncs_smap([SMAP_BIN, "-c", confs["file"]], srv, work, "smap-file")
+    S.clear_dir(srv.newdir())
+    if pf is not None:
+        R["fsync"]["postfix"] = fsyncs_postfix(pf, pft, work)
+    if osd is not None:
+        R["fsync"]["opensmtpd"] = fsyncs_osmtpd(osd, work)
+    log("fsyncs: %r" % R["fsync"])
+
+
+def part_handoff(R, srv, sink, pf, pft, work):
+    R["handoff"] = {}
+    R["handoff"]["smapd"] = drain_smap(srv, sink, DRAIN_N)
+    log("smapd drain: %r" % (R["handoff"]["smapd"],))
+    R["handoff"]["smapd1"] = drain_smap(srv, sink, DRAIN_N, conc=1)
+    R["lat"] = latency_smap(srv, os.path.join(work, "latency"), LAT_N)
+    log("latency p50 %.1f ms p99 %.1f ms" % (rep.pct(R["lat"], 50), rep.pct(R["lat"], 99)))
+    if pf is not None:
+        R["handoff"]["postfix"] = drain_postfix(pf, pft, sink, DRAIN_N)
+        log("Postfix relay: %r" % (R["handoff"]["postfix"],))
+
+
+def run_all(R, env, fs, stack):
+    tempfile.tempdir = fs.mnt
+    work = fs.work
+    bins = build(work)
+    bdir = tempfile.mkdtemp(prefix="baseline.")
+    os.chmod(bdir, 0o755)
+    for sub in ("tmp", "new"):
+        os.makedirs(os.path.join(bdir, sub))
+    bins["baseline_dir"] = bdir
+    sink = S.Sink(os.path.join(work, "sink")).start()
+    stack.append(sink)
+    srv = smaptest.Server(T, conf={"relay_domains": "example.com", "mynetworks": "127.0.0.0/8"},
+                          name="bench")
+    srv.start()
+    stack.append(srv)
+    confs = smap_confs(srv)
+    targets = smap_targets(srv, confs, bins, work, stack)
+    base = None
+    if "baseline" in WANT or "session" in ONLY:
+        la = S.SSA([bins["baseline"], bdir], work, "baseline").start()
+        stack.append(la)
+        base = S.BaselineTarget("baseline", "baseline.c", bdir, la)
+        if "baseline" in WANT:
+            targets.append(base)
+    pf = pft = osd = None
+    if "postfix" in WANT or {"handoff", "fsync", "session", "flood"} & set(ONLY):
+        pf = start_postfix(sink, stack)
+        pft = S.PostfixTarget(pf)
+        if "postfix" in WANT:
+            targets.append(pft)
+    if "opensmtpd" in WANT and ({"receive", "fsync"} & set(ONLY)):
+        osd = start_osmtpd(fs, bins["listen_shim.so"], env, stack)
+        if osd is not None:
+            targets.append(osd)
+
+    env["quiet"], env["load_start"], env["waited"] = wait_quiet()
+    log("load average %.2f after %.0fs: measuring%s" % (
+        env["load_start"], env["waited"], "" if env["quiet"] else " UNDER LOAD"))
+    if "session" in ONLY:       # first: Postfix's smtpd is fresh
+        ports = {"smap": srv.port}
+        st = S.SSA([SMAP_STATIC, "-c", srv.conffile], work, "rss-static").start()
+        stack.append(st)
+        ports["static"] = st.port
+        ports["baseline"] = base.port
+        part_session(R, srv, ports, bins, pf)
+    if "profile" in ONLY:
+        part_profile(R, srv, work)
+    if "fsync" in ONLY:
+        part_fsync(R, srv, confs, pf, pft, osd, work)
+    for tg in targets:
+        tg.clear()
+    if "receive" in ONLY:
+        R["recv"] = {}
+        env["failed"] = {}
+        receive(targets, R["recv"], env["failed"])
+    if "flood" in ONLY:
+        R["flood"] = {}
+        ft = [tg for tg in targets if tg.key in ("smap", "static", "tcpserver", "baseline", "postfix")]
+        if pft is not None and pft not in ft:
+            ft.append(pft)
+        flood(bins["flood"], ft, R["flood"])
+    if "handoff" in ONLY:
+        part_handoff(R, srv, sink, pf, pft, work)
+    env["load_end"] = loadavg()
 
 
 def main():
     if os.geteuid() != 0:
-        print("bench/run.py: needs root (loop mount, systemd-socket-activate, Postfix)",
-              file=sys.stderr)
+        print("bench/run.py: needs root (loop mount, launchers, Postfix)", file=sys.stderr)
         return 1
-    for b in (SMAP_BIN, smapdtest.SMAPD_BIN):
+    for b in (SMAP_BIN, SMAP_STATIC, SMAP_VG, SMAP_STATIC_VG, smapdtest.SMAPD_BIN):
         if not os.access(b, os.X_OK):
-            print("bench/run.py: %s missing: run make first" % b, file=sys.stderr)
+            print("bench/run.py: %s missing: run make bench (or make first)" % b, file=sys.stderr)
             return 1
     signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("bench watchdog")))
-    signal.alarm(int(os.environ.get("BENCH_WATCHDOG", "4800")))
+    signal.alarm(int(os.environ.get("BENCH_WATCHDOG", "7200")))
     info = machine()
-    env = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    R = {"recv": {}}
+    env = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "parts": ONLY,
+           "receivers": WANT, "sizes": SIZES, "concs": CONCS, "repeats": REPEATS,
+           "partial": PARTIAL, "flood_n": FLOOD_N, "drain_n": DRAIN_N, "count": COUNT,
+           "flood_concs": FLOOD_CONCS, "load_wait": LOAD_WAIT}
+    R = {}
     stack = []
     with LoopFS() as fs:
         env["fs"] = fs.desc
-        tempfile.tempdir = fs.mnt
         try:
-            # baseline.c, built here
-            bdir = tempfile.mkdtemp(prefix="baseline.")
-            os.chmod(bdir, 0o755)
-            bbin = os.path.join(fs.work, "baseline")
-            sh(["cc", "-O2", "-o", bbin, os.path.join(HERE, "baseline.c")], timeout=120)
-            for sub in ("tmp", "new"):
-                os.makedirs(os.path.join(bdir, sub))
-            sink = Sink(os.path.join(fs.work, "sink")).start()
-            stack.append(sink)
-            srv = smaptest.Server(T, conf={"relay_domains": "example.com",
-                                           "mynetworks": "127.0.0.0/8"}, name="bench")
-            srv.start()
-            stack.append(srv)
-            base = Inetd([bbin, bdir], os.path.join(bdir, "ssa.err")).start()
-            stack.append(base)
-            pf = pfmod.Postfix(T, main={
-                "smtpd_end_of_data_restrictions": "check_client_access static:HOLD",
-                "in_flow_delay": "0",
-                "max_use": "100",
-                "max_idle": "100s",
-                "default_transport": "smtp:[127.0.0.1]:%d" % sink.port,
-                "relay_domains": "",
-                "smtp_tls_security_level": "none",
-            }, name="bench")
-            pf.start()
-            stack.append(pf)
-            pft = PostfixTarget(pf)
-            targets = [SmapTarget(srv), PostfixTarget(pf), BaselineTarget(base, bdir)]
-            osd = None
-            try:
-                osd = OpenSMTPD(os.path.join(fs.mnt, "opensmtpd")).fetch()
-                stack.append(osd)
-                osd.start()
-                targets.append(osd)
-                env["osmtpd"] = osd.version
-            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-                env["osmtpd_skip"] = str(e)[:300]
-                log("OpenSMTPD skipped: %s" % env["osmtpd_skip"])
-                osd = None
-
-            env["quiet"], env["load_start"], env["waited"] = wait_quiet()
-            log("load average %.2f after %.0fs: measuring%s" % (
-                env["load_start"], env["waited"], "" if env["quiet"] else " UNDER LOAD"))
-
-            # per-session cost first: Postfix's smtpd is fresh
-            R["rss"] = {"Postfix": session_rss(pf.port), "smap": session_rss(srv.port),
-                        "baseline": session_rss(base.port)}
-            log("VmHWM: %r" % R["rss"])
-            for tg in targets:
-                tg.clear()
-            # valgrind cannot run seccomp(2): count instructions on smap
-            # linked with tests/nosandbox.c in place of common/sandbox.c
-            nosec = os.path.join(fs.work, "smap-nosandbox")
-            sh(["cc", "-O2", "-c", "-o", nosec + ".o", os.path.join(REPO, "tests", "nosandbox.c")])
-            sh(["cc", "-o", nosec, os.path.join(REPO, "smap", "main.o"), nosec + ".o",
-                os.path.join(REPO, "smap", "libsmap.a"), os.path.join(REPO, "common", "libcommon.a")] +
-               sh(["pkg-config", "--libs", "libcap"]).split() + ["-ldl"], timeout=120)
-            si, how = instructions([nosec, "-c", srv.conffile], fs.work, "smap", "/tmp/cg.%p")
-            for n in os.listdir(srv.tmpdir()):
-                if n.startswith("cg."):
-                    os.unlink(os.path.join(srv.tmpdir(), n))
-            bi, _ = instructions([bbin, bdir], fs.work, "baseline", os.path.join(fs.work, "cg.%p"))
-            R["instr"] = {"smap": si, "baseline": bi, "how": how}
-            log("instructions (%s): smap %d, baseline %d" % (how, si, bi))
-            for tg in targets:
-                tg.clear()
-
-            fs_smap, n = fsyncs_smap(srv, fs.work)
-            fs_pf, _ = fsyncs_postfix(pf, pft, fs.work)
-            R["fsync"] = {"smap": fs_smap, "Postfix": fs_pf, "n": n}
-            if osd is not None:
-                R["fsync"]["OpenSMTPD"], _ = fsyncs_osmtpd(osd, fs.work)
-            log("fsyncs over %d messages: smap %r, Postfix %r" % (n, fs_smap, fs_pf))
-            for tg in targets:
-                tg.clear()
-
-            receive(targets, R["recv"])
-
-            R["handoff"] = {}
-            d, rate, dt = drain_smap(srv, sink, DRAIN_N)
-            d.stop()
-            R["handoff"]["smapd"] = (rate, dt)
-            log("smapd drain: %d in %.2fs = %.0f msg/s" % (DRAIN_N, dt, rate))
-            # and strictly one at a time, in queue order
-            d, rate, dt = drain_smap(srv, sink, DRAIN_N, conc=1)
-            d.stop()
-            R["handoff"]["smapd1"] = (rate, dt)
-            log("smapd drain, one process: %d in %.2fs = %.0f msg/s" % (DRAIN_N, dt, rate))
-            R["lat"] = latency_smap(srv, os.path.join(fs.work, "latency"), LAT_N)
-            log("latency p50 %.1f ms p99 %.1f ms" % (pct(R["lat"], 50), pct(R["lat"], 99)))
-            rate, dt = drain_postfix(pf, pft, sink, DRAIN_N)
-            R["handoff"]["postfix"] = (rate, dt)
-            log("Postfix relay: %d in %.2fs = %.0f msg/s" % (DRAIN_N, dt, rate))
-            env["load_end"] = loadavg()
+            run_all(R, env, fs, stack)
+        except Exception as e:  # noqa: BLE001 - report what was measured
+            env["error"] = "%s: %s" % (type(e).__name__, e)
+            log("FAILED: %s; the report has what was measured before" % env["error"])
         finally:
             signal.alarm(0)
             for obj in reversed(stack):
@@ -1089,12 +776,11 @@ def main():
                 except Exception as e:  # noqa: BLE001 - stop the rest
                     log("warning: stopping %s: %s" % (type(obj).__name__, e))
             tempfile.tempdir = None
-    text = report(R, info, env)
+    text = rep.report(R, info, env, dict(RECEIVERS), CHART)
     print()
     print(text)
     with open(RESULTS, "w") as f:
-        f.write("# smap benchmarks\n\nWritten by `make bench` (bench/run.py); the same table "
-                "is printed at the end of the run.\n\n" + text)
+        f.write(text)
     log("wrote %s" % RESULTS)
     return 0
 

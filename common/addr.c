@@ -229,9 +229,9 @@ check_mailbox(const char *p, size_t n, enum addr_kind kind, size_t *at,
 	return 0;
 }
 
-/* Fill *a from the checked mailbox p[0..n) whose '@' is at index at. */
+/* addr_keep - fill *a from the checked mailbox p[0..n), its "@" at index at */
 static void
-store(struct addr *a, const char *p, size_t n, size_t at)
+addr_keep(struct addr *a, const char *p, size_t n, size_t at)
 {
 	size_t i;
 
@@ -279,7 +279,7 @@ parse_path(const char *s, size_t len, enum addr_kind kind, int route_ok,
 		return fail(why, E_SYNTAX);
 	if (n > ADDR_PATH_MAX)
 		return fail(why, E_PATH_LONG);
-	store(a, in + r, n - r, at);
+	addr_keep(a, in + r, n - r, at);
 	return (int)(n + 2);
 }
 

@@ -51,6 +51,7 @@ static const struct param params[] = {
 	P(mail_owner, T_USER, "smap", 1, 32),
 	P(queue_minfree, T_SIZE, "20480000", 0, 1LL << 40),
 	P(queue_minfree_inodes, T_INT, "1000", 0, 1LL << 32),
+	P(spool_fsync, T_STR, "file+directory", 1, 32),
 	P(mynetworks, T_NETS, "127.0.0.0/8 [::1]/128", 0, CONF_LIST_MAX),
 	P(relay_domains, T_DOMAINS, "", 0, CONF_LIST_MAX),
 	P(relay_recipient_maps, T_MAP, "", 0, MAP_SPEC_MAX),
@@ -68,6 +69,8 @@ static const struct param params[] = {
 	P(smtpd_greet_pause, T_TIME, "0s", 0, 60),
 	P(smapd_user, T_USER, "smapd", 1, 32),
 	P(default_transport, T_STR, "maildir:/var/mail/smap/", 1, 4000),
+	P(transport_maps, T_MAP, "", 0, MAP_SPEC_MAX),
+	P(smtp_fallback_relay, T_STR, "", 0, 4000),
 	P(sendmail_path, T_PATH, "/usr/sbin/sendmail", 1, PATH_MAX - 1),
 	P(smtp_helo_name, T_STR, "$myhostname", 0, 255),
 	P(queue_run_delay, T_TIME, "300s", 1, 86400),
@@ -100,6 +103,7 @@ static const struct param params[] = {
 	P(smtp_tls_fingerprint_cert_match, T_STR, "", 0, 65536),
 	P(smtp_sasl_password_maps, T_PATH, "", 0, PATH_MAX - 1),
 	P(smtp_starttls_timeout, T_TIME, "300s", 1, 3600),
+	P(submit_server, T_STR, "[127.0.0.1]:25", 1, 300),
 };
 
 #define NPARAM (sizeof(params) / sizeof(params[0]))

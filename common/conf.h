@@ -34,6 +34,7 @@ struct conf {
 	char *mail_owner;		/* "smap" */
 	long long queue_minfree;	/* bytes, 20480000 */
 	long long queue_minfree_inodes;	/* 1000 free inodes */
+	char *spool_fsync;		/* "file+directory" | "file" (layout.h) */
 	/* relay policy */
 	struct netlist mynetworks;	/* "127.0.0.0/8 [::1]/128" */
 	struct strlist relay_domains;	/* "" */
@@ -55,6 +56,8 @@ struct conf {
 	/* smapd: who, where to, how often */
 	char *smapd_user;		/* "smapd": never mail_owner */
 	char *default_transport;	/* "maildir:/var/mail/smap/" */
+	char *transport_maps;		/* "": default_transport for all */
+	char *smtp_fallback_relay;	/* "": no fallback next hops */
 	char *sendmail_path;		/* "/usr/sbin/sendmail" */
 	char *smtp_helo_name;		/* "$myhostname" */
 	long long queue_run_delay;	/* 300s */
@@ -90,6 +93,8 @@ struct conf {
 	char *smtp_tls_fingerprint_cert_match;	/* SHA-256 pins */
 	char *smtp_sasl_password_maps;	/* "": no AUTH; else a file */
 	long long smtp_starttls_timeout;	/* 300s */
+	/* smap-sendmail */
+	char *submit_server;		/* "[127.0.0.1]:25": the local smap */
 	/* bookkeeping for -n: line where each key was set, 0 if default */
 	int *set_line;
 };

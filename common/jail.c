@@ -1,25 +1,47 @@
 /*
  * jail.c - chroot, drop to an unprivileged user, clear capabilities.
  *
- * Trusts the configuration for the directory and the user name. Each
- * step is checked after it is taken; any failure is returned with the
- * step named, and the caller must exit without serving.
+ * Trusts the configuration for the directory and the user name, and
+ * root's /etc/nsswitch.conf and /etc/passwd for what the name stands
+ * for. Each step is checked after it is taken; any failure is returned
+ * with the step named, and the caller must exit without serving.
  *
  * Order matters: chroot needs CAP_SYS_CHROOT, shrinking the bounding set
  * needs CAP_SETPCAP, setgroups/setgid/setuid need CAP_SETGID/SETUID; all
  * of these are gone once the uid changes, so they come first.
+ *
+ * Capabilities are read and cleared with capget(2), capset(2) and
+ * prctl(2) directly (no libcap: loading it cost each session more than
+ * the calls it makes). The bounding set has no call that reads or
+ * clears it whole: one pass drops capability 0, 1, ... until the kernel
+ * answers EINVAL (no such capability), a second pass reads each one
+ * back the same way. The ambient set needs no pass of its own: the
+ * kernel keeps it a subset of permitted and inheritable
+ * (capabilities(7)), so it is empty when they are.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/capability.h>
+#include <sys/syscall.h>
 
 #include "jail.h"
+
+#define CAP_ANY 64		/* the sets are 64 bits: no kernel has more */
+#define TEXT_MAX (4 << 20)	/* nsswitch.conf, passwd: larger ones go to NSS */
+
+/* The three sets capget(2) reports, 64 bits each. */
+struct caps {
+	uint64_t eff, prm, inh;
+};
 
 /* say - format the failing step into why; returns -1 */
 static int
@@ -27,6 +49,200 @@ say(char *why, size_t len, const char *step, int err)
 {
 	snprintf(why, len, "%s: %s", step, err ? strerror(err) : "did not hold");
 	return -1;
+}
+
+/* caps_get - this process's effective, permitted and inheritable sets */
+static int
+caps_get(struct caps *c)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+
+	memset(d, 0, sizeof(d));
+	if (syscall(SYS_capget, &h, d) < 0)
+		return -1;
+	c->eff = d[0].effective | (uint64_t)d[1].effective << 32;
+	c->prm = d[0].permitted | (uint64_t)d[1].permitted << 32;
+	c->inh = d[0].inheritable | (uint64_t)d[1].inheritable << 32;
+	return 0;
+}
+
+/* caps_clear_sets - empty the effective, permitted and inheritable sets */
+static int
+caps_clear_sets(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+
+	memset(d, 0, sizeof(d));
+	return (int)syscall(SYS_capset, &h, d);
+}
+
+/* A file read whole, and what it was when read (device, inode, size,
+ * modification and change times: glibc's test for a changed
+ * nsswitch.conf). */
+struct text {
+	struct stat id;
+	char *buf;
+	size_t len;
+};
+
+/* same - is path still the file t holds? */
+static int
+same(const char *path, const struct text *t)
+{
+	struct stat now;
+
+	return t->buf != NULL && stat(path, &now) == 0 &&
+	    now.st_dev == t->id.st_dev && now.st_ino == t->id.st_ino &&
+	    now.st_size == t->id.st_size &&
+	    now.st_mtim.tv_sec == t->id.st_mtim.tv_sec &&
+	    now.st_mtim.tv_nsec == t->id.st_mtim.tv_nsec &&
+	    now.st_ctim.tv_sec == t->id.st_ctim.tv_sec &&
+	    now.st_ctim.tv_nsec == t->id.st_ctim.tv_nsec;
+}
+
+/* load - path into t, unless t holds it already; 0 or -1 */
+static int
+load(const char *path, struct text *t)
+{
+	int fd;
+	ssize_t n = -1;
+
+	if (same(path, t))
+		return 0;
+	free(t->buf);
+	t->buf = NULL;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0)
+		return -1;
+	if (fstat(fd, &t->id) == 0 && S_ISREG(t->id.st_mode) &&
+	    t->id.st_size < TEXT_MAX &&
+	    (t->buf = malloc((size_t)t->id.st_size + 1)) != NULL)
+		n = read(fd, t->buf, (size_t)t->id.st_size + 1);
+	(void)close(fd);
+	if (n != (ssize_t)t->id.st_size) {	/* short, or grew: unsure */
+		free(t->buf);
+		t->buf = NULL;
+		return -1;
+	}
+	t->len = (size_t)n;
+	t->buf[n] = '\0';
+	return 0;
+}
+
+/* next_line - the line at *p (without its LF) and its length; NULL at
+ * the end */
+static const char *
+next_line(const struct text *t, size_t *off, size_t *len)
+{
+	const char *p = t->buf + *off, *nl;
+
+	if (*off >= t->len)
+		return NULL;
+	nl = memchr(p, '\n', t->len - *off);
+	*len = nl ? (size_t)(nl - p) : t->len - *off;
+	*off += *len + 1;
+	return p;
+}
+
+/* skip - past the characters of set, not beyond e */
+static const char *
+skip(const char *p, const char *e, const char *set)
+{
+	while (p < e && strchr(set, *p) != NULL)
+		p++;
+	return p;
+}
+
+/* files_first - does nsswitch.conf's passwd line (glibc: the last one)
+ * start with files, with no [action] after it? Then the first valid
+ * entry of /etc/passwd with the name is what NSS would return. */
+static int
+files_first(const struct text *nss)
+{
+	const char *p, *e, *w;
+	size_t off = 0, len;
+	int first = 0;
+
+	while ((p = next_line(nss, &off, &len)) != NULL) {
+		e = p + len;
+		p = skip(p, e, " \t\r\f\v");
+		if (e - p < 7 || memcmp(p, "passwd", 6) != 0 ||
+		    strchr(" \t:", p[6]) == NULL)
+			continue;
+		w = skip(p + 6, e, " \t:");
+		for (p = w; p < e && strchr(" \t\r#", *p) == NULL; p++)
+			;
+		first = p - w == 5 && memcmp(w, "files", 5) == 0;
+		p = skip(p, e, " \t");
+		if (p < e && *p == '[')
+			first = 0;
+	}
+	return first;
+}
+
+/* entry - parse one candidate line as glibc's files module does
+ * (fgetpwent_r over it): 1 and the ids when it is valid and names user */
+static int
+entry(const char *line, size_t len, const char *user, uid_t *uid, gid_t *gid)
+{
+	FILE *one = fmemopen((void *)line, len, "r");
+	struct passwd pw, *got = NULL;
+	char buf[1024];
+	int ok;
+
+	if (one == NULL)
+		return 0;
+	ok = fgetpwent_r(one, &pw, buf, sizeof(buf), &got) == 0 && got != NULL &&
+	    strcmp(pw.pw_name, user) == 0;
+	if (ok) {
+		*uid = pw.pw_uid;
+		*gid = pw.pw_gid;
+	}
+	fclose(one);
+	return ok;
+}
+
+/* files_lookup - user's entry in /etc/passwd when nsswitch.conf makes
+ * that NSS's answer: 1, else 0. Both files are kept while unchanged (a
+ * session asks for mail_owner, smapd_user, mail_owner). */
+static int
+files_lookup(const char *user, uid_t *uid, gid_t *gid)
+{
+	static struct text nss, pwd;
+	size_t ulen = strlen(user), off = 0, len;
+	const char *p, *e;
+
+	if (load("/etc/nsswitch.conf", &nss) < 0 || !files_first(&nss) ||
+	    load("/etc/passwd", &pwd) < 0)
+		return 0;
+	while ((p = next_line(&pwd, &off, &len)) != NULL) {
+		e = skip(p, p + len, " \t\r\f\v");
+		len -= (size_t)(e - p);
+		p = e;
+		if (len > ulen && memcmp(p, user, ulen) == 0 && p[ulen] == ':' &&
+		    entry(p, len, user, uid, gid))
+			return 1;
+	}
+	return 0;
+}
+
+/* jail_user - a user's ids, as getpwnam() would find them; see jail.h */
+int
+jail_user(const char *user, uid_t *uid, gid_t *gid)
+{
+	struct passwd *pw;
+
+	if (user[0] != '\0' && user[0] != '+' && user[0] != '-' &&
+	    files_lookup(user, uid, gid))
+		return 0;
+	errno = 0;
+	if ((pw = getpwnam(user)) == NULL)
+		return -1;
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	endpwent();
+	return 0;
 }
 
 /* enter_root - chroot and chdir, then check that "/" is the directory */
@@ -49,31 +265,35 @@ enter_root(const char *root, char *why, size_t len)
 	return 0;
 }
 
-/* drop_bounding - empty the bounding set when the process may */
+/* drop_bounding - one pass over the bounding set, when the process may
+ * shrink it (CAP_SETPCAP); it ends where the kernel's capabilities do */
 static int
 drop_bounding(char *why, size_t len)
 {
-	cap_value_t c;
+	struct caps now;
+	int c;
 
-	if (!CAP_IS_SUPPORTED(CAP_SETPCAP))
-		return 0;
-	if (prctl(PR_CAPBSET_READ, CAP_SETPCAP) != 1)
-		return 0;	/* already outside our bounding set */
-	{
-		cap_t now = cap_get_proc();
-		cap_flag_value_t eff = CAP_CLEAR;
-
-		if (now == NULL)
-			return say(why, len, "cap_get_proc", errno);
-		cap_get_flag(now, CAP_SETPCAP, CAP_EFFECTIVE, &eff);
-		cap_free(now);
-		if (eff != CAP_SET)
-			return 0;	/* unprivileged start: see jail.h */
-	}
-	for (c = 0; c <= CAP_LAST_CAP; c++)
-		if (CAP_IS_SUPPORTED(c) && cap_drop_bound(c) < 0)
-			return say(why, len, "cap_drop_bound", errno);
+	if (caps_get(&now) < 0)
+		return say(why, len, "capget", errno);
+	if (!(now.eff & (1ULL << CAP_SETPCAP)))
+		return 0;	/* unprivileged start: see jail.h */
+	for (c = 0; c < CAP_ANY; c++)
+		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
+			return errno == EINVAL && c > 0 ? 0 :
+			    say(why, len, "drop from the bounding set", errno);
 	return 0;
+}
+
+/* bounding_empty - the second pass: no capability left in it */
+static int
+bounding_empty(void)
+{
+	int c, r;
+
+	for (c = 0; c < CAP_ANY; c++)
+		if ((r = prctl(PR_CAPBSET_READ, c, 0, 0, 0)) != 0)
+			return r < 0 && errno == EINVAL && c > 0;
+	return 1;
 }
 
 /* become - the user's uid and gid, groups = its primary group only */
@@ -95,42 +315,19 @@ become(uid_t uid, gid_t gid, char *why, size_t len)
 	return 0;
 }
 
-/* caps_empty - no capability in any set (bounding too, when asked) */
-static int
-caps_empty(int bounding)
-{
-	cap_t now = cap_get_proc(), none = cap_init();
-	int same = now && none && cap_compare(now, none) == 0;
-	cap_value_t c;
-
-	cap_free(now);
-	cap_free(none);
-	for (c = 0; same && c <= CAP_LAST_CAP; c++) {
-		if (!CAP_IS_SUPPORTED(c))
-			continue;
-		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, c, 0, 0) > 0)
-			same = 0;
-		if (bounding && prctl(PR_CAPBSET_READ, c) > 0)
-			same = 0;
-	}
-	return same;
-}
-
 /* clear_caps - empty every capability set; no_new_privs unless told not
- * to. A process that holds none already (smapd as systemd starts it)
- * makes no capset call, so its unit may forbid that call. */
+ * to. A process that holds none already (smapd as systemd starts it,
+ * smap after setresuid from root) makes no capset call, so its unit may
+ * forbid that call. */
 static int
 clear_caps(int flags, char *why, size_t len)
 {
-	cap_t none = cap_init();
-	int rc;
+	struct caps now;
 
-	if (none == NULL)
-		return say(why, len, "cap_init", errno);
-	rc = caps_empty(0) ? 0 : cap_set_proc(none);
-	cap_free(none);
-	if (rc < 0)
-		return say(why, len, "cap_set_proc", errno);
+	if (caps_get(&now) < 0)
+		return say(why, len, "capget", errno);
+	if ((now.eff | now.prm | now.inh) != 0 && caps_clear_sets() < 0)
+		return say(why, len, "capset", errno);
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 &&
 	    errno != EINVAL)
 		return say(why, len, "clear ambient capabilities", errno);
@@ -144,6 +341,7 @@ clear_caps(int flags, char *why, size_t len)
 static int
 verify(uid_t uid, gid_t gid, int was_root, int flags, char *why, size_t len)
 {
+	struct caps now;
 	uid_t ru, eu, su;
 	gid_t rg, eg, sg, groups[2];
 	int n;
@@ -157,8 +355,10 @@ verify(uid_t uid, gid_t gid, int was_root, int flags, char *why, size_t len)
 		return say(why, len, "supplementary groups check", 0);
 	if (setuid(0) == 0 || seteuid(0) == 0)
 		return say(why, len, "setuid(0) check", 0);
-	if (!caps_empty(was_root))
+	if (caps_get(&now) < 0 || (now.eff | now.prm | now.inh) != 0)
 		return say(why, len, "capability check", 0);
+	if (was_root && !bounding_empty())
+		return say(why, len, "bounding set check", 0);
 	if (!(flags & JAIL_ALLOW_SETGID) && prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
 		return say(why, len, "no_new_privs check", 0);
 	return 0;
@@ -168,19 +368,14 @@ verify(uid_t uid, gid_t gid, int was_root, int flags, char *why, size_t len)
 int
 jail_enter(const char *root, const char *user, int flags, char *why, size_t len)
 {
-	struct passwd *pw;
 	int was_root = getuid() == 0 && geteuid() == 0;
 	uid_t uid;
 	gid_t gid;
 
-	errno = 0;
-	if ((pw = getpwnam(user)) == NULL)
+	if (jail_user(user, &uid, &gid) < 0)
 		return say(why, len, "unknown mail_owner", errno ? errno : ENOENT);
-	uid = pw->pw_uid;
-	gid = pw->pw_gid;
 	if (uid == 0 || gid == 0)
 		return say(why, len, "mail_owner must not be root", EPERM);
-	endpwent();
 	if (root != NULL && enter_root(root, why, len) < 0)
 		return -1;
 	if (drop_bounding(why, len) < 0 || become(uid, gid, why, len) < 0 ||

@@ -9,6 +9,7 @@
 #define SMAP_JAIL_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /*
  * chroot(root) and chdir("/") when root is not NULL; then become user
@@ -21,6 +22,18 @@
  */
 int jail_enter(const char *root, const char *user, int flags, char *why,
     size_t whylen);
+
+/*
+ * A user's uid and gid, the entry getpwnam(3) would return, read without
+ * NSS's machinery when that gives the same answer: when the (last)
+ * passwd line of /etc/nsswitch.conf names files first with no [action]
+ * after it, the first valid entry of that name in /etc/passwd is it
+ * (glibc's files module: same parser, same order). Otherwise, or when
+ * /etc/passwd has no such entry (the next source may), getpwnam().
+ * Both files are read on every call, nothing is kept: a changed entry
+ * counts at once. Returns 0, or -1 with errno (0: no such user).
+ */
+int jail_user(const char *user, uid_t *uid, gid_t *gid);
 
 /* flags: keep no_new_privs off, so that a setgid program (Postfix's
  * sendmail, setgid postdrop) still works when smapd runs it. */

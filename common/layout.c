@@ -101,32 +101,65 @@ sync_new(void)
 	return rc;
 }
 
-/* layout_commit - make the file durable in new/ */
+/* untake - new/id could not be made durable: take it back, the client
+ * retries; unless smapd has it already, and made it durable itself. */
+static int
+untake(const char *to)
+{
+	int saved = errno;
+
+	if (unlink(to) < 0 && errno == ENOENT)
+		return 0;
+	errno = saved;
+	return -1;
+}
+
+/* layout_sync_parse - spool_fsync's word */
 int
-layout_commit(int fd, const char *id)
+layout_sync_parse(const char *value)
+{
+	if (strcmp(value, "file+directory") == 0)
+		return LAYOUT_SYNC_DIR;
+	return strcmp(value, "file") == 0 ? LAYOUT_SYNC_FILE : -1;
+}
+
+/* layout_commit_as - make the file durable in new/ */
+int
+layout_commit_as(int fd, const char *id, int how)
 {
 	char from[64], to[64];
 	int rc;
 
 	if (path(from, sizeof(from), LAYOUT_TMP, id) < 0 ||
-	    path(to, sizeof(to), LAYOUT_NEW, id) < 0)
+	    path(to, sizeof(to), LAYOUT_NEW, id) < 0) {
+		(void)close(fd);
 		return (errno = ENAMETOOLONG, -1);
+	}
+	if (how == LAYOUT_SYNC_FILE) {	/* whole, then named, then durable */
+		if (fchmod(fd, 0644) < 0 ||
+		    layout_move(AT_FDCWD, from, AT_FDCWD, to) < 0) {
+			rc = errno;
+			(void)close(fd);
+			return (errno = rc, -1);
+		}
+		rc = fsync(fd);
+		if (close(fd) < 0)
+			rc = -1;
+		return rc < 0 ? untake(to) : 0;
+	}
 	rc = fchmod(fd, 0644) < 0 || fsync(fd) < 0 ? -1 : 0;
 	if (close(fd) < 0)
 		rc = -1;
 	if (rc < 0 || layout_move(AT_FDCWD, from, AT_FDCWD, to) < 0)
 		return -1;
-	if (sync_new() < 0) {
-		int saved = errno;
+	return sync_new() < 0 ? untake(to) : 0;
+}
 
-		/* Not known to be durable: take it back, the client retries;
-		 * unless smapd has it already, and made it durable itself. */
-		if (unlink(to) < 0 && errno == ENOENT)
-			return 0;
-		errno = saved;
-		return -1;
-	}
-	return 0;
+/* layout_commit - durable in new/, file and directory fsynced */
+int
+layout_commit(int fd, const char *id)
+{
+	return layout_commit_as(fd, id, LAYOUT_SYNC_DIR);
 }
 
 /* layout_abort - discard a file being written */

@@ -14,7 +14,8 @@
  *
  * smap creates a file in tmp/ (mode 0600), writes and fsyncs it, makes it
  * 0644 and renames it into new/ without replacing anything, then fsyncs
- * new/: only then does it answer 250. tmp/ and new/ are sticky and
+ * new/ (or, with spool_fsync = file, renames first and fsyncs the file
+ * once: see enum layout_sync): only then does it answer 250. tmp/ and new/ are sticky and
  * smapd's, so smap (by their group) may add files and move its own, but
  * may not change the directories. smapd, their owner, reads what is in
  * new/, copies it into queue/ as a file of its own (smap may have kept a
@@ -59,10 +60,35 @@ int layout_move(int dfd1, const char *from, int dfd2, const char *to);
  * a fresh one when it is empty or taken (a few tries). fd or -1. */
 int layout_create(char *id, size_t idlen);
 
-/* Make the file 0640, fsync it, rename tmp/id into new/id without
- * replacing anything, fsync new/. fd is closed in every case. 0, or -1
- * with errno; then nothing is in new/ and the caller calls
- * layout_abort(-1, id). */
+/* How a commit is made durable (spool_fsync):
+ *   LAYOUT_SYNC_DIR   "file+directory", the default: fsync the file in
+ *                     tmp/, rename it into new/, fsync new/: durable on
+ *                     any file system that keeps fsync's promise.
+ *   LAYOUT_SYNC_FILE  "file", Postfix's level: rename into new/, then
+ *                     one fsync of the file, which on a journaling file
+ *                     system that logs the rename with the file (ext3
+ *                     and ext4 with data=ordered or data=journal, XFS,
+ *                     btrfs: layout_sync_fs()) also makes the new name
+ *                     durable. The file is whole when it appears in new/;
+ *                     only a crash before the fsync can leave a prefix
+ *                     of it there, and no prefix parses (spool.c's size
+ *                     record): smapd quarantines it, never delivers it. */
+enum layout_sync { LAYOUT_SYNC_DIR, LAYOUT_SYNC_FILE };
+
+/* spool_fsync's value as an enum layout_sync, -1 when it is neither. */
+int layout_sync_parse(const char *value);
+
+/* Is dir (absolute) on a file system where LAYOUT_SYNC_FILE holds?
+ * NULL when it is, else why not (in why). Reads /proc and /sys. */
+const char *layout_sync_fs(const char *dir, char *why, size_t len);
+
+/* Make the file 0644 and durable in new/id, never replacing anything, as
+ * how says (anything but LAYOUT_SYNC_FILE: LAYOUT_SYNC_DIR). fd is
+ * closed in every case. 0, or -1 with errno; then nothing is in new/
+ * and the caller calls layout_abort(-1, id). */
+int layout_commit_as(int fd, const char *id, int how);
+
+/* layout_commit_as(fd, id, LAYOUT_SYNC_DIR) */
 int layout_commit(int fd, const char *id);
 
 /* Close fd (if >= 0) and remove tmp/id. */

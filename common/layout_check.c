@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "bounds.h"
+#include "jail.h"
 #include "layout.h"
 #include "layout_check.h"
 
@@ -61,22 +62,17 @@ static int
 user(const char *key, const char *name, uid_t *uid, gid_t *gid, char *why,
     size_t len)
 {
-	struct passwd *pw;
-
-	errno = 0;
-	if ((pw = getpwnam(name)) == NULL) {
+	if (jail_user(name, uid, gid) < 0) {
 		snprintf(why, len, "%s: unknown user %s%s%s", key, name, errno ?
 		    ": " : " (create it: see sysusers.d/smap.conf)",
 		    errno ? strerror(errno) : "");
 		return -1;
 	}
-	if (pw->pw_uid == 0 || pw->pw_gid == 0) {
+	if (*uid == 0 || *gid == 0) {
 		snprintf(why, len, "%s: %s has uid or gid 0; it must be an "
 		    "unprivileged user", key, name);
 		return -1;
 	}
-	*uid = pw->pw_uid;
-	*gid = pw->pw_gid;
 	return 0;
 }
 
@@ -262,5 +258,6 @@ layout_check_config(const struct conf *cf, enum layout_side side,
 		say(ctx, why);
 		return 1;
 	}
-	return layout_check(cf->spool_directory, &ids, side, say, ctx);
+	return layout_check(cf->spool_directory, &ids, side, say, ctx) +
+	    (side == SIDE_SMAP ? layout_check_fsync(cf, say, ctx) : 0);
 }

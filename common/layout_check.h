@@ -38,6 +38,12 @@ int layout_check(const char *spool, const struct layout_ids *ids,
 int layout_check_config(const struct conf *cf, enum layout_side side,
     void (*say)(void *, const char *), void *ctx);
 
+/* spool_fsync's value, and, when it is "file", whether new/ is on a file
+ * system where that holds (layout_sync_fs()): the count of problems,
+ * each passed to say(). Part of layout_check_config() for SIDE_SMAP. */
+int layout_check_fsync(const struct conf *cf,
+    void (*say)(void *, const char *), void *ctx);
+
 /* spool "/" incoming into buf: smap's chroot. 0, or -1 if too long. */
 int layout_chroot(const char *spool, char *buf, size_t len);
 

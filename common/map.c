@@ -61,13 +61,6 @@
 
 #define CDB_TOC		2048		/* 256 slots of (position, count) */
 
-struct map_ent {
-	const char *key;
-	const char *val;
-	size_t vlen;
-	size_t seq;			/* line order: the first one wins */
-};
-
 /* map_why - a reason into why */
 static void __attribute__((format(printf, 3, 4)))
 map_why(char *why, size_t len, const char *fmt, ...)
@@ -338,7 +331,8 @@ th_add(struct th *t, const char *k, size_t klen, const char *v, size_t vlen)
 	t->olen += vlen;
 	t->out[t->olen++] = '\0';
 	e->vlen = vlen;
-	e->seq = t->nent++;
+	e->seq = (size_t)t->lno;
+	t->nent++;
 	return 0;
 }
 

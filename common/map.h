@@ -36,7 +36,12 @@
 
 enum map_type { MAP_CLOSED = 0, MAP_CDB, MAP_TEXTHASH };
 
-struct map_ent;				/* texthash: one key and its value */
+struct map_ent {			/* texthash: one key and its value */
+	const char *key;
+	const char *val;
+	size_t vlen;
+	size_t seq;			/* its line in the file: the first wins */
+};
 
 struct map {
 	enum map_type type;
@@ -89,5 +94,14 @@ int map_recipient(const struct map *m, const char *local, const char *domain,
  * with the value as map_lookup does, 0 when nothing matched, -1 error. */
 int map_transport(const struct map *m, const char *local, const char *domain,
     const char *delim, const char **val, size_t *vlen);
+
+/* Call fn for every entry of the table, in no promised order: key and
+ * value (not NUL-terminated for cdb: use the lengths; a trailing NUL of
+ * a "postmap -N" file is not counted) and, for texthash:, the line of
+ * the file where the entry starts (0 for cdb:). Stops at the first
+ * non-zero return of fn and returns it; 0 when every entry was seen;
+ * -1 (errno EPROTO) when a cdb file is damaged. (map_walk.c) */
+int map_walk(const struct map *m, int (*fn)(void *ctx, const char *key,
+    size_t klen, const char *val, size_t vlen, int line), void *ctx);
 
 #endif

@@ -165,7 +165,10 @@ spool_write_envelope(int fd, struct envelope *e)
 		e->size_offset += n;
 	}
 	e->size_offset += 5;	/* "size " */
-	n = snprintf(head, sizeof(head), "size %0*d\n\n", SIZE_DIGITS, 0);
+	/* Until spool_write_final(): a size no file has, so that no prefix
+	 * of the file a crash may leave (spool_fsync = file) ever parses. */
+	n = snprintf(head, sizeof(head), "size %.*s\n\n", SIZE_DIGITS,
+	    "9999999999999999");
 	return spool_write(fd, head, (size_t)n);
 }
 

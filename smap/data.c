@@ -154,7 +154,8 @@ finish(struct store *st)
 enum stored
 store_commit(void)
 {
-	if (layout_commit(store.o.fd, store.env->id) < 0) {
+	if (layout_commit_as(store.o.fd, store.env->id,
+	    layout_sync_parse(store.cf->spool_fsync)) < 0) {
 		store.err = errno;
 		layout_abort(-1, store.env->id);
 		return STORE_FAILED;

@@ -20,3 +20,15 @@ agent_for(const struct transport *t)
 {
 	return &agents[t->kind];
 }
+
+/* agent_close_all - each transport's close, once */
+void
+agent_close_all(void)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(agents) / sizeof(agents[0]); i++)
+		if (agents[i].close != NULL && (i == 0 ||
+		    agents[i].close != agents[i - 1].close))
+			agents[i].close();
+}

@@ -26,4 +26,7 @@ struct agent {
 /* The row for t's kind. */
 const struct agent *agent_for(const struct transport *t);
 
+/* End what every transport keeps between messages (end of a run). */
+void agent_close_all(void);
+
 #endif

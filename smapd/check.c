@@ -20,7 +20,7 @@
 #include "journal.h"
 #include "layout.h"
 
-static const struct transport *checked;	/* for the child of startup_as() */
+static const struct routes *checked;	/* for the child of startup_as() */
 
 /* problem - one line, formatted */
 static void __attribute__((format(printf, 2, 3)))
@@ -87,7 +87,7 @@ maildir_usable(const char *path)
 /* transport_usable - the program, the Maildir, the next hop's name */
 static void
 transport_usable(struct startup *st, const struct conf *cf,
-    const struct transport *t)
+    const struct transport *t, const char *key)
 {
 	struct addrinfo hints = { 0 }, *ai;
 	struct stat sb;
@@ -99,22 +99,36 @@ transport_usable(struct startup *st, const struct conf *cf,
 		    cf->sendmail_path, cf->smapd_user, errno ? words(errno) :
 		    "not a regular file");
 	if (t->kind == T_MAILDIR && !maildir_usable(t->path))
-		problem(st, "default_transport maildir:%s: smapd_user %s cannot "
-		    "write it: %s", t->path, cf->smapd_user, errno ? words(errno) :
+		problem(st, "%s maildir:%s: smapd_user %s cannot write it: %s",
+		    key, t->path, cf->smapd_user, errno ? words(errno) :
 		    "not a directory");
 	if (t->kind == T_LMTP && t->path[0] != '\0' && (stat(t->path, &sb) < 0 ||
 	    !S_ISSOCK(sb.st_mode)))
-		problem(st, "default_transport lmtp:unix:%s: %s", t->path,
+		problem(st, "%s lmtp:unix:%s: %s", key, t->path,
 		    errno ? words(errno) : "not a socket");
 	if ((t->kind != T_SMTP && t->kind != T_LMTP) || t->literal ||
 	    t->path[0] != '\0')
 		return;
 	hints.ai_socktype = SOCK_STREAM;
 	if ((rc = getaddrinfo(t->host, NULL, &hints, &ai)) != 0)
-		problem(st, "default_transport: the next hop %s does not resolve: "
-		    "%s", t->host, gai_strerror(rc));
+		problem(st, "%s: the next hop %s does not resolve: %s", key,
+		    t->host, gai_strerror(rc));
 	else
 		freeaddrinfo(ai);
+}
+
+/* map_readable - transport_maps' file, as a reload reopens it */
+static void
+map_readable(struct startup *st, const struct conf *cf)
+{
+	char path[MAP_SPEC_MAX + 8];
+	const char *p = strchr(cf->transport_maps, ':');
+
+	if (p == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s%s", p + 1,
+	    strncmp(cf->transport_maps, "cdb:", 4) == 0 ? ".cdb" : "");
+	(void)startup_readable(st, "transport_maps", path);
 }
 
 /* tls_readable - smapd's own TLS and SASL files */
@@ -136,19 +150,28 @@ tls_readable(struct startup *st, const struct conf *cf)
 static void
 as_smapd(struct startup *st, const struct conf *cf)
 {
+	size_t i;
+
 	spool_readable(st, cf);
-	transport_usable(st, cf, checked);
+	transport_usable(st, cf, &checked->def, "default_transport");
+	for (i = 0; i < checked->nfallback; i++)
+		transport_usable(st, cf, &checked->fallback[i],
+		    "smtp_fallback_relay");
+	if (checked->map.type != MAP_CLOSED)
+		map_readable(st, cf);
 	tls_readable(st, cf);
 	journal_check(st, cf);
 }
 
+
 /* check_smapd - smapd -t: the problems found, as smapd will run */
 int
 check_smapd(struct startup *st, const struct conf *cf,
-    const struct transport *t)
+    const struct routes *r)
 {
 	(void)startup_check(st, cf, SIDE_ALL);
-	checked = t;
+	(void)route_check(r, startup_say, st);
+	checked = r;
 	(void)startup_as(st, cf, cf->smapd_user, as_smapd);
 	return st->problems;
 }

@@ -7,13 +7,15 @@
 
 #include "conf.h"
 #include "startup.h"
-#include "transport.h"
+#include "route.h"
 
 /* The configuration's warnings, the users, the spool (owners, modes, and
- * access as smapd_user), the transport's program, Maildir, socket or
- * next hop's name, and the TLS and SASL files: the number of problems,
- * each said through startup_say(). */
+ * access as smapd_user), default_transport's and each fallback relay's
+ * program, Maildir, socket or next hop's name, every entry of
+ * transport_maps (each one that does not parse is a problem, and so is
+ * a table smapd_user cannot read: a reload reopens it), and the TLS and
+ * SASL files: the number of problems, each said through startup_say(). */
 int check_smapd(struct startup *st, const struct conf *cf,
-    const struct transport *t);
+    const struct routes *r);
 
 #endif

@@ -6,9 +6,10 @@
  * (or DSN): anything else was planted and is quarantined, never
  * followed or trusted. The envelope and state are read again with
  * their bounds; times from the future are taken as now. The state file
- * that will record the outcome is reserved before the attempt. Each
- * recipient's outcome is one Postfix-shaped line under the transport's
- * log identity (agent.h).
+ * that will record the outcome is reserved before the attempt. The
+ * pending recipients go one next hop at a time (hop.c), the progress
+ * saved after each. Each recipient's outcome is one Postfix-shaped line
+ * under the transport's log identity (agent.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,8 +19,8 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include "agent.h"
 #include "deliver.h"
+#include "hop.h"
 #include "journal_event.h"
 #include "log.h"
 #include "retry.h"
@@ -66,48 +67,87 @@ now(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* attempt - hand the pending recipients to the transport, record results */
+/* record - one group's results into the state, each logged */
 static void
-attempt(struct qctx *q, struct delivery *d, struct state *st)
+record(struct delivery *d, struct state *st, double *t)
 {
-	const struct agent *a = agent_for(&q->t);
-	double t[4];
 	size_t i;
 
-	t[2] = now();
-	d->ident = a->ident;	/* what the transport logs is its own */
-	if (q->down) {	/* as Postfix does behind a dead destination */
-		snprintf(d->relay, sizeof(d->relay), "none");
-		deliver_all(d, R_DEFER, "4.4.1", "%s", q->down_text);
-	} else
-		a->deliver(&q->t, q->cf, d);
-	t[3] = now();
 	times(d, t);
-	/* Nobody answered: the rest of this run would only wait the same,
-	 * so it is deferred with the same reason and no new attempt. */
-	if (!q->down && d->n > 0 && d->res[0].status == R_DEFER &&
-	    strncmp(d->res[0].dsn, "4.4.1", 5) == 0) {
-		q->down = 1;
-		snprintf(q->down_text, sizeof(q->down_text), "%s", d->res[0].text);
-	}
 	for (i = 0; i < d->n; i++) {
 		struct rcpt_result *r = &st->r[d->idx[i]];
 
 		*r = d->res[i];
 		if (r->status == R_PENDING)	/* a transport bug: never lose it */
 			r->status = R_DEFER;
+		snprintf(r->relay, sizeof(r->relay), "%s", d->relay);
 		d->res[i].status = r->status;
 		log_result(d, i, t);
 		if (r->status == R_DEFER)
 			r->status = R_PENDING;	/* stored as "deferred" with its text */
 	}
-	journal_attempt(d, q->t.kind == T_SMTP || q->t.kind == T_LMTP);
+}
+
+/* attempt - one group of recipients (one next hop) to the transport,
+ * or deferred when their next hop cannot be told */
+static void
+attempt(struct qctx *q, struct delivery *d, struct state *st,
+    const struct transport *hop, const char *why)
+{
+	double t[4];
+
+	memset(d->res, 0, d->n * sizeof(*d->res));
+	d->setup = 0;
+	t[2] = now();
+	if (why[0] != '\0') {	/* never delivered elsewhere: deferred */
+		log_warn("%s: %s", d->env->id, why);
+		d->ident = NULL;
+		snprintf(d->relay, sizeof(d->relay), "none");
+		deliver_all(d, R_DEFER, "4.3.5", "%s", why);
+	} else
+		hop_deliver(q, hop, d);
+	t[3] = now();
+	record(d, st, t);
+	journal_attempt(d, why[0] == '\0' && (hop->kind == T_SMTP ||
+	    hop->kind == T_LMTP));
+}
+
+/* by_hop - the pending recipients idx[0..n), one next hop at a time;
+ * the progress is saved after each but the last, into the file
+ * reserved for it (*rfd), and a new one reserved for the next (a crash
+ * then never sends again what a next hop took); a save or reservation
+ * that fails leaves the rest for the next attempt */
+static void
+by_hop(struct qctx *q, struct delivery *all, struct state *st, int *rfd)
+{
+	static struct transport hop;
+	struct delivery d;
+	char why[1024];
+	size_t off = 0, k;
+
+	while (off < all->n) {
+		d = *all;
+		k = hop_group(&q->routes, all->env, (size_t *)all->idx + off,
+		    all->n - off, &hop, why, sizeof(why));
+		d.idx = all->idx + off;
+		d.res = all->res + off;
+		d.n = k;
+		attempt(q, &d, st, &hop, why);
+		off += k;
+		if (off < all->n && (state_save(&q->dirs, all->env->id, st,
+		    rfd) < 0 || (*rfd = state_reserve(&q->dirs, all->env->id,
+		    all->env->nrcpt)) < 0)) {
+			log_warn("%s: cannot save its progress, the other next "
+			    "hops wait: %s", all->env->id, strerror(errno));
+			break;
+		}
+	}
 }
 
 /* deliver_pending - one attempt for every recipient still pending */
 static void
 deliver_pending(struct qctx *q, const struct envelope *e, int fd,
-    struct state *st)
+    struct state *st, int *rfd)
 {
 	struct delivery d;
 	size_t i, n = 0;
@@ -125,7 +165,7 @@ deliver_pending(struct qctx *q, const struct envelope *e, int fd,
 		d.fd = fd;
 		d.n = n;
 		if (n > 0)
-			attempt(q, &d, st);
+			by_hop(q, &d, st, rfd);
 	}
 	free((void *)d.idx);
 	free(d.res);
@@ -160,7 +200,7 @@ attempt_due(struct qctx *q, const struct envelope *e, int fd,
 		q->deferred++;
 		return st->next;
 	}
-	deliver_pending(q, e, fd, st);
+	deliver_pending(q, e, fd, st, &rfd);
 	conclude(q, e, fd, st, (long long)time(NULL), &rfd);
 	state_unreserve(&q->dirs, e->id, &rfd);
 	return st->next;

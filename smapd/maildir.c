@@ -8,7 +8,10 @@
  * pending recipient) and the message with LF line ends; it is fsync'd,
  * moved to new/NAME without replacing anything, and new/ is fsync'd
  * before any recipient counts as delivered. Every failure removes the
- * temporary file and defers (4.3.0) with the reason. NAME is
+ * temporary file and defers (4.3.0) with the reason; but where the move
+ * is a link and an unlink, a link made whose old name could not be
+ * removed is a delivery (new/NAME is there): deferring it would deliver
+ * it again. NAME is
  * <sec>.M<usec>P<pid>Q<counter>.<myhostname>, '/' and ':' in the host
  * name written as \057 and \072.
  *
@@ -233,6 +236,18 @@ create_tmp(struct mdir *m, const char *host)
 	return fd;
 }
 
+/* moved - is new/NAME the file tmp/NAME is? (the link of a move was
+ * made, the unlink failed) */
+static int
+moved(const struct mdir *m)
+{
+	struct stat a, b;
+
+	return fstatat(m->tmp, m->name, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    fstatat(m->new, m->name, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 /* deliver_file - write, sync, move into new/, sync new/ */
 static int
 deliver_file(struct mdir *m, const struct delivery *d, const char *rcpt,
@@ -251,7 +266,7 @@ deliver_file(struct mdir *m, const struct delivery *d, const char *rcpt,
 		(void)unlinkat(m->tmp, m->name, 0);
 		return fail(m, "close tmp/%s: %s", m->name, strerror(errno));
 	}
-	if (layout_move(m->tmp, m->name, m->new, m->name) < 0) {
+	if (layout_move(m->tmp, m->name, m->new, m->name) < 0 && !moved(m)) {
 		fail(m, "move tmp/%s to new/: %s", m->name, strerror(errno));
 		(void)unlinkat(m->tmp, m->name, 0);
 		return -1;

@@ -61,21 +61,21 @@ on_signal(int sig)
 	errno = saved;
 }
 
-/* load - configuration and transport; 0, or -1 after saying why */
+/* load - configuration and next hops; 0, or -1 after saying why */
 static int
-load(struct conf *cf, struct transport *t)
+load(struct conf *cf, struct routes *r)
 {
 	static char err[8192];
-	char why[512];
+	char why[2048];
+	const char *key;
 
 	memset(cf, 0, sizeof(*cf));
 	if (conf_load(cf, st.conf, err, sizeof(err)) != 0) {
 		fputs(err, stderr);
 		log_warn("%s: bad configuration: %.400s", st.conf, err);
-	} else if (transport_parse(cf->default_transport, t, why,
-	    sizeof(why)) < 0) {
-		snprintf(err, sizeof(err), "%s:%d: default_transport: %s", st.conf,
-		    conf_line(cf, "default_transport"), why);
+	} else if (routes_open(r, cf, &key, why, sizeof(why)) < 0) {
+		snprintf(err, sizeof(err), "%s:%d: %s: %s", st.conf,
+		    conf_line(cf, key), key, why);
 		startup_say(&st, err);
 	} else
 		return 0;
@@ -120,7 +120,7 @@ setup(struct conf *cf, struct qctx *q)
 	if (chdir(cf->spool_directory) < 0)
 		startup_fail(&st, EX_OSERR, "%s: %s", cf->spool_directory,
 		    strerror(errno));
-	if (jail_enter(NULL, cf->smapd_user, q->t.kind == T_SENDMAIL ?
+	if (jail_enter(NULL, cf->smapd_user, q->routes.sendmail ?
 	    JAIL_ALLOW_SETGID : 0, why, sizeof(why)) < 0)
 		startup_fail(&st, EX_OSERR, "cannot drop privileges to %s: %s",
 		    cf->smapd_user, why);
@@ -132,18 +132,29 @@ setup(struct conf *cf, struct qctx *q)
 		log_info("%s", why);
 }
 
+/* bad_routes - at start and reload: transport_maps entries that do not
+ * parse are said once; their recipients will be deferred */
+static void
+bad_routes(const struct routes *r)
+{
+	if (r->bad > 0)
+		log_warn("transport_maps %s: %zu entr%s that do not parse (smapd "
+		    "-t names them); their recipients are deferred", r->map.spec,
+		    r->bad, r->bad == 1 ? "y" : "ies");
+}
+
 /* unreloadable - what a reload cannot change in a running smapd (it is
  * fixed at start: the spool it opened, the user it became, and whether
  * it runs under no_new_privs and its filter); NULL when nothing is */
 static const char *
 unreloadable(const struct conf *old, const struct conf *new,
-    const struct transport *t_old, const struct transport *t_new)
+    const struct routes *r_old, const struct routes *r_new)
 {
 	if (strcmp(old->spool_directory, new->spool_directory) != 0)
 		return "spool_directory changed: restart smapd";
 	if (strcmp(old->smapd_user, new->smapd_user) != 0)
 		return "smapd_user changed: restart smapd";
-	if ((t_old->kind == T_SENDMAIL) != (t_new->kind == T_SENDMAIL))
+	if (r_old->sendmail != r_new->sendmail)
 		return "to or from the sendmail transport, smapd's privileges "
 		    "change (no_new_privs): restart smapd";
 	if (strcmp(old->maillog_file, new->maillog_file) != 0 ||
@@ -158,7 +169,7 @@ static void
 do_reload(struct conf *cf, struct qctx *q)
 {
 	struct conf fresh;
-	struct transport t;
+	static struct routes r;
 	struct layout_ids ids;
 	const char *no;
 	char why[512];
@@ -168,19 +179,23 @@ do_reload(struct conf *cf, struct qctx *q)
 	if (log_reopen() < 0)
 		log_warn("cannot reopen %s, still writing the old one: %s",
 		    cf->maillog_file, strerror(errno));
-	if (load(&fresh, &t) < 0) {
+	if (load(&fresh, &r) < 0) {
 		log_warn("%s has errors; keeping the running configuration",
 		    st.conf);
-	} else if ((no = unreloadable(cf, &fresh, &q->t, &t)) != NULL ||
+	} else if ((no = unreloadable(cf, &fresh, &q->routes, &r)) != NULL ||
 	    layout_users(fresh.mail_owner, fresh.smapd_user, &ids, why,
 	    sizeof(why)) < 0) {
 		log_warn("%s: reload refused, keeping the running configuration: "
 		    "%s", st.conf, no != NULL ? no : why);
+		routes_close(&r);
 		conf_free(&fresh);
 	} else {
+		routes_close(&q->routes);
 		conf_free(cf);
 		*cf = fresh;
-		q->t = t;
+		q->routes = r;
+		q->routes.delim = cf->recipient_delimiter;
+		bad_routes(&q->routes);
 		q->spool_uid = ids.smap_uid;	/* who writes new/ from now on */
 		log_info("reloaded %s", st.conf);
 	}
@@ -250,7 +265,9 @@ run(struct conf *cf, struct qctx *q, int once)
 	time_t full_at = 0;
 	long long wait, tick;
 
-	log_info("started, delivering by %s", cf->default_transport);
+	log_info("started, delivering by %s%s%s", cf->default_transport,
+	    cf->transport_maps[0] ? ", routing by transport_maps " : "",
+	    cf->transport_maps);
 	notify("READY=1");
 	while (!stop) {
 		int full = time(NULL) >= full_at || q->flush;
@@ -285,7 +302,7 @@ run(struct conf *cf, struct qctx *q, int once)
 
 /* check - -t; -P: the spool laid out, then checked: the exit status */
 static int
-check(const struct conf *cf, const struct transport *t, int prepare)
+check(const struct conf *cf, const struct routes *r, int prepare)
 {
 	struct layout_ids ids;
 	char why[512];
@@ -301,7 +318,7 @@ check(const struct conf *cf, const struct transport *t, int prepare)
 		st.problems = 0;	/* what -P did is not a problem */
 		return startup_check(&st, cf, SIDE_ALL) ? EX_CONFIG : 0;
 	}
-	return check_smapd(&st, cf, t) ? EX_CONFIG : 0;
+	return check_smapd(&st, cf, r) ? EX_CONFIG : 0;
 }
 
 /* options - the command line: the mode (t, P, n, d, V; 0 to run), -c,
@@ -332,10 +349,10 @@ options(int argc, char **argv, int *once, int *flush)
 /* one_shot - -t, -P (check); -n, -d (print the configuration): the
  * exit status */
 static int
-one_shot(int mode, const struct conf *cf, const struct transport *t)
+one_shot(int mode, const struct conf *cf, const struct routes *r)
 {
 	if (mode == 't' || mode == 'P')
-		return check(cf, t, mode == 'P');
+		return check(cf, r, mode == 'P');
 	return conf_print(stdout, cf, mode == 'd'), 0;
 }
 
@@ -348,16 +365,18 @@ main(int argc, char **argv)
 
 	if (mode == 'V')
 		return puts("smapd " SMAP_VERSION) < 0;
-	if (load(&cf, &q.t) < 0)
+	if (load(&cf, &q.routes) < 0)
 		startup_fail(&st, EX_CONFIG, "%s: bad configuration (see above)",
 		    st.conf);
 	if (mode != 0)
-		return one_shot(mode, &cf, &q.t);
+		return one_shot(mode, &cf, &q.routes);
 	q.cf = &cf;
 	q.stop = &stop;
 	setup(&cf, &q);
+	bad_routes(&q.routes);
 	signals();
 	run(&cf, &q, once);
+	routes_close(&q.routes);
 	conf_free(&cf);
 	return 0;
 }

@@ -17,22 +17,31 @@
 #include "bounds.h"
 #include "conf.h"
 #include "layout_queue.h"
+#include "route.h"
 #include "transport.h"
 
 #define MADE_MAX 8	/* DSNs one delivery can queue (failure, delay) */
 
+/* A next hop nobody answered at in this run: the rest of the run
+ * defers its recipients with the same reason, without a new attempt. */
+#define DOWN_MAX 16
+struct down {
+	struct transport t;
+	char text[512];
+};
+
 struct qctx {
 	const struct conf *cf;
-	struct transport t;
+	struct routes routes;	/* default_transport, transport_maps, ... */
 	struct spooldirs dirs;	/* opened once, below spool_directory */
 	uid_t spool_uid;	/* mail_owner: who writes new/ */
 	int flush;		/* deliver everything now, ignoring backoff */
 	volatile sig_atomic_t *stop;
 	long long active, deferred;	/* counts after the last run */
-	int down;		/* the backend could not be reached in this run */
+	struct down down[DOWN_MAX];	/* next hops down in this run */
+	size_t ndown;
 	char made[MADE_MAX][SPOOL_ID_MAX + 1];	/* DSNs queued, to try now */
 	size_t nmade;
-	char down_text[512];	/* why: the rest of the run defers with it */
 };
 
 /* fsync one of the spool directories, saying so in the log if it fails. */

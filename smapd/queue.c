@@ -52,13 +52,12 @@ deliver_share(struct qctx *q, char **ids, size_t n, size_t first,
 		if (next > now && next - now < wait)
 			wait = next - now;
 		while (q->nmade > 0 && !*q->stop)	/* the DSNs it made */
-			if (!q->down)	/* else they wait for the next run */
+			if (q->ndown == 0)	/* else they wait for the next run */
 				(void)deliver_one(q, q->made[--q->nmade], now);
 			else
 				q->nmade = 0;
 	}
-	if (agent_for(&q->t)->close != NULL)
-		agent_for(&q->t)->close();
+	agent_close_all();
 	return wait;
 }
 
@@ -159,7 +158,7 @@ queue_run(struct qctx *q, int full)
 		q->active = (long long)n;
 		q->deferred = 0;
 	}
-	q->down = 0;
+	q->ndown = 0;
 	wait = deliver_ids(q, ids, n, now);
 	for (i = 0; i < n; i++)
 		free(ids[i]);

@@ -238,12 +238,38 @@ print_reason(FILE *fp, const char *text)
 	fputs(")\n", fp);
 }
 
-/* print_text - one message, as Postfix's mailq shows it */
-static void
-print_text(FILE *fp, const struct msg *m)
+/* next_hop - where rcpt goes now, in transport(5)'s words */
+static const char *
+next_hop(const struct routes *r, const char *rcpt, char *buf, size_t len)
 {
+	static struct transport t;
+	char why[512];
+
+	if (r == NULL)
+		return "unknown";
+	if (route_of(r, rcpt, &t, why, sizeof(why)) == 0)
+		return route_name(&t, buf, len);
+	snprintf(buf, len, "none (%s)", why);
+	return buf;
+}
+
+/* routed - the routes to show in a listing: only when transport_maps
+ * sends recipients elsewhere than default_transport */
+static const struct routes *
+routed(const struct qadm *a)
+{
+	return a->routes != NULL && a->routes->map.type != MAP_CLOSED ?
+	    a->routes : NULL;
+}
+
+/* print_text - one message, as Postfix's mailq shows it; with
+ * transport_maps, each recipient's next hop after it */
+static void
+print_text(FILE *fp, const struct msg *m, const struct routes *rt)
+{
+	char hop[ROUTE_NAME_MAX + 600];
 	char id[SPOOL_ID_MAX + 2], t[32];
-	const char *last = "";
+	const char *last = "", *h;
 	size_t i;
 
 	snprintf(id, sizeof(id), "%s%s", m->e.id, m->w == L_HOLD ? "!" :
@@ -262,6 +288,11 @@ print_text(FILE *fp, const struct msg *m)
 		last = r->text;
 		fprintf(fp, "%41s", "");
 		put_addr(fp, m->e.rcpt[i]);
+		if (rt != NULL) {
+			fputs(" via ", fp);
+			h = next_hop(rt, m->e.rcpt[i], hop, sizeof(hop));
+			put_esc(fp, h, strlen(h), 0);
+		}
 		putc('\n', fp);
 	}
 }
@@ -286,9 +317,9 @@ qadm_json_string(FILE *fp, const char *s)
 
 /* print_json - one message, close to one line of postqueue -j */
 static void
-print_json(FILE *fp, const struct msg *m)
+print_json(FILE *fp, const struct msg *m, const struct routes *rt)
 {
-	char buf[ADDR_PATH_MAX + 3];
+	char buf[ADDR_PATH_MAX + 3], hop[ROUTE_NAME_MAX + 600];
 	size_t i, k = 0;
 
 	fprintf(fp, "{\"queue_name\": \"%s\", \"queue_id\": ", queue_name(m));
@@ -305,6 +336,11 @@ print_json(FILE *fp, const struct msg *m)
 		if (m->st.r[i].text[0] != '\0') {
 			fputs(", \"delay_reason\": ", fp);
 			qadm_json_string(fp, m->st.r[i].text);
+		}
+		if (rt != NULL) {
+			fputs(", \"next_hop\": ", fp);
+			qadm_json_string(fp, next_hop(rt, m->e.rcpt[i], hop,
+			    sizeof(hop)));
 		}
 		putc('}', fp);
 	}
@@ -329,7 +365,7 @@ list_dir(const struct qadm *a, enum ldir w, unsigned long *count,
 			continue;
 		close(fd);
 		if (a->json) {
-			print_json(a->out, &m);
+			print_json(a->out, &m, routed(a));
 		} else {
 			if (*count == 0)
 				fprintf(a->out, "%-11s %7s %-20s %s\n", "-Queue ID-",
@@ -337,7 +373,7 @@ list_dir(const struct qadm *a, enum ldir w, unsigned long *count,
 				    "-Sender/Recipient-------");
 			else
 				putc('\n', a->out);
-			print_text(a->out, &m);
+			print_text(a->out, &m, routed(a));
 		}
 		(*count)++;
 		*bytes += (unsigned long long)m.e.size;
@@ -386,9 +422,27 @@ show_envelope(FILE *fp, const struct msg *m)
 	putc('\n', fp);
 }
 
+/* show_hop - a recipient's next hop, and the relay that last answered */
+static void
+show_hop(FILE *fp, const struct routes *rt, const char *rcpt,
+    const struct rcpt_result *r)
+{
+	char hop[ROUTE_NAME_MAX + 600];
+	const char *h = next_hop(rt, rcpt, hop, sizeof(hop));
+
+	fputs("  next_hop: ", fp);
+	put_esc(fp, h, strlen(h), 0);
+	putc('\n', fp);
+	if (r->relay[0] == '\0')
+		return;
+	fputs("  relay: ", fp);
+	put_esc(fp, r->relay, strnlen(r->relay, sizeof(r->relay)), 0);
+	putc('\n', fp);
+}
+
 /* show_state - attempts, next attempt, and every recipient's status */
 static void
-show_state(FILE *fp, const struct msg *m)
+show_state(FILE *fp, const struct msg *m, const struct routes *rt)
 {
 	char t[32];
 	size_t i;
@@ -414,6 +468,7 @@ show_state(FILE *fp, const struct msg *m)
 			putc(')', fp);
 		}
 		putc('\n', fp);
+		show_hop(fp, rt, m->e.rcpt[i], r);
 	}
 }
 
@@ -490,7 +545,7 @@ qadm_show(const struct qadm *a, const char *id)
 		put_esc(a->out, why, strlen(why), 0);
 		fputs(why[0] ? "\n" : "by smapq hold\n", a->out);
 	}
-	show_state(a->out, &m);
+	show_state(a->out, &m, a->routes);
 	show_headers(a->out, fd, &m.e);
 	close(fd);
 	free_msg(&m);

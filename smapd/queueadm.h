@@ -13,18 +13,23 @@
 
 #include <stdio.h>
 #include "layout_queue.h"
+#include "route.h"
 
 struct qadm {
 	FILE *out;		/* listings */
 	FILE *err;		/* one line per complaint */
 	int json;		/* list: one JSON object per message */
 	struct spooldirs dirs;
+	const struct routes *routes;	/* each recipient's next hop; NULL:
+					 * not known (list and -j show it
+					 * when transport_maps is set) */
 };
 
 /* mailq-style listing (or JSON lines) of new/, queue/ and hold/. */
 int qadm_list(const struct qadm *a);
 
-/* Envelope, delivery state and message headers of one message. */
+/* Envelope, delivery state (each recipient's next hop, and the relay
+ * that last answered for it) and message headers of one message. */
 int qadm_show(const struct qadm *a, const char *id);
 
 /* queue/ID to hold/ID, under smapd's delivery lock. */

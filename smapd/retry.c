@@ -55,17 +55,23 @@ backoff(const struct conf *cf, long long attempts)
 	return wait < cf->maximal_backoff_time ? wait : cf->maximal_backoff_time;
 }
 
-/* remove_message - the message is done: delete it and its state */
-static void
+/* remove_message - the message is done: delete it and its state; 0,
+ * or -1 (errno set) when it is still there */
+static int
 remove_message(const struct qctx *q, const char *id)
 {
+	int err;
+
 	if (unlinkat(q->dirs.fd[L_QUEUE], id, 0) < 0) {
-		log_warn("%s: cannot remove: %s", id, strerror(errno));
-		return;
+		err = errno;
+		log_warn("%s: cannot remove: %s", id, strerror(err));
+		errno = err;
+		return -1;
 	}
 	state_remove(&q->dirs, id);
 	sync_dir(q, L_QUEUE);
 	log_info("%s: removed", id);
+	return 0;
 }
 
 /* made - remember a notification just queued, to be tried in this run */
@@ -170,13 +176,15 @@ double_bounce(struct qctx *q, const struct envelope *e, const struct state *st)
 	}
 	log_info("%s: undeliverable mail from the null sender discarded "
 	    "(a double bounce): %s", e->id, why);
-	remove_message(q, e->id);
+	(void)remove_message(q, e->id);	/* its state is saved: no retry */
 }
 
-/* finish - nothing is pending: remove the message, unless a DSN is owed */
+/* finish - nothing is pending: remove the message, unless a DSN is owed;
+ * a message that cannot be removed keeps a state that says so (in *rfd,
+ * the reservation, when it is unused), or is held */
 static void
 finish(struct qctx *q, const struct envelope *e, const struct state *st,
-    size_t bounced)
+    size_t bounced, int *rfd)
 {
 	size_t i;
 
@@ -187,7 +195,9 @@ finish(struct qctx *q, const struct envelope *e, const struct state *st,
 	for (i = 0; i < st->n; i++)
 		if (st->r[i].status == R_BOUNCE && !st->r[i].notified)
 			return;	/* the DSN could not be made: keep it, try later */
-	remove_message(q, e->id);
+	if (remove_message(q, e->id) < 0 &&
+	    state_save(&q->dirs, e->id, st, rfd) < 0)
+		hold_unsaved(q, e->id, errno);
 }
 
 /* conclude - after an attempt: done, bounce, or wait for the next one;
@@ -215,9 +225,10 @@ conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
 	 * it appears (written into the file reserved before the attempt): a
 	 * crash from here on never re-sends. When every recipient has been
 	 * sent, removing the file (and fsyncing queue/) is that record, so
-	 * no state file is written. The DSNs made next are recorded by a
-	 * second save (a crash between the two may repeat a DSN, never a
-	 * delivery). */
+	 * no state file is written, unless the file cannot be removed: then
+	 * the state is saved after all (finish). The DSNs made next are
+	 * recorded by a second save (a crash between the two may repeat a
+	 * DSN, never a delivery). */
 	if ((pending > 0 || bounced > 0) &&
 	    state_save(&q->dirs, e->id, st, rfd) < 0) {
 		hold_unsaved(q, e->id, errno);
@@ -229,7 +240,7 @@ conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
 		log_warn("%s: cannot save that its DSN was sent: %s", e->id,
 		    strerror(errno));
 	if (pending == 0) {
-		finish(q, e, st, bounced);
+		finish(q, e, st, bounced, rfd);
 		return;
 	}
 	log_info("%s: deferred after attempt %lld, next attempt in %llds",

@@ -92,6 +92,22 @@ ids_ok(char **v, int n)
 	return ok;
 }
 
+/* next_hops - the routes, for show and list (opened as the caller, like
+ * smapd at its start); a table that cannot be opened is said once, and
+ * the next hops are then "unknown" */
+static void
+next_hops(const struct conf *cf, struct qadm *a)
+{
+	static struct routes r;
+	char why[2048];
+	const char *key;
+
+	if (routes_open(&r, cf, &key, why, sizeof(why)) == 0)
+		a->routes = &r;
+	else
+		fprintf(stderr, "smapq: %s: %s: next hops unknown\n", key, why);
+}
+
 /* setup - configuration, log, privileges, spool: 0 or an exit status */
 static int
 setup(struct conf *cf, struct qadm *a, int logs)
@@ -103,6 +119,7 @@ setup(struct conf *cf, struct qadm *a, int logs)
 		fputs(err, stderr);
 		return EX_CONFIG;
 	}
+	next_hops(cf, a);
 	if (logs && log_open("smap/smapq", cf->syslog_facility,
 	    cf->maillog_file) < 0) {
 		fprintf(stderr, "smapq: cannot open %s: %s\n", cf->maillog_file,
@@ -153,7 +170,7 @@ int
 main(int argc, char **argv)
 {
 	static struct conf cf;
-	struct qadm a = { stdout, stderr, 0, { { 0 }, { 0 } } };
+	struct qadm a = { stdout, stderr, 0, { { 0 }, { 0 } }, NULL };
 	int ch, k, n, rc;
 
 	if ((rc = smapq_review(argc, argv)) >= 0)	/* verify, report, ... */

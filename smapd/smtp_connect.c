@@ -5,7 +5,8 @@
  *
  * CONNECT: no shell, no MX lookup: a name is resolved with
  * getaddrinfo(3) and at most SMTP_ADDRS_MAX of its addresses are tried
- * in turn, an [address] literal never is; lmtp:unix:/path is a stream
+ * in turn (the next one when connect fails or times out), an [address]
+ * literal is never resolved; lmtp:unix:/path is a stream
  * socket. Each connect(2) waits at most smtp_connect_timeout. A
  * timeout, a lost connection or a malformed reply defers every
  * recipient not yet decided, with 4.4.2 (4.4.1 when connecting fails).
@@ -274,11 +275,14 @@ conn_get(const struct transport *t, const struct conf *cf,
 	reply_init(&c->rp);
 	rc = c->lmtp && t->path[0] ? open_unix(c, t, cf, d) :
 	    open_tcp(c, t, cf, d);
+	d->hopfail = 1;		/* until greeted: a fallback may take it */
 	if (rc < 0)
 		return NULL;
 	snprintf(c->relay, sizeof(c->relay), "%.319s", d->relay);
-	if ((rc = greet(c, cf, d)) == 0)
+	if ((rc = greet(c, cf, d)) == 0) {
+		d->hopfail = 0;
 		return c;
+	}
 	if (rc < 0)
 		fail_io(d, c);
 	conn_close(c, rc > 0);

@@ -369,6 +369,7 @@ on_mail(struct txn *x, const struct reply *r)
 		return;
 	undecided_from(x->d, r->code >= 500 ? R_BOUNCE : R_DEFER, r,
 	    x->c->peer, "MAIL FROM");
+	x->d->hopfail = r->code < 500;	/* the whole session: fall back */
 	x->stop = 1;
 }
 

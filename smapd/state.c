@@ -4,7 +4,8 @@
  * FORMAT: LF-terminated lines. "SMAPSTATE 1", "attempts N", "next T",
  * "warned 0|1", then one line per decided or deferred recipient:
  * "rcpt INDEX sent|deferred|bounced|returned DSN TEXT", TEXT printable
- * ASCII; returned is bounced with the DSN already sent.
+ * ASCII; returned is bounced with the DSN already sent; each may be
+ * followed by "relay INDEX RELAY", the next hop that said it.
  * Only smapd writes these files (state/ is smapd's, mode 0700), but they
  * are read with the same bounds as anything else, and opened through
  * layout_queue.c: never through a link, and a file with more than one
@@ -66,12 +67,28 @@ parse_rcpt(const char *line, struct state *st)
 	return 0;
 }
 
+/* parse_relay - "relay INDEX TEXT": the next hop that said it */
+static int
+parse_relay(const char *line, struct state *st)
+{
+	const char *p;
+	long long idx;
+
+	if ((p = number(line, "relay ", &idx)) == NULL || idx < 0 ||
+	    (size_t)idx >= st->n || *p == '\0')
+		return -1;
+	snprintf(st->r[idx].relay, sizeof(st->r[idx].relay), "%s", p);
+	return 0;
+}
+
 /* parse_line - one line of a state file */
 static int
 parse_line(const char *line, struct state *st)
 {
 	if (strncmp(line, "rcpt ", 5) == 0)
 		return parse_rcpt(line, st);
+	if (strncmp(line, "relay ", 6) == 0)
+		return parse_relay(line, st);
 	if (number(line, "attempts ", &st->attempts) != NULL ||
 	    number(line, "next ", &st->next) != NULL ||
 	    number(line, "warned ", &st->warned) != NULL ||
@@ -113,7 +130,7 @@ state_load(const struct spooldirs *d, const char *id, size_t n,
 	while (rc == 0 && fgets(line, sizeof(line), fp) != NULL) {
 		size_t l = strlen(line);
 
-		if (l == 0 || line[l - 1] != '\n' || ++lines > (int)n + 8)
+		if (l == 0 || line[l - 1] != '\n' || ++lines > 2 * (int)n + 8)
 			rc = -1;
 		else
 			line[l - 1] = '\0';
@@ -157,6 +174,10 @@ write_state(FILE *fp, const struct state *st)
 		fprintf(fp, "rcpt %zu %s %s %s\n", i, status_names[
 		    st->r[i].status == R_PENDING ? R_DEFER :
 		    st->r[i].notified ? R_RETURNED : st->r[i].status], dsn, text);
+		snprintf(text, sizeof(text), "%s", st->r[i].relay);
+		printable(text);
+		if (text[0] != '\0')
+			fprintf(fp, "relay %zu %s\n", i, text);
 	}
 }
 

@@ -29,7 +29,7 @@ int state_load(const struct spooldirs *d, const char *id, size_t n,
 
 /* The longest head and recipient line write_state() makes. */
 #define STATE_HEAD_MAX 128
-#define STATE_LINE_MAX 560
+#define STATE_LINE_MAX 900	/* rcpt line and relay line */
 
 /* Make state/ID.tmp, with room for the state of n recipients, before an
  * attempt: fd, or -1 with errno (then the attempt must not be made). */

@@ -90,7 +90,7 @@ transport_parse(const char *spec, struct transport *t, char *why, size_t len)
 	if ((strncmp(spec, "smtp:", 5) == 0 || t->kind == T_LMTP) &&
 	    parse_hostport(spec + 5, t) == 0)
 		return 0;
-	snprintf(why, len, "default_transport: \"%s\" is not smtp:host[:port], "
+	snprintf(why, len, "\"%s\" is not smtp:host[:port], "
 	    "smtp:[address][:port], lmtp:..., lmtp:unix:/path, sendmail or "
 	    "maildir:/path/", spec);
 	return -1;

@@ -29,6 +29,8 @@ struct rcpt_result {
 	char dsn[16];		/* "2.0.0", "4.4.1", "5.1.1" */
 	char text[512];		/* what the backend said, printable ASCII */
 	int notified;		/* R_BOUNCE: the sender has had its DSN */
+	char relay[320];	/* the next hop that said it, as the log
+				 * names it (state files keep it) */
 };
 
 struct delivery {
@@ -43,6 +45,10 @@ struct delivery {
 	char relay[320];	/* for the log: "host[addr]:port", "local" */
 	double setup;		/* seconds spent connecting (DNS, greeting,
 				 * EHLO, TLS, AUTH): delays= c */
+	int hopfail;		/* the next hop failed as a whole (not
+				 * reached; 4xx or lost at the greeting,
+				 * EHLO or MAIL): every recipient deferred,
+				 * a fallback relay may take them */
 	int tls;		/* smtp/lmtp: the transaction ran over TLS */
 };
 

@@ -3,7 +3,8 @@
 # under 1,500 non-blank lines of C in smap/, every function short,
 # and no smapd code included from smap (nor the other way round), and
 # smap/smap links neither OpenSSL (smap-tls.so brings it when TLS is on)
-# nor libseccomp (its filter is compiled in when it is built).
+# nor libseccomp (its filter is compiled in when it is built); a static
+# smap (make STATIC=1) links nothing at all.
 cd "$(dirname "$0")/.." || exit 1
 echo "1..5"
 n=$(cat smap/*.c smap/*.h | grep -cv '^[[:space:]]*$')
@@ -25,8 +26,12 @@ else echo "ok 4 - smapd includes no smap code"; fi
 
 if [ -x smap/smap ]; then
 	libs=$(readelf -d smap/smap | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+	interp=$(readelf -l smap/smap | grep -c 'Requesting program interpreter')
 	case "$libs" in
 	*libssl*|*libcrypto*|*libseccomp*) echo "not ok 5 - smap/smap links $libs";;
+	"") if [ "$interp" = 0 ]; then
+		echo "ok 5 - smap/smap is linked statically (make STATIC=1): links nothing"
+	    else echo "not ok 5 - smap/smap names a loader but no library"; fi;;
 	*) echo "ok 5 - smap/smap links only $libs";;
 	esac
 else echo "not ok 5 - smap/smap is not built"; fi

@@ -12,7 +12,10 @@
 #     refuses, saying why, what it cannot;
 #   - an arrival time from the future and a retry time far ahead are
 #     taken as now;
-#   - a backend's malformed reply is logged under the transport's name.
+#   - a backend's malformed reply is logged under the transport's name;
+#   - a message sent to every recipient whose queue file cannot be
+#     removed (queue/ append-only) keeps a state that says so: the next
+#     run does not deliver it again.
 import os
 import pwd
 import re
@@ -26,8 +29,8 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from smaptest import TAP, Server, make_spool, smapd_ids  # noqa: E402
-from smapdtest import (Smapd, SMAPD_BIN, send, new_id, spool_bytes, place, queue_ids, quarantined,  # noqa: E402
-                       spool_path, state, smapd_log, wait_until, listdir)
+from smapdtest import (Smapd, SMAPD_BIN, send, new_id, spool_bytes, place, queue_ids, state_ids,  # noqa: E402
+                       quarantined, spool_path, state, smapd_log, wait_until, listdir)
 from postfix import read_maildir, header  # noqa: E402
 from smtpfake import FakeSMTP  # noqa: E402
 
@@ -235,6 +238,39 @@ def test_ident(t):
              "a backend's malformed reply is logged under smap/smtp, not smap/qmgr", lines_ or smapd_log(srv))
 
 
+def test_unremovable(t):
+    with Server(t, name="unremovable") as srv:
+        md = maildir(srv, "mu")
+        d = Smapd(t, srv, conf={"default_transport": "smtp:[127.0.0.1]:1", "smtp_connect_timeout": "1s"},
+                  name="smapd-unremovable")
+        a = new_id()
+        place(srv, a, spool_bytes(a, good("unremovable")))
+        d.once(flush=True)
+        if not t.ok(a in queue_ids(srv) and (state(srv, a) or {}).get("rcpt", {}).get(0, ("",))[0] == "deferred",
+                    "the backend down: queued, deferred", smapd_log(srv, a)):
+            return
+        q = spool_path(srv, "queue")
+        p = subprocess.run(["chattr", "+a", q], capture_output=True, timeout=10)
+        if not t.ok(p.returncode == 0, "queue/ made append-only (chattr +a): nothing in it can be removed",
+                    p.stderr.decode("latin-1")):
+            return
+        try:
+            d.set_conf({"default_transport": "maildir:" + md})
+            d.once(flush=True)
+            t.is_(len(read_maildir(md)), 1, "delivered to the Maildir while queue/%s cannot be removed" % a)
+            t.like("\n".join(smapd_log(srv, a)), r"%s: cannot remove: Operation not permitted" % a,
+                   "the log says it cannot be removed")
+            st = state(srv, a) or {}
+            t.ok(st.get("rcpt", {}).get(0, ("",))[0] == "sent", "state/%s records the recipient as sent" % a,
+                 st.get("raw"))
+        finally:
+            subprocess.run(["chattr", "-a", q], capture_output=True, timeout=10)
+        d.once(flush=True)
+        t.is_(len(read_maildir(md)), 1, "queue/ writable again, a forced run: still one copy")
+        t.ok(a not in queue_ids(srv) and a not in state_ids(srv), "the message and its state are gone",
+             (queue_ids(srv), state_ids(srv)))
+
+
 def main(t):
     if os.geteuid() != 0:
         t.skip("needs root")
@@ -244,6 +280,7 @@ def main(t):
     t.run("reload", test_reload, t)
     t.run("clamp", test_clamp, t)
     t.run("ident", test_ident, t)
+    t.run("unremovable", test_unremovable, t)
 
 
 TAP(watchdog=150).main(main)

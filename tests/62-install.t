@@ -94,6 +94,9 @@ def expected(prefix):
         files[p + "/sbin/smapq"] = 0o755
     if os.path.exists(os.path.join(REPO, "smapd", "smapq.8")):
         files[p + "/share/man/man8/smapq.8"] = 0o644
+    if os.path.exists(os.path.join(REPO, "smapd", "smap-sendmail.c")):
+        files[p + "/sbin/smap-sendmail"] = 0o755
+        files[p + "/share/man/man8/smap-sendmail.8"] = 0o644
     for u in ("smap.socket", "smap@.service", "smapd.service", "smapd-run.service", "smapd.timer",
               "smap-report.service", "smap-report.timer"):
         files[unitdir() + "/" + u] = 0o644
@@ -259,6 +262,20 @@ def test_uninstall(t, dest):
     t.ok(rc == 0, "a second make uninstall: exit 0", out[-1000:])
 
 
+def test_uninstall_sendmail(t, dest):
+    """make uninstall removes smap-sendmail and its page (a sendmail link
+    made by the admin is theirs and stays)."""
+    mine = ["usr/local/sbin/smap-sendmail", "usr/local/share/man/man8/smap-sendmail.8"]
+    link = os.path.join(dest, "usr/local/sbin/sendmail")
+    os.symlink("smap-sendmail", link)
+    rc, out = run(["make", "-s", "-C", REPO, "uninstall", "DESTDIR=" + dest, "PREFIX=/usr/local",
+                   "SHLIBDIR=" + SHLIBDIR])
+    t.ok(rc == 0, "make uninstall exits 0", out[-2000:])
+    t.is_([p for p in mine if os.path.lexists(os.path.join(dest, p))], [],
+          "make uninstall: smap-sendmail and smap-sendmail.8 are gone")
+    t.ok(os.path.islink(link), "make uninstall: the admin's sendmail link is left alone")
+
+
 def main(t):
     base = tempfile.mkdtemp(prefix="smaptest.install.")
     os.chmod(base, 0o755)    # smapd -t checks the spool as smapd_user
@@ -267,6 +284,7 @@ def main(t):
         t.run("local", test_local, t, os.path.join(base, "local"))
         t.run("flavour", test_flavour, t, os.path.join(base, "flavour"))
         t.run("uninstall", test_uninstall, t, os.path.join(base, "uninstall"))
+        t.run("uninstall-sendmail", test_uninstall_sendmail, t, os.path.join(base, "local"))
     finally:
         if not os.environ.get("SMAPTEST_KEEP"):
             shutil.rmtree(base, ignore_errors=True)

@@ -10,10 +10,15 @@
  * file, that tmp/ is left empty, that a symlinked Maildir or tmp/ and
  * a missing parent are deferred, and, on a 16 KiB tmpfs filled up
  * (skipped when mount(2) is not permitted), that ENOSPC defers and
- * cleans up. Everything is unmounted and removed at the end.
+ * cleans up; and that where the move is a link and an unlink (renameat2
+ * made to say EINVAL, as where RENAME_NOREPLACE is not supported) a
+ * failed unlink after the link is a delivery, not a deferral that
+ * would deliver the message again. Everything is unmounted and removed
+ * at the end.
  */
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -57,6 +62,30 @@ struct msg {
 static struct msg small, nullsender, big;
 static struct conf cf;
 static char relay[320];
+static int move_fault;	/* 1: renameat2 EINVAL, the next unlinkat EIO */
+
+/* renameat2 - the system call; EINVAL while move_fault is set */
+int
+renameat2(int ofd, const char *from, int nfd, const char *to, unsigned flags)
+{
+	if (move_fault) {
+		errno = EINVAL;
+		return -1;
+	}
+	return (int)syscall(SYS_renameat2, ofd, from, nfd, to, flags);
+}
+
+/* unlinkat - the system call; EIO once when move_fault is 1 */
+int
+unlinkat(int dfd, const char *path, int flags)
+{
+	if (move_fault == 1) {
+		move_fault = 2;
+		errno = EIO;
+		return -1;
+	}
+	return (int)syscall(SYS_unlinkat, dfd, path, flags);
+}
 
 static void	cleanup(void);
 static void	make_msg(struct msg *, const char *, const char *, size_t);
@@ -310,6 +339,33 @@ test_missing_parent(void)
 	tap_ok(entries("nope", NULL, 0) == -1, "parent not created");
 }
 
+/* test_link_fallback - link+unlink in place of renameat2: the unlink of
+ * tmp/NAME fails after the link to new/NAME was made; that is delivered */
+static void
+test_link_fallback(void)
+{
+	static const size_t idx[] = { 0 };
+	struct rcpt_result res[1];
+	char name[256] = "", *got;
+
+	move_fault = 1;
+	deliver("mail/Fallback/", &small, idx, 1, res);
+	tap_ok(move_fault == 2, "the unlink after the link failed (injected)");
+	move_fault = 0;
+	fx_check(&res[0], R_SENT, "2.0.0", "delivered to maildir",
+	    "link made, unlink failed");
+	tap_ok(entries("mail/Fallback/new", name, sizeof(name)) == 1,
+	    "one file in new/ (a deferral would deliver it again)");
+	got = delivered("mail/Fallback/new", name);
+	tap_is(got, "Return-Path: <a@b.example>\nDelivered-To: c@d.example\n"
+	    MSG_LF, "link fallback: the whole message");
+	free(got);
+	deliver("mail/Plain/", &small, idx, 1, res);
+	fx_check(&res[0], R_SENT, "2.0.0", NULL, "renameat2 back: delivered");
+	tap_ok(entries("mail/Plain/tmp", NULL, 0) == 0,
+	    "renameat2 back: tmp/ empty");
+}
+
 /* fill - write to <dir>/filler until the file system is full */
 static int
 fill(const char *dir)
@@ -375,6 +431,7 @@ main(void)
 	test_unsafe();
 	test_symlink();
 	test_missing_parent();
+	test_link_fallback();
 	test_full();
 	close(small.fd);
 	close(nullsender.fd);

@@ -87,32 +87,13 @@ struct text {
 	size_t len;
 };
 
-/* same - is path still the file t holds? */
-static int
-same(const char *path, const struct text *t)
-{
-	struct stat now;
-
-	return t->buf != NULL && stat(path, &now) == 0 &&
-	    now.st_dev == t->id.st_dev && now.st_ino == t->id.st_ino &&
-	    now.st_size == t->id.st_size &&
-	    now.st_mtim.tv_sec == t->id.st_mtim.tv_sec &&
-	    now.st_mtim.tv_nsec == t->id.st_mtim.tv_nsec &&
-	    now.st_ctim.tv_sec == t->id.st_ctim.tv_sec &&
-	    now.st_ctim.tv_nsec == t->id.st_ctim.tv_nsec;
-}
-
-/* load - path into t, unless t holds it already; 0 or -1 */
+/* load - path into t (empty); 0 or -1 */
 static int
 load(const char *path, struct text *t)
 {
 	int fd;
 	ssize_t n = -1;
 
-	if (same(path, t))
-		return 0;
-	free(t->buf);
-	t->buf = NULL;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0)
 		return -1;
 	if (fstat(fd, &t->id) == 0 && S_ISREG(t->id.st_mode) &&
@@ -204,27 +185,27 @@ entry(const char *line, size_t len, const char *user, uid_t *uid, gid_t *gid)
 }
 
 /* files_lookup - user's entry in /etc/passwd when nsswitch.conf makes
- * that NSS's answer: 1, else 0. Both files are kept while unchanged (a
- * session asks for mail_owner, smapd_user, mail_owner). */
+ * that NSS's answer: 1, else 0 */
 static int
 files_lookup(const char *user, uid_t *uid, gid_t *gid)
 {
-	static struct text nss, pwd;
+	struct text nss = { 0 }, pwd = { 0 };
 	size_t ulen = strlen(user), off = 0, len;
 	const char *p, *e;
+	int found = 0;
 
-	if (load("/etc/nsswitch.conf", &nss) < 0 || !files_first(&nss) ||
-	    load("/etc/passwd", &pwd) < 0)
-		return 0;
-	while ((p = next_line(&pwd, &off, &len)) != NULL) {
-		e = skip(p, p + len, " \t\r\f\v");
-		len -= (size_t)(e - p);
-		p = e;
-		if (len > ulen && memcmp(p, user, ulen) == 0 && p[ulen] == ':' &&
-		    entry(p, len, user, uid, gid))
-			return 1;
-	}
-	return 0;
+	if (load("/etc/nsswitch.conf", &nss) == 0 && files_first(&nss) &&
+	    load("/etc/passwd", &pwd) == 0)
+		while (!found && (p = next_line(&pwd, &off, &len)) != NULL) {
+			e = skip(p, p + len, " \t\r\f\v");
+			len -= (size_t)(e - p);
+			p = e;
+			found = len > ulen && memcmp(p, user, ulen) == 0 &&
+			    p[ulen] == ':' && entry(p, len, user, uid, gid);
+		}
+	free(nss.buf);
+	free(pwd.buf);
+	return found;
 }
 
 /* jail_user - a user's ids, as getpwnam() would find them; see jail.h */

@@ -138,12 +138,14 @@ common/sandbox_smap_bpf.h: common/sandbox_gen
 	./common/sandbox_gen >$@.new && mv $@.new $@
 common/sandbox_smap.o: common/sandbox_smap_bpf.h
 
-# shlib_directory's default follows SHLIBDIR; the file changes only
-# when SHLIBDIR does, so that conf.o is rebuilt exactly then.
+# shlib_directory's default follows SHLIBDIR (and smapq report finds
+# smap-sendmail in SBINDIR); the file changes only when they do, so that
+# what includes it is rebuilt exactly then.
 common/paths.h: FORCE
-	@printf '#define SMAP_SHLIB_DIR "%s"\n' '$(SHLIBDIR)' >$@.new; \
+	@printf '#define SMAP_SHLIB_DIR "%s"\n#define SMAP_SBIN_DIR "%s"\n' \
+		'$(SHLIBDIR)' '$(SBINDIR)' >$@.new; \
 	if cmp -s $@.new $@; then rm -f $@.new; else mv $@.new $@; fi
-common/conf.o tests/unit/t_conf.o: common/paths.h
+common/conf.o tests/unit/t_conf.o smapd/smapq_review.o: common/paths.h
 FORCE:
 
 smapd/libsmapd.a: $(SMAPD_OBJ)
@@ -161,6 +163,9 @@ smapd/smap-sendmail: smapd/smap-sendmail.o smapd/libsmapd.a common/libcommon.a
 
 tests/unit/t_%: tests/unit/t_%.o tests/unit/tap.o tests/unit/fixture.o smap/libsmap.a smapd/libsmapd.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
+
+# t_journal keeps the clock: days pass at once.
+tests/unit/t_journal: LDLIBS += -Wl,--wrap=time,--wrap=clock_gettime
 
 tests/unit/tap.o: tests/unit/tap.c
 tests/unit/fixture.o: tests/unit/fixture.c
@@ -205,8 +210,9 @@ lint:
 #   $(SHLIBDIR)           smap-tls.so, which smap loads when TLS is on
 #   $(MANDIR)/man8, man5  the manual pages
 #   $(SYSTEMDUNITDIR)     smap.socket, smap@.service, smapd.service,
-#                         smapd-run.service, smapd.timer (paths adjusted
-#                         to SBINDIR and SYSCONFDIR)
+#                         smapd-run.service, smapd.timer,
+#                         smap-report.service, smap-report.timer (paths
+#                         adjusted to SBINDIR and SYSCONFDIR)
 #   $(SYSUSERSDIR)/smap.conf, $(TMPFILESDIR)/smap.conf
 #   $(SYSCONFDIR)/smap/smap.conf   only when there is none: never replaced
 #   $(EXAMPLEDIR)         the sample smap.conf, xinetd, fail2ban, logcheck,
@@ -231,7 +237,8 @@ INSTALL ?= install
 SMAP_USER ?= smap
 SMAPD_USER ?= smapd
 UNITS = systemd/smap.socket systemd/smap@.service systemd/smapd.service \
-	systemd/smapd-run.service systemd/smapd.timer
+	systemd/smapd-run.service systemd/smapd.timer \
+	systemd/smap-report.service systemd/smap-report.timer
 MAN8 = smap/smap.8 smapd/smapd.8 smapd/smapq.8 smapd/smap-sendmail.8
 MAN5 = smap/smap.conf.5 common/smap-spool.5
 # Installed paths in units and examples follow SBINDIR and SYSCONFDIR.
@@ -294,7 +301,8 @@ install: all
 		$(DESTDIR)$(SPOOLDIR)/incoming/new
 	$(INSTALL) -d -m 0700 $(DESTDIR)$(SPOOLDIR)/queue \
 		$(DESTDIR)$(SPOOLDIR)/state $(DESTDIR)$(SPOOLDIR)/quarantine \
-		$(DESTDIR)$(SPOOLDIR)/hold $(DESTDIR)$(MAILDIR)
+		$(DESTDIR)$(SPOOLDIR)/hold $(DESTDIR)$(SPOOLDIR)/journal \
+		$(DESTDIR)$(MAILDIR)
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
 		for u in $(SMAP_USER) $(SMAPD_USER); do \
 		    getent passwd $$u >/dev/null && continue; \

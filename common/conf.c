@@ -84,6 +84,8 @@ static const struct param params[] = {
 	P(smtp_connect_timeout, T_TIME, "30s", 1, 3600),
 	P(smtp_helo_timeout, T_TIME, "300s", 1, 3600),
 	P(smtp_data_done_timeout, T_TIME, "600s", 1, 7200),
+	P(report_recipient, T_STR, "postmaster", 1, 255),
+	P(metrics_textfile, T_PATH, "", 0, PATH_MAX - 1),
 	P(smtp_send_xforward_command, T_BOOL, "yes", 0, 1),
 	P(shlib_directory, T_PATH, SMAP_SHLIB_DIR, 1, PATH_MAX - 200),
 	P(smtpd_tls_security_level, T_SLEVEL, "none", 1, 16),

@@ -71,6 +71,9 @@ struct conf {
 	long long smtp_connect_timeout;	/* 30s */
 	long long smtp_helo_timeout;	/* 300s: greeting, EHLO, MAIL, RCPT */
 	long long smtp_data_done_timeout;	/* 600s: DATA, message, its reply */
+	/* review: smapq report and check */
+	char *report_recipient;		/* "postmaster": smap-report.service */
+	char *metrics_textfile;		/* "": no node_exporter textfile */
 	int smtp_send_xforward_command;	/* yes: XFORWARD when offered */
 	/* TLS: smap as a server */
 	char *shlib_directory;		/* where smap-tls.so is: SHLIBDIR */

@@ -35,6 +35,7 @@ static const struct layout_row rows[] = {
 	{ "state", O_SMAPD, O_SMAPD, 0700, 0700, 0077, SIDE_ALL },
 	{ "hold", O_SMAPD, O_SMAPD, 0700, 0700, 0077, SIDE_ALL },
 	{ "quarantine", O_SMAPD, O_SMAPD, 0700, 0700, 0077, SIDE_ALL },
+	{ "journal", O_SMAPD, O_SMAPD, 0700, 0700, 0077, SIDE_ALL },
 };
 
 #define NROWS (sizeof(rows) / sizeof(rows[0]))

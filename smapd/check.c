@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "check.h"
+#include "journal.h"
 #include "layout.h"
 
 static const struct routes *checked;	/* for the child of startup_as() */
@@ -159,6 +160,7 @@ as_smapd(struct startup *st, const struct conf *cf)
 	if (checked->map.type != MAP_CLOSED)
 		map_readable(st, cf);
 	tls_readable(st, cf);
+	journal_check(st, cf);
 }
 
 

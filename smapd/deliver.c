@@ -21,6 +21,7 @@
 
 #include "deliver.h"
 #include "hop.h"
+#include "journal_event.h"
 #include "log.h"
 #include "retry.h"
 
@@ -107,6 +108,8 @@ attempt(struct qctx *q, struct delivery *d, struct state *st,
 		hop_deliver(q, hop, d);
 	t[3] = now();
 	record(d, st, t);
+	journal_attempt(d, why[0] == '\0' && (hop->kind == T_SMTP ||
+	    hop->kind == T_LMTP));
 }
 
 /* by_hop - the pending recipients idx[0..n), one next hop at a time;

@@ -28,6 +28,7 @@
 #include "check.h"
 #include "conf.h"
 #include "jail.h"
+#include "journal.h"
 #include "layout_queue.h"
 #include "layout_setup.h"
 #include "log.h"
@@ -262,7 +263,7 @@ run(struct conf *cf, struct qctx *q, int once)
 {
 	int ino = once ? -1 : watch();
 	time_t full_at = 0;
-	long long wait;
+	long long wait, tick;
 
 	log_info("started, delivering by %s%s%s", cf->default_transport,
 	    cf->transport_maps[0] ? ", routing by transport_maps " : "",
@@ -279,9 +280,11 @@ run(struct conf *cf, struct qctx *q, int once)
 			full_at = time(NULL) + wait;
 			status(q);
 		}
+		tick = journal_tick(time(NULL));	/* the head, the day's end */
 		if (once)
 			break;
-		switch (wait_for(ino, full_at > time(NULL) ? full_at - time(NULL) : 0)) {
+		wait = full_at > time(NULL) ? full_at - time(NULL) : 0;
+		switch (wait_for(ino, wait < tick ? wait : tick)) {
 		case 2:
 			q->flush = 1;
 			break;
@@ -293,6 +296,7 @@ run(struct conf *cf, struct qctx *q, int once)
 			do_reload(cf, q);
 	}
 	notify("STOPPING=1");
+	journal_head();		/* the end, for smapq verify */
 	log_info("stopped");
 }
 
@@ -307,7 +311,9 @@ check(const struct conf *cf, const struct routes *r, int prepare)
 		if (layout_users(cf->mail_owner, cf->smapd_user, &ids, why,
 		    sizeof(why)) < 0)
 			startup_fail(&st, EX_CONFIG, "%s: %s", st.conf, why);
-		if (layout_prepare(cf->spool_directory, &ids, startup_say, &st) > 0)
+		if (layout_prepare(cf->spool_directory, &ids, startup_say, &st) > 0 ||
+		    journal_prepare(cf->spool_directory, ids.smapd_uid,
+		    ids.smapd_gid, startup_say, &st) > 0)
 			return EX_OSERR;
 		st.problems = 0;	/* what -P did is not a problem */
 		return startup_check(&st, cf, SIDE_ALL) ? EX_CONFIG : 0;

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "addr.h"
+#include "journal_event.h"
 #include "log.h"
 #include "pickup.h"
 #include "relay.h"
@@ -265,6 +266,7 @@ pick_one(struct qctx *q, const char *name, struct picked *p)
 	}
 	log_info("%s: from=%s, size=%lld, nrcpt=%zu (queue active)", name,
 	    e.sender, e.size, e.nrcpt);
+	journal_accepted(&e);
 	spool_free_envelope(&e);
 	return 1;
 }
@@ -307,6 +309,7 @@ pickup(struct qctx *q, size_t *n)
 		else
 			free(names[i]);
 		if (k - done == PICK_MAX || (i + 1 == all && k > done)) {
+			journal_sync();	/* the records before the moves */
 			sync_dir(q, L_QUEUE);	/* durable in queue/, then */
 			unlink_picked(q, v + done, p, k - done);	/* gone */
 			done = k;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "journal_event.h"
 #include "log.h"
 #include "qmgr.h"
 
@@ -34,6 +35,7 @@ quarantine(const struct qctx *q, enum ldir w, const char *name,
 		    strerror(errno));
 		return;
 	}
+	journal_quarantined(name, to, why);
 	if (rc > 0)
 		log_warn("quarantine/%s.why: cannot write the reason: %s", to,
 		    strerror(errno));

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "bounds.h"
+#include "journal_event.h"
 #include "layout_queue.h"
 #include "log.h"
 #include "queueadm.h"
@@ -55,6 +56,8 @@ qadm_hold(const struct qadm *a, const char *id)
 	}
 	if ((rc = move_msg(a, L_QUEUE, L_HOLD, id)) == 0)
 		log_info("%s: placed on hold (by smapq)", id);
+	if (rc == 0)
+		journal_admin(J_HELD, id);
 	close(fd);
 	return rc;
 }
@@ -125,6 +128,7 @@ qadm_release(const struct qadm *a, const char *id)
 	else {
 		(void)unlinkat(a->dirs.fd[L_HOLD], why_name(path, id), 0);
 		log_info("%s: released from hold (by smapq)", id);
+		journal_admin(J_RELEASED, id);
 	}
 	close(fd);
 	return rc | wake(a, RUN_FILE);
@@ -157,6 +161,7 @@ qadm_delete(const struct qadm *a, const char *id)
 	(void)layout_sync(a->dirs.fd[L_STATE]);
 	close(fd);
 	log_info("%s: removed (deleted by smapq)", id);
+	journal_admin(J_DELETED, id);
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bounce.h"
+#include "journal_event.h"
 #include "log.h"
 #include "retry.h"
 
@@ -38,6 +39,7 @@ expire(const struct qctx *q, struct state *st, long long now,
 		    "seconds in the queue: %.400s", now - e->arrival, last);
 		log_info("%s: to=%s, status=expired, returned to sender (%s)",
 		    e->id, e->rcpt[i], r->text);
+		journal_expired(e, i, r);
 	}
 	(void)q;
 }
@@ -143,6 +145,7 @@ hold_unsaved(struct qctx *q, const char *id, int err)
 	if (layout_rename(&q->dirs, L_QUEUE, L_HOLD, id) == 0) {
 		log_msg(LOG_ERR, "error: %s: placed on hold so that no recipient "
 		    "gets it twice: fix the cause, then smapq release %s", id, id);
+		journal_held(id, strerror(err));
 		(void)layout_write_why(&q->dirs, L_HOLD, id, "the progress of a "
 		    "delivery could not be saved (see the log); a release may "
 		    "send it again to recipients that already have it");

@@ -24,6 +24,7 @@
 #include "layout_queue.h"
 #include "log.h"
 #include "queueadm.h"
+#include "review.h"
 
 #define EX_USAGE 64
 #define EX_OSERR 71
@@ -58,7 +59,8 @@ usage(void)
 	    "       smapq [-c config] show ID\n"
 	    "       smapq [-c config] hold|release|delete ID...\n"
 	    "       smapq [-c config] flush\n"
-	    "       smapq [-c config] [-j] quarantine\n");
+	    "       smapq [-c config] [-j] quarantine\n"
+	    "       smapq [-c config] verify|report|check|journal-key ...\n");
 	return EX_USAGE;
 }
 
@@ -171,6 +173,8 @@ main(int argc, char **argv)
 	struct qadm a = { stdout, stderr, 0, { { 0 }, { 0 } }, NULL };
 	int ch, k, n, rc;
 
+	if ((rc = smapq_review(argc, argv)) >= 0)	/* verify, report, ... */
+		return rc;
 	while ((ch = getopt(argc, argv, "c:j")) != -1) {
 		if (ch == 'c')
 			conf_path = optarg;

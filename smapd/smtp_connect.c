@@ -309,6 +309,7 @@ attempt(const struct transport *t, const struct conf *cf,
 	x.cf = cf;
 	x.d = d;
 	x.acc = acc;
+	d->tls = c->ssl != NULL;	/* for the journal */
 	if (transaction(&x) < 0) {
 		if (again && c->reused && x.replies == 0 && c->err == IO_LOST) {
 			conn_close(c, 0);

@@ -49,6 +49,7 @@ struct delivery {
 				 * reached; 4xx or lost at the greeting,
 				 * EHLO or MAIL): every recipient deferred,
 				 * a fallback relay may take them */
+	int tls;		/* smtp/lmtp: the transaction ran over TLS */
 };
 
 enum tkind { T_SMTP, T_LMTP, T_SENDMAIL, T_MAILDIR };

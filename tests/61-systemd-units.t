@@ -6,14 +6,17 @@
 #                                         pages (MANPATH) under ROOT
 #   systemd-analyze security --offline=yes
 #                                         exposure <= 1.5 for smap@.service,
-#                                         smapd.service, smapd-run.service
+#                                         smapd.service, smapd-run.service,
+#                                         smap-report.service
 # and what can be checked without running them under systemd:
 #   - systemd-tmpfiles --root creates the spool layout smap and smapd need,
 #     systemd-sysusers --root creates the user;
 #   - every system call smap (started as the unit starts it: user smap with
-#     CAP_SYS_CHROOT) and smapd make in a real session and delivery, traced
-#     with strace, is allowed by the unit's SystemCallFilter= (expanded
-#     with systemd-analyze syscall-filter).
+#     CAP_SYS_CHROOT) and smapd make in a real session and delivery, and
+#     smapq report after them, traced with strace, is allowed by the unit's
+#     SystemCallFilter= (expanded with systemd-analyze syscall-filter);
+#   - smap-report.timer fires each morning, smap-report.service mails
+#     smapq report as the user smapd, to localhost only.
 import os
 import re
 import shutil
@@ -27,10 +30,12 @@ sys.path.insert(0, os.path.join(HERE, "lib"))
 from smaptest import TAP, Server, REPO, lines, msg, smap_ids  # noqa: E402
 
 SA = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
-UNITS = ["smap.socket", "smap@.service", "smapd.service", "smapd-run.service", "smapd.timer"]
-SCORED = ["smap@.service", "smapd.service", "smapd-run.service"]
+UNITS = ["smap.socket", "smap@.service", "smapd.service", "smapd-run.service", "smapd.timer",
+         "smap-report.service", "smap-report.timer"]
+SCORED = ["smap@.service", "smapd.service", "smapd-run.service", "smap-report.service"]
 LIMIT = 1.5
 SMAPD_BIN = os.path.join(REPO, "smapd", "smapd")
+SMAPQ_BIN = os.path.join(REPO, "smapd", "smapq")
 SETPRIV = ["/usr/bin/setpriv", "--reuid=smap", "--regid=smap", "--init-groups"]
 SETPRIV_SMAPD = ["/usr/bin/setpriv", "--reuid=smapd", "--regid=smapd", "--init-groups"]
 # Calls the jail makes on purpose to prove they fail (setuid(0) and
@@ -91,6 +96,15 @@ def test_verify(t, root, ud):
             for cmd in unit_value(os.path.join(ud, u), key):
                 if cmd.startswith("/usr/sbin/smapd"):
                     t.ok(" -c /etc/smap/smap.conf" in cmd, "%s: %s names the config: %s" % (u, key, cmd))
+    rep = os.path.join(ud, "smap-report.service")
+    t.is_(unit_value(rep, "ExecStart"), ["/usr/sbin/smapq -c /etc/smap/smap.conf report --mail"],
+          "smap-report.service: smapq report --mail with the config")
+    t.ok(os.access(root + "/usr/sbin/smapq", os.X_OK), "smap-report.service: /usr/sbin/smapq is installed")
+    t.is_(unit_value(rep, "User"), ["smapd"], "smap-report.service: runs as smapd")
+    t.is_(unit_value(rep, "IPAddressAllow"), ["localhost"], "smap-report.service: localhost only")
+    tm = os.path.join(ud, "smap-report.timer")
+    t.is_(unit_value(tm, "OnCalendar"), ["*-*-* 06:00:00"], "smap-report.timer: each morning at 06:00")
+    t.is_(unit_value(tm, "Persistent"), ["yes"], "smap-report.timer: a missed morning runs after boot")
     # The Postfix sendmail drop-in is valid next to smapd.service.
     dd = os.path.join(root, "etc/systemd/system/smapd.service.d")
     os.makedirs(dd, exist_ok=True)
@@ -209,6 +223,7 @@ def test_syscalls(t, root, ud):
     os.chmod(td, 0o1777)
     smap_trace = os.path.join(td, "smap.trace")
     smapd_trace = os.path.join(td, "smapd.trace")
+    smapq_trace = os.path.join(td, "smapq.trace")
     wrapper = SETPRIV + ["--inh-caps=+sys_chroot", "--ambient-caps=+sys_chroot", "--",
                          strace, "-f", "-qq", "-o", smap_trace]
     with Server(t, name="strace", wrapper=wrapper, spool=spool,
@@ -229,7 +244,14 @@ def test_syscalls(t, root, ud):
             os.path.join(maildir, "new")) else []
         t.is_(len(delivered), 1, "smapd delivered into the tmpfiles-made /var/mail/smap",
               ) or t.diag(srv.log()[-1500:])
-    for unit, path in (("smap@.service", smap_trace), ("smapd-run.service", smapd_trace)):
+        rc, out = run(SETPRIV_SMAPD + ["--inh-caps=-all", "--", strace, "-f", "-qq", "-o", smapq_trace,
+                                       SMAPQ_BIN, "-c", srv.conffile, "report", "--message"], env=env,
+                      timeout=30)
+        t.ok(rc == 0 and "messages accepted:       1" in out and "journal: intact" in out,
+             "smapq report --message as user smapd, in the tmpfiles-made spool: exit 0, the message "
+             "counted, the journal intact", out[-1500:])
+    for unit, path in (("smap@.service", smap_trace), ("smapd-run.service", smapd_trace),
+                       ("smap-report.service", smapq_trace)):
         allowed = allowed_set(os.path.join(ud, unit))
         used = traced(path) - {"execve"}   # strace's own exec of the program
         bad = sorted(used - allowed - EXPECTED_DENIED)

@@ -97,13 +97,14 @@ def expected(prefix):
     if os.path.exists(os.path.join(REPO, "smapd", "smap-sendmail.c")):
         files[p + "/sbin/smap-sendmail"] = 0o755
         files[p + "/share/man/man8/smap-sendmail.8"] = 0o644
-    for u in ("smap.socket", "smap@.service", "smapd.service", "smapd-run.service", "smapd.timer"):
+    for u in ("smap.socket", "smap@.service", "smapd.service", "smapd-run.service", "smapd.timer",
+              "smap-report.service", "smap-report.timer"):
         files[unitdir() + "/" + u] = 0o644
     dirs = {"var/spool/smap": 0o755, "var/spool/smap/incoming": 0o755,
             "var/spool/smap/incoming/tmp": 0o1770, "var/spool/smap/incoming/new": 0o1770,
             "var/spool/smap/queue": 0o700, "var/spool/smap/state": 0o700,
             "var/spool/smap/quarantine": 0o700, "var/spool/smap/hold": 0o700,
-            "var/mail/smap": 0o700}
+            "var/spool/smap/journal": 0o700, "var/mail/smap": 0o700}
     return files, dirs
 
 

@@ -3,6 +3,10 @@
 # on every C file of common/, smap/ and smapd/.
 cd "$(dirname "$0")/.." || exit 1
 echo "1..1"
+if [ "$(cat build.flavour 2>/dev/null)" = san ]; then
+	echo "ok 1 # skip lint reads the sources, not the build: tools/check runs it in the hardened pass"
+	exit 0
+fi
 if out=$(make -s lint 2>&1); then
 	echo "ok 1 - make lint is silent"
 else

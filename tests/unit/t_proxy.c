@@ -366,12 +366,16 @@ rest(int fd, unsigned char *b, size_t cap)
 {
 	struct pollfd p = { fd, POLLIN, 0 };
 	size_t have = 0;
-	ssize_t r;
+	ssize_t r = 1;
+	int i, n;
 
-	while (have < cap && poll(&p, 1, 5000) == 1) {
-		if ((r = read(fd, b + have, cap - have)) <= 0)
+	for (i = 0; i < 1000 && have < cap && r != 0; i++) {
+		if ((n = poll(&p, 1, 5000)) == 0 || (n < 0 && errno != EINTR))
 			break;
-		have += (size_t)r;
+		if ((r = n < 0 ? -1 : read(fd, b + have, cap - have)) < 0 &&
+		    errno != EINTR)
+			break;
+		have += r > 0 ? (size_t)r : 0;
 	}
 	return have;
 }
@@ -416,6 +420,7 @@ read_split(const struct good *g, size_t cut, int gap_ms)
 	pid_t pid;
 
 	pair(sv);
+	fflush(stdout);	/* the child must not write it again */
 	if ((pid = fork()) < 0)
 		tap_fatal("fork");
 	if (pid == 0) {
@@ -426,7 +431,9 @@ read_split(const struct good *g, size_t cut, int gap_ms)
 	rc = proxy_read(sv[0], 5000, &h, &why);
 	got = rest(sv[0], buf, sizeof(buf));
 	close(sv[0]);
-	waitpid(pid, &st, 0);
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			tap_fatal("waitpid");
 	if (rc == 0 && same(&h, g) && got == sizeof(TAIL) - 1 &&
 	    memcmp(buf, TAIL, got) == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return 1;
@@ -520,6 +527,7 @@ test_timeout(void)
 		close(sv[1]);
 	}
 	pair(sv);
+	fflush(stdout);	/* the child must not write it again */
 	if ((pid = fork()) < 0)
 		tap_fatal("fork");
 	for (i = 0; pid == 0 && i < slow->len; i++)	/* 20 ms a byte */

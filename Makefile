@@ -256,7 +256,7 @@ FUZZ_CC ?= clang
 FUZZTIME ?= 60
 FUZZ_DIR = tests/fuzz
 FUZZ_BUILD = $(FUZZ_DIR)/build
-FUZZ_NAMES = addr conf spool reply session
+FUZZ_NAMES = addr conf spool reply session proxy
 FUZZ_BINS = $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_CPPFLAGS = -iquote common -iquote smap -iquote smapd -D_GNU_SOURCE
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer $(SSL_CFLAGS) $(CAP_CFLAGS)

@@ -34,8 +34,13 @@ SSL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libssl libcrypto)
 SSL_LIBS := $(shell $(PKG_CONFIG) --libs libssl libcrypto)
 SECCOMP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libseccomp)
 SECCOMP_LIBS := $(shell $(PKG_CONFIG) --libs libseccomp)
+# tinycdb, for cdb: maps (common/map.c); with --as-needed only programs
+# that look maps up record it.
+CDB_LIBS := $(shell $(PKG_CONFIG) --libs libcdb 2>/dev/null || echo -lcdb)
 
-ALL_CPPFLAGS = -iquote common $(FORTIFY) -D_GNU_SOURCE $(CPPFLAGS)
+VERSION := $(shell cat VERSION 2>/dev/null || echo unknown)
+ALL_CPPFLAGS = -iquote common $(FORTIFY) -D_GNU_SOURCE \
+	-DSMAP_VERSION='"$(VERSION)"' $(CPPFLAGS)
 ALL_CFLAGS = $(WARN) $(HARDEN) $(CAP_CFLAGS) $(SECCOMP_CFLAGS) $(SSL_CFLAGS) \
 	$(CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(LDHARDEN) $(SANLD) $(LDFLAGS)
@@ -68,7 +73,7 @@ smap/libsmap.a: $(SMAP_OBJ)
 # smap links no OpenSSL; it loads smap-tls.so only when TLS is on
 # (smap/tls_server.h says why).
 smap/smap: smap/main.o smap/libsmap.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(CDB_LIBS) $(LDLIBS) -ldl
 
 %.pic.o: %.c
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -c -o $@ $<
@@ -97,13 +102,13 @@ smapd/libsmapd.a: $(SMAPD_OBJ)
 	$(AR) rcs $@ $^
 
 smapd/smapd: smapd/main.o smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
 
 smapd/smapq: smapd/smapq.o smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
 
 tests/unit/t_%: tests/unit/t_%.o tests/unit/tap.o tests/unit/fixture.o smap/libsmap.a smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
 
 tests/unit/tap.o: tests/unit/tap.c
 tests/unit/fixture.o: tests/unit/fixture.c
@@ -125,11 +130,11 @@ check-only:
 VG_PROGS = smap/smap-vg smapd/smapd-vg smapd/smapq-vg
 tests/nosandbox.o: tests/nosandbox.c
 smap/smap-vg: smap/main.o tests/nosandbox.o smap/libsmap.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(CDB_LIBS) $(LDLIBS)
 smapd/smapd-vg: smapd/main.o tests/nosandbox.o smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
 smapd/smapq-vg: smapd/smapq.o tests/nosandbox.o smapd/libsmapd.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
 check-valgrind: all tests $(VG_PROGS)
 	SMAP_BIN=smap/smap-vg SMAPD_BIN=smapd/smapd-vg SMAPQ_BIN=smapd/smapq-vg \
 		SMAPTEST_VALGRIND=1 prove -f tests/*.t
@@ -156,8 +161,11 @@ lint:
 #                         and the Postfix sendmail drop-in: examples to
 #                         copy, because each changes what another
 #                         daemon does once it is in /etc
-#   $(SPOOLDIR)           the spool (and $(MAILDIR)): owners are set only
-#                         when installing as root without DESTDIR
+#   $(SPOOLDIR)           the spool (and $(MAILDIR)), modes of
+#                         smap-spool(5); as root without DESTDIR, the users
+#                         smap and smapd are made and smapd -P sets the
+#                         owners (SPOOLDIR must be the installed config's
+#                         spool_directory)
 LOCALSTATEDIR ?= /var
 SPOOLDIR ?= $(LOCALSTATEDIR)/spool/smap
 MAILDIR ?= $(LOCALSTATEDIR)/mail/smap
@@ -168,6 +176,7 @@ SYSUSERSDIR ?= $(or $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/
 TMPFILESDIR ?= $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null),/usr/lib/tmpfiles.d)
 INSTALL ?= install
 SMAP_USER ?= smap
+SMAPD_USER ?= smapd
 UNITS = systemd/smap.socket systemd/smap@.service systemd/smapd.service \
 	systemd/smapd-run.service systemd/smapd.timer
 MAN8 = smap/smap.8 smapd/smapd.8 $(wildcard smapd/smapq.8)
@@ -216,21 +225,22 @@ install: all
 		echo "$(INSTALL) -m 0644 conf/smap.conf $(DESTDIR)$(SYSCONFDIR)/smap/smap.conf"; \
 		$(INSTALL) -m 0644 conf/smap.conf $(DESTDIR)$(SYSCONFDIR)/smap/smap.conf; \
 	fi
-	$(INSTALL) -d -m 0755 $(DESTDIR)$(SPOOLDIR)
-	$(INSTALL) -d -m 0750 $(DESTDIR)$(SPOOLDIR)/tmp $(DESTDIR)$(SPOOLDIR)/new
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SPOOLDIR) $(DESTDIR)$(SPOOLDIR)/incoming
+	$(INSTALL) -d -m 1770 $(DESTDIR)$(SPOOLDIR)/incoming/tmp \
+		$(DESTDIR)$(SPOOLDIR)/incoming/new
 	$(INSTALL) -d -m 0700 $(DESTDIR)$(SPOOLDIR)/queue \
 		$(DESTDIR)$(SPOOLDIR)/state $(DESTDIR)$(SPOOLDIR)/quarantine \
 		$(DESTDIR)$(SPOOLDIR)/hold $(DESTDIR)$(MAILDIR)
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
-		getent passwd $(SMAP_USER) >/dev/null || \
+		for u in $(SMAP_USER) $(SMAPD_USER); do \
+		    getent passwd $$u >/dev/null && continue; \
 		    systemd-sysusers $(SYSUSERSDIR)/smap.conf 2>/dev/null || \
-		    useradd --system --home-dir $(SPOOLDIR) \
-			--shell /usr/sbin/nologin $(SMAP_USER) || exit 1; \
-		echo "chown root:root $(SPOOLDIR); chown $(SMAP_USER): its subdirectories, $(MAILDIR)"; \
-		chown root:root $(SPOOLDIR) && \
-		chown $(SMAP_USER):$(SMAP_USER) $(SPOOLDIR)/tmp $(SPOOLDIR)/new \
-		    $(SPOOLDIR)/queue $(SPOOLDIR)/state $(SPOOLDIR)/quarantine \
-		    $(SPOOLDIR)/hold $(MAILDIR) || exit 1; \
+		    useradd --system --user-group --home-dir $(SPOOLDIR) \
+			--shell /usr/sbin/nologin $$u || exit 1; \
+		done; \
+		echo "$(SBINDIR)/smapd -c $(SYSCONFDIR)/smap/smap.conf -P"; \
+		$(SBINDIR)/smapd -c $(SYSCONFDIR)/smap/smap.conf -P || exit 1; \
+		chown $(SMAPD_USER):$(SMAPD_USER) $(MAILDIR) || exit 1; \
 	fi
 
 .PHONY: install
@@ -284,7 +294,7 @@ $(FUZZ_BUILD)/libfuzzsrc.a: $(FUZZ_OBJ)
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_DIR)/fuzz_%.c $(FUZZ_BUILD)/libfuzzsrc.a $(FUZZ_HDR)
 	$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) \
 		-fsanitize=fuzzer,address,undefined $(FUZZ_LDFLAGS_$*) -o $@ $< \
-		$(FUZZ_BUILD)/libfuzzsrc.a $(SSL_LIBS) $(CAP_LIBS)
+		$(FUZZ_BUILD)/libfuzzsrc.a $(SSL_LIBS) $(CAP_LIBS) $(CDB_LIBS)
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -12,7 +12,8 @@
  *            "<postmaster>"  (RCPT only, any case: RFC 5321 4.5.1)
  * local:     dot-atom of the characters A-Z a-z 0-9 and ' # * + - / = ? ^ _ { } ~
  *            no leading, trailing or double dot; not starting with - / | ~
- *            at most 64 octets. Quoted strings are refused. So are
+ *            no longer than the path allows (RFC 5321's 64 is not
+ *            enforced: bounds.h says why). Quoted strings are refused. So are
  *            ! % $ ` | & ; \ and everything outside printable ASCII:
  *            bang paths and the percent hack never reach a backend.
  * domain:    LDH labels of 1..63 octets separated by single dots, no

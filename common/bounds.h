@@ -12,10 +12,14 @@
  * SIZE= and BODY= parameters extend it (RFC 1869), so allow 1000. */
 #define SMTP_LINE_MAX 1000
 
-/* RFC 5321 4.5.3.1: local part, domain and whole path. */
-#define ADDR_LOCAL_MAX 64
+/* RFC 5321 4.5.3.1: domain and whole path. Its local part limit of 64
+ * is not enforced: the same section asks for implementations that
+ * impose no limits where possible, and real senders exceed it (SRS and
+ * VERP senders, BATV, encoded X.400 addresses). A local part is bounded
+ * by the path alone, for senders and recipients alike. */
 #define ADDR_DOMAIN_MAX 255
 #define ADDR_PATH_MAX 256
+#define ADDR_LOCAL_MAX ADDR_PATH_MAX
 
 /* A HELO/EHLO argument. */
 #define HELO_MAX 255
@@ -37,6 +41,9 @@
 
 /* Upper bound of smtpd_recipient_limit; also what smapd accepts. */
 #define RCPT_LIMIT_MAX 10000
+
+/* Entries looked at in one scan of a spool directory. */
+#define SCAN_MAX 100000
 
 /* A SHA-256 fingerprint as Postfix prints it, "AB:CD:...", and its NUL. */
 #define TLS_FP_LEN 96

@@ -104,11 +104,13 @@ static const struct param params[] = {
 	P(spool_directory, T_PATH, "/var/spool/smap", 1, PATH_MAX - 1),
 	P(mail_owner, T_USER, "smap", 1, 32),
 	P(queue_minfree, T_SIZE, "20480000", 0, 1LL << 40),
+	P(queue_minfree_inodes, T_INT, "1000", 0, 1LL << 32),
 	P(mynetworks, T_NETS, "127.0.0.0/8 [::1]/128", 0, CONF_LIST_MAX),
 	P(relay_domains, T_DOMAINS, "", 0, CONF_LIST_MAX),
 	P(allow_open_relay, T_BOOL, "no", 0, 1),
 	P(message_size_limit, T_SIZE, "10240000", 1024, INT32_MAX),
 	P(smtpd_recipient_limit, T_INT, "1000", 1, RCPT_LIMIT_MAX),
+	P(smtpd_recipient_overshoot_limit, T_INT, "1000", 0, 100000),
 	P(smtpd_message_limit, T_INT, "100", 1, 10000),
 	P(smtpd_hard_error_limit, T_INT, "20", 1, 1000),
 	P(smtpd_junk_command_limit, T_INT, "100", 1, 10000),
@@ -116,7 +118,7 @@ static const struct param params[] = {
 	P(smtpd_timeout, T_TIME, "300s", 1, 3600),
 	P(smtpd_session_deadline, T_TIME, "3600s", 10, 86400),
 	P(smtpd_greet_pause, T_TIME, "0s", 0, 60),
-	P(smapd_user, T_USER, "smap", 1, 32),
+	P(smapd_user, T_USER, "smapd", 1, 32),
 	P(default_transport, T_STR, "maildir:/var/mail/smap/", 1, 4000),
 	P(sendmail_path, T_PATH, "/usr/sbin/sendmail", 1, PATH_MAX - 1),
 	P(smtp_helo_name, T_STR, "$myhostname", 0, 255),
@@ -126,6 +128,8 @@ static const struct param params[] = {
 	P(maximal_backoff_time, T_TIME, "4000s", 1, 7 * 86400),
 	P(maximal_queue_lifetime, T_TIME, "5d", 0, 100 * 86400),
 	P(delay_warning_time, T_TIME, "0s", 0, 100 * 86400),
+	P(quarantine_lifetime, T_TIME, "7d", 1, 365 * 86400),
+	P(quarantine_double_bounces, T_BOOL, "no", 0, 1),
 	P(smtp_connect_timeout, T_TIME, "30s", 1, 3600),
 	P(smtp_helo_timeout, T_TIME, "300s", 1, 3600),
 	P(smtp_data_done_timeout, T_TIME, "600s", 1, 7200),
@@ -210,9 +214,9 @@ static void conf_finish(struct ctx *);
 static void conf_value(struct ctx *, size_t);
 static int net_breadth(const struct net *);
 static void relay_check(struct ctx *);
+static void users_check(struct ctx *);
 static int warn(char *, size_t, size_t *, const char *, int, const char *,
     ...) __attribute__((format(printf, 6, 7)));
-static int key_line(const struct conf *, const char *);
 static void ctx_init(struct ctx *, struct conf *, const char *, size_t);
 static int ctx_done(struct ctx *, char *, size_t);
 static int valid_key(const char *);
@@ -753,6 +757,7 @@ conf_finish(struct ctx *x)
 		if (expand(x, i, 0) == 0)
 			conf_value(x, i);
 	relay_check(x);
+	users_check(x);
 }
 
 /* Parse key i's expanded text into its field of struct conf. */
@@ -1294,6 +1299,31 @@ relay_check(struct ctx *x)
 		    "longer); set allow_open_relay = yes if you mean it", net,
 		    OPEN4, OPEN6);
 	}
+	ln = x->set_line[param_find("relay_domains", strlen("relay_domains"))];
+	for (i = 0; i < x->c->relay_domains.n; i++)	/* ".com" */
+		if (x->c->relay_domains.v[i][0] == '.' &&
+		    strchr(x->c->relay_domains.v[i] + 1, '.') == NULL)
+			conf_err(x, ln, "relay_domains: \"%s\" is every domain "
+			    "under a top-level domain: this host would relay for "
+			    "anyone to all of them; set allow_open_relay = yes if you "
+			    "mean it", x->c->relay_domains.v[i]);
+}
+
+/* smap and smapd must run as two users: smap may never reach smapd's
+ * queue (the ids behind the names are checked by layout_users()). */
+static void
+users_check(struct ctx *x)
+{
+	int a = x->set_line[param_find("mail_owner", strlen("mail_owner"))];
+	int b = x->set_line[param_find("smapd_user", strlen("smapd_user"))];
+
+	if (x->c->mail_owner == NULL || x->c->smapd_user == NULL ||
+	    strcmp(x->c->mail_owner, x->c->smapd_user) != 0)
+		return;
+	conf_err(x, a > b ? a : b, "mail_owner and smapd_user are both %s: "
+	    "smap and smapd must run as different users (defaults: smap and "
+	    "smapd), or a compromised smap could rewrite smapd's queue",
+	    x->c->mail_owner);
 }
 
 /* Append "path:line: warning: ..." to buf when the whole line fits
@@ -1323,9 +1353,9 @@ warn(char *buf, size_t len, size_t *used, const char *path, int line,
 	return 1;
 }
 
-/* The line where a key was set, 0 for a default. */
-static int
-key_line(const struct conf *c, const char *key)
+/* conf_line - the line where a key was set, 0 for a default */
+int
+conf_line(const struct conf *c, const char *key)
 {
 	int i = param_find(key, strlen(key));
 
@@ -1408,27 +1438,6 @@ conf_print(FILE *fp, const struct conf *c, int all)
 	}
 }
 
-/* Exact match, or ".domain" matching strict subdomains; any case. */
-int
-domain_match(const struct strlist *l, const char *domain)
-{
-	size_t i, dl, il;
-
-	if (l == NULL || domain == NULL)
-		return 0;
-	dl = strlen(domain);
-	for (i = 0; i < l->n; i++) {
-		il = strlen(l->v[i]);
-		if (l->v[i][0] == '.') {
-			if (dl > il &&
-			    strcasecmp(domain + dl - il, l->v[i]) == 0)
-				return 1;
-		} else if (strcasecmp(domain, l->v[i]) == 0)
-			return 1;
-	}
-	return 0;
-}
-
 /* Risky but legal settings, one warning line each; see conf.h. */
 int
 conf_warnings(const struct conf *c, const char *path, char *buf, size_t len)
@@ -1437,7 +1446,7 @@ conf_warnings(const struct conf *c, const char *path, char *buf, size_t len)
 	const char *d;
 	char net[80];
 	size_t i, used = 0;
-	int n = 0, b, ln = key_line(c, "mynetworks");
+	int n = 0, b, ln = conf_line(c, "mynetworks");
 
 	if (buf != NULL && len > 0)
 		buf[0] = '\0';
@@ -1455,7 +1464,7 @@ conf_warnings(const struct conf *c, const char *path, char *buf, size_t len)
 			    "it may relay", net, l->v[i].family == AF_INET6 ?
 			    WIDE6 : WIDE4);
 	}
-	ln = key_line(c, "relay_domains");
+	ln = conf_line(c, "relay_domains");
 	for (i = 0; i < c->relay_domains.n; i++) {
 		d = c->relay_domains.v[i];
 		if (strchr(d + 1, '.') != NULL)
@@ -1470,12 +1479,12 @@ conf_warnings(const struct conf *c, const char *path, char *buf, size_t len)
 			    "not a mail domain", d);
 	}
 	if (c->message_size_limit > WARN_SIZE)
-		n += warn(buf, len, &used, path, key_line(c,
+		n += warn(buf, len, &used, path, conf_line(c,
 		    "message_size_limit"), "message_size_limit: %lld is above "
 		    "100 MB (%lld): the spool and the backend must hold "
 		    "messages that large", c->message_size_limit, WARN_SIZE);
 	if (c->smtpd_timeout > WARN_TIMEOUT)
-		n += warn(buf, len, &used, path, key_line(c, "smtpd_timeout"),
+		n += warn(buf, len, &used, path, conf_line(c, "smtpd_timeout"),
 		    "smtpd_timeout: %llds is above %ds: an idle client holds a "
 		    "session (and a connection slot) that long",
 		    c->smtpd_timeout, WARN_TIMEOUT);

@@ -31,6 +31,7 @@ struct conf {
 	char *spool_directory;		/* "/var/spool/smap" */
 	char *mail_owner;		/* "smap" */
 	long long queue_minfree;	/* bytes, 20480000 */
+	long long queue_minfree_inodes;	/* 1000 free inodes */
 	/* relay policy */
 	struct netlist mynetworks;	/* "127.0.0.0/8 [::1]/128" */
 	struct strlist relay_domains;	/* "" */
@@ -38,6 +39,7 @@ struct conf {
 	/* limits */
 	long long message_size_limit;	/* 10240000 */
 	long long smtpd_recipient_limit;	/* 1000 */
+	long long smtpd_recipient_overshoot_limit;	/* 1000, as Postfix */
 	long long smtpd_message_limit;	/* 100 messages per session */
 	long long smtpd_hard_error_limit;	/* 20 */
 	long long smtpd_junk_command_limit;	/* 100 */
@@ -47,7 +49,7 @@ struct conf {
 	long long smtpd_session_deadline;	/* 3600s */
 	long long smtpd_greet_pause;	/* 0s */
 	/* smapd: who, where to, how often */
-	char *smapd_user;		/* "smap" */
+	char *smapd_user;		/* "smapd": never mail_owner */
 	char *default_transport;	/* "maildir:/var/mail/smap/" */
 	char *sendmail_path;		/* "/usr/sbin/sendmail" */
 	char *smtp_helo_name;		/* "$myhostname" */
@@ -57,6 +59,8 @@ struct conf {
 	long long maximal_backoff_time;	/* 4000s */
 	long long maximal_queue_lifetime;	/* 5d */
 	long long delay_warning_time;	/* 0s: off */
+	long long quarantine_lifetime;	/* 7d: quarantine/ expires */
+	int quarantine_double_bounces;	/* no: logged and discarded */
 	long long smtp_connect_timeout;	/* 30s */
 	long long smtp_helo_timeout;	/* 300s: greeting, EHLO, MAIL, RCPT */
 	long long smtp_data_done_timeout;	/* 600s: DATA, message, its reply */
@@ -103,13 +107,11 @@ void conf_free(struct conf *c);
 int conf_warnings(const struct conf *c, const char *path, char *buf,
     size_t len);
 
+/* The line of the file where key was set; 0 when it has its default. */
+int conf_line(const struct conf *c, const char *key);
+
 /* Print "key = value" lines: every key (all = 1) or only those set in
  * the file (all = 0), in table order, values as the parser reads them. */
 void conf_print(FILE *fp, const struct conf *c, int all);
-
-/* Does a domain (already lowercase, no trailing dot) match the list?
- * "example.com" matches itself; ".example.com" matches its
- * subdomains but not itself. Comparison ignores case. */
-int domain_match(const struct strlist *l, const char *domain);
 
 #endif

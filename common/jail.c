@@ -95,28 +95,6 @@ become(uid_t uid, gid_t gid, char *why, size_t len)
 	return 0;
 }
 
-/* clear_caps - empty every capability set; no_new_privs unless told not to */
-static int
-clear_caps(int flags, char *why, size_t len)
-{
-	cap_t none = cap_init();
-	int rc;
-
-	if (none == NULL)
-		return say(why, len, "cap_init", errno);
-	rc = cap_set_proc(none);
-	cap_free(none);
-	if (rc < 0)
-		return say(why, len, "cap_set_proc", errno);
-	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 &&
-	    errno != EINVAL)
-		return say(why, len, "clear ambient capabilities", errno);
-	if (!(flags & JAIL_ALLOW_SETGID) &&
-	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return say(why, len, "no_new_privs", errno);
-	return 0;
-}
-
 /* caps_empty - no capability in any set (bounding too, when asked) */
 static int
 caps_empty(int bounding)
@@ -136,6 +114,30 @@ caps_empty(int bounding)
 			same = 0;
 	}
 	return same;
+}
+
+/* clear_caps - empty every capability set; no_new_privs unless told not
+ * to. A process that holds none already (smapd as systemd starts it)
+ * makes no capset call, so its unit may forbid that call. */
+static int
+clear_caps(int flags, char *why, size_t len)
+{
+	cap_t none = cap_init();
+	int rc;
+
+	if (none == NULL)
+		return say(why, len, "cap_init", errno);
+	rc = caps_empty(0) ? 0 : cap_set_proc(none);
+	cap_free(none);
+	if (rc < 0)
+		return say(why, len, "cap_set_proc", errno);
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 &&
+	    errno != EINVAL)
+		return say(why, len, "clear ambient capabilities", errno);
+	if (!(flags & JAIL_ALLOW_SETGID) &&
+	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return say(why, len, "no_new_privs", errno);
+	return 0;
 }
 
 /* verify - check that the drop held */

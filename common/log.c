@@ -16,6 +16,7 @@
 #include "log.h"
 
 static int log_fd = -1;		/* file or stderr; -1: syslog */
+static char log_path[4096];	/* the file, for log_reopen() */
 static char log_ident_buf[64];
 static int log_fac = LOG_MAIL;
 static char log_host[64];
@@ -67,7 +68,27 @@ log_open(const char *ident, const char *facility, const char *file)
 	else
 		log_fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
 		    O_NOCTTY, 0640);
+	if (log_fd >= 0 && log_fd != STDERR_FILENO)
+		snprintf(log_path, sizeof(log_path), "%s", file);
 	return log_fd < 0 ? -1 : 0;
+}
+
+/* log_reopen - the file again (renamed by logrotate); the old one is kept
+ * when the new one cannot be opened */
+int
+log_reopen(void)
+{
+	int fd;
+
+	if (log_path[0] == '\0')
+		return 0;	/* syslog or stderr */
+	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+	    O_NOCTTY, 0640);
+	if (fd < 0)
+		return -1;
+	(void)dup3(fd, log_fd, O_CLOEXEC);
+	(void)close(fd);
+	return 0;
 }
 
 /* log_ident - the program name on later lines */

@@ -16,6 +16,10 @@
  * Returns 0, or -1 with errno set when the file cannot be opened. */
 int log_open(const char *ident, const char *facility, const char *file);
 
+/* Open the log file again, at the same descriptor (after logrotate
+ * renamed it); 0, or -1 with errno (the old file is still written). */
+int log_reopen(void);
+
 /* Change the ident of later lines ("smap/qmgr", "smap/smtp"). */
 void log_ident(const char *ident);
 

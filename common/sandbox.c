@@ -21,7 +21,8 @@
  * a site configures there. What is denied no transport or child of one
  * needs: debugging other processes, mounts and namespaces, changing
  * uids or capabilities, kernel modules, kexec, bpf, perf, keyrings,
- * personality, clocks, swap, reboot, io_uring. clone() with namespace
+ * personality, clocks, swap, reboot, io_uring, and, since smapd's
+ * directories are its own, symbolic links and changes of owner. clone() with namespace
  * flags fails with EPERM, clone3() with ENOSYS (its flags are in memory
  * a filter cannot read; glibc falls back to clone()). A filter needs
  * no_new_privs; it is off in smapd only for a setgid sendmail, and then
@@ -91,6 +92,9 @@ static const char *const smapd_deny[] = {
 	"clock_settime", "clock_adjtime", "adjtimex", "sethostname",
 	"setdomainname", "userfaultfd", "name_to_handle_at",
 	"open_by_handle_at", "vhangup", "uselib", "mknod", "mknodat",
+	/* the layout: smapd makes no links to anything and owns what it
+	 * makes; a planted name can never be followed into a new one */
+	"symlink", "symlinkat", "chown", "fchown", "lchown", "fchownat",
 	"fanotify_init", "lookup_dcookie", "io_uring_setup",
 	"io_uring_enter", "io_uring_register",
 };

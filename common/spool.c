@@ -1,12 +1,8 @@
 /*
- * spool.c - the spool file format, its writer, its reader, and the
- * atomic commit from tmp/ into new/.
+ * spool.c - the spool file format: its writer and its reader.
  *
- * LAYOUT (below spool_directory, which is also smap's chroot):
- *   tmp/   files being written by smap; owner mail_owner, mode 0600
- *   new/   committed files, one per accepted message, mode 0640
- * A file appears in new/ only by rename(2) after it was fsync'd, and
- * new/ is fsync'd before smap answers 250. The file name is the queue id.
+ * Where the files live, and how a file moves from tmp/ into new/: see
+ * layout.h. The file name is the queue id.
  *
  * FORMAT, version 1: an envelope of LF-terminated records, a blank
  * line, then the message. Every record is a name, one space and a value
@@ -14,7 +10,8 @@
  * each once except rcpt:
  *   SMAP 1                 magic and format version
  *   id 6921A4F30B1C21A2B   queue id, 1..31 uppercase hex digits
- *   arrival 1795412345     seconds since the epoch
+ *   arrival 1795412345.042 seconds since the epoch, optionally with
+ *                          1..6 digits of a fraction (older files: none)
  *   client 192.0.2.1 4711  client address (or "unknown") and port
  *   helo mail.example      HELO/EHLO argument: printable ASCII, no space
  *   proto ESMTP            SMTP, ESMTP, or ESMTPS after STARTTLS
@@ -48,52 +45,11 @@
 #include <arpa/inet.h>
 
 #include "addr.h"
+#include "layout.h"
 #include "spool.h"
 #include "tls.h"
 
 #define SIZE_DIGITS 16
-
-/* spool_make_id - queue id from the clock and the pid */
-void
-spool_make_id(char *id, size_t len)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	snprintf(id, len, "%08llX%05lX%lX", (unsigned long long)ts.tv_sec,
-	    (unsigned long)(ts.tv_nsec / 1000), (unsigned long)getpid());
-}
-
-/* spool_path - "dir/id" into buf; -1 when it does not fit */
-static int
-spool_path(char *buf, size_t len, const char *dir, const char *id)
-{
-	int n = snprintf(buf, len, "%s/%s", dir, id);
-
-	return n < 0 || (size_t)n >= len ? -1 : 0;
-}
-
-/* spool_create - exclusive new file in tmp/ */
-int
-spool_create(char *id, size_t idlen)
-{
-	char path[64];
-	int fd, tries;
-
-	for (tries = 0; tries < 5; tries++) {
-		if (tries > 0 || id[0] == '\0')
-			spool_make_id(id, idlen);
-		if (spool_path(path, sizeof(path), SPOOL_TMP, id) < 0) {
-			errno = ENAMETOOLONG;
-			return -1;
-		}
-		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-		    O_CLOEXEC, 0600);
-		if (fd >= 0 || errno != EEXIST)
-			return fd;
-	}
-	return -1;
-}
 
 /* spool_write - write everything or fail */
 int
@@ -157,9 +113,10 @@ spool_write_envelope(int fd, struct envelope *e)
 	size_t i;
 	int n;
 
-	n = snprintf(head, sizeof(head), "%s %d\nid %s\narrival %lld\n"
+	n = snprintf(head, sizeof(head), "%s %d\nid %s\narrival %lld.%06ld\n"
 	    "client %s %u\nhelo %s\nproto %s\n%s%s%s%s%s%sbody ", SPOOL_MAGIC,
-	    SPOOL_VERSION, e->id, e->arrival, e->client, e->port, e->helo,
+	    SPOOL_VERSION, e->id, e->arrival, e->arrival_us, e->client, e->port,
+	    e->helo,
 	    e->proto, e->tls[0] ? "tls " : "", e->tls, e->tls[0] ? "\n" : "",
 	    e->ccert[0] ? "ccert " : "", e->ccert, e->ccert[0] ? "\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(head)) {
@@ -195,72 +152,6 @@ spool_write_final(int fd, const struct envelope *e)
 	    pwrite(fd, digits, SIZE_DIGITS, e->size_offset) != SIZE_DIGITS)
 		return -1;
 	return 0;
-}
-
-/* sync_dir - fsync a directory by name */
-static int
-sync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc;
-
-	if (fd < 0)
-		return -1;
-	rc = fsync(fd);
-	if (close(fd) < 0)
-		rc = -1;
-	return rc;
-}
-
-/* move_noreplace - rename without replacing; link+unlink where unsupported */
-static int
-move_noreplace(const char *from, const char *to)
-{
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
-	if (link(from, to) < 0)
-		return -1;
-	return unlink(from);
-}
-
-/* spool_commit - make the file durable in new/ */
-int
-spool_commit(int fd, const char *id)
-{
-	char from[64], to[64];
-	int rc;
-
-	if (spool_path(from, sizeof(from), SPOOL_TMP, id) < 0 ||
-	    spool_path(to, sizeof(to), SPOOL_NEW, id) < 0)
-		return (errno = ENAMETOOLONG, -1);
-	rc = fchmod(fd, 0640) < 0 || fsync(fd) < 0 ? -1 : 0;
-	if (close(fd) < 0)
-		rc = -1;
-	if (rc < 0 || move_noreplace(from, to) < 0)
-		return -1;
-	if (sync_dir(SPOOL_NEW) < 0) {
-		int saved = errno;
-
-		/* Not known to be durable: take it back, the client retries. */
-		(void)unlink(to);
-		errno = saved;
-		return -1;
-	}
-	return 0;
-}
-
-/* spool_abort - discard a file being written */
-void
-spool_abort(int fd, const char *id)
-{
-	char path[64];
-
-	if (fd >= 0)
-		(void)close(fd);
-	if (id[0] && spool_path(path, sizeof(path), SPOOL_TMP, id) == 0)
-		(void)unlink(path);
 }
 
 /* A small buffered reader over a hostile file. */
@@ -307,9 +198,9 @@ rd_line(struct rd *r, char *line, size_t cap, const char **why)
 	return 0;
 }
 
-/* token_ok - printable ASCII, no spaces, not empty */
-static int
-token_ok(const char *s, size_t max)
+/* spool_token_ok - printable ASCII, no spaces, not empty, at most max */
+int
+spool_token_ok(const char *s, size_t max)
 {
 	size_t n;
 
@@ -348,7 +239,7 @@ record(struct rd *r, const char *name, char *val, size_t cap, const char **why)
 		*why = "unexpected envelope record";
 		return -1;
 	}
-	if (!token_ok(line + nl + 1, cap - 1)) {
+	if (!spool_token_ok(line + nl + 1, cap - 1)) {
 		*why = "bad envelope value";
 		return -1;
 	}
@@ -377,16 +268,23 @@ client_ok(char *val, struct envelope *e)
 	return 1;
 }
 
-/* id_ok - 1..SPOOL_ID_MAX uppercase hex digits */
+/* arrival_ok - seconds, and optionally "." and 1..6 digits of a fraction */
 static int
-id_ok(const char *id)
+arrival_ok(char *v, struct envelope *e)
 {
+	char *dot = strchr(v, '.');
+	long long us = 0;
 	size_t n;
 
-	for (n = 0; id[n]; n++)
-		if (!isdigit((unsigned char)id[n]) && (id[n] < 'A' || id[n] > 'F'))
+	if (dot != NULL) {
+		*dot++ = '\0';
+		if ((n = strlen(dot)) == 0 || n > 6 || !number_ok(dot, 6, &us))
 			return 0;
-	return n > 0 && n <= SPOOL_ID_MAX;
+		while (n++ < 6)
+			us *= 10;
+	}
+	e->arrival_us = (long)us;
+	return number_ok(v, 19, &e->arrival);
 }
 
 /* pair_ok - "A B": two tokens, A shorter than alen; copied into out */
@@ -400,7 +298,7 @@ pair_ok(const char *val, char *out, size_t len, size_t alen)
 		return 0;
 	memcpy(a, val, (size_t)(sp - val));
 	a[sp - val] = '\0';
-	if (!token_ok(a, alen) || !token_ok(sp + 1, len))
+	if (!spool_token_ok(a, alen) || !spool_token_ok(sp + 1, len))
 		return 0;
 	memcpy(out, val, strlen(val) + 1);
 	return 1;
@@ -425,10 +323,9 @@ read_head(struct rd *r, struct envelope *e, const char **why)
 	if (strcmp(v, SPOOL_MAGIC " 1") != 0)
 		return fail(why, "not a version 1 spool file");
 	e->version = SPOOL_VERSION;
-	if (record(r, "id", e->id, sizeof(e->id), why) < 0 || !id_ok(e->id))
+	if (record(r, "id", e->id, sizeof(e->id), why) < 0 || !qid_ok(e->id))
 		return fail(why, "bad id record");
-	if (record(r, "arrival", v, 20, why) < 0 ||
-	    !number_ok(v, 19, &e->arrival))
+	if (record(r, "arrival", v, 30, why) < 0 || !arrival_ok(v, e))
 		return fail(why, "bad arrival record");
 	if (rd_line(r, v, sizeof(v), why) < 0 || strncmp(v, "client ", 7) != 0 ||
 	    !client_ok(v + 7, e))

@@ -1,5 +1,5 @@
 /*
- * spool.h - the spool: directory layout, file format, atomic commit.
+ * spool.h - the spool file format (the directories: layout.h).
  *
  * The format is documented at the top of spool.c and in smap-spool(5).
  * The writer (smap) and the reader (smapd, tests) both live here, so
@@ -15,13 +15,12 @@
 
 #define SPOOL_VERSION 1
 #define SPOOL_MAGIC "SMAP"
-#define SPOOL_TMP "tmp"
-#define SPOOL_NEW "new"
 
 struct envelope {
 	int version;
 	char id[SPOOL_ID_MAX + 1];
 	long long arrival;		/* seconds since the epoch */
+	long arrival_us;		/* and microseconds (0 when not recorded) */
 	char client[64];		/* numeric address, or "unknown" */
 	unsigned port;			/* client port, 0 when unknown */
 	char helo[HELO_MAX + 1];	/* printable, no spaces, not empty */
@@ -37,16 +36,6 @@ struct envelope {
 	off_t body_offset;		/* where the message starts (reader) */
 	off_t size_offset;		/* where the size digits are (writer) */
 };
-
-/* A new queue id from the clock and the process id: hex, unique among
- * processes of one host as long as the clock does not go back. */
-void spool_make_id(char *id, size_t len);
-
-/* Create SPOOL_TMP/id below the current directory with
- * O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, using the id given (a new one
- * when it is empty), and a fresh id on EEXIST (a few tries). Returns
- * the fd, or -1 with errno. */
-int spool_create(char *id, size_t idlen);
 
 /* Write the envelope records and the blank line that ends them at the
  * start of fd (a new, empty file), with the size field as a fixed-width
@@ -75,15 +64,6 @@ void spool_put(struct spool_out *o, const char *p, size_t n);
 /* Write what is buffered: 0, or -1 when any write failed (see o->err). */
 int spool_flush(struct spool_out *o);
 
-/* Make the file group-readable (for smapd), fsync it, rename it into
- * SPOOL_NEW without replacing anything, fsync SPOOL_NEW. fd is closed
- * in every case. Returns 0, or -1 with errno; then nothing is in
- * SPOOL_NEW and the caller removes the temp file with spool_abort(-1, id). */
-int spool_commit(int fd, const char *id);
-
-/* Close fd (if >= 0) and remove SPOOL_TMP/id. */
-void spool_abort(int fd, const char *id);
-
 /*
  * Read and check the envelope of an open spool file. Enforces: magic
  * and version, every record once and in order, values of the right
@@ -96,5 +76,9 @@ int spool_read_envelope(int fd, struct envelope *e, size_t max_rcpt,
     char *why, size_t whylen);
 
 void spool_free_envelope(struct envelope *e);
+
+/* Is s a value the format allows: non-empty printable ASCII without
+ * spaces, at most max bytes (HELO names, addresses, ids)? */
+int spool_token_ok(const char *s, size_t max);
 
 #endif

@@ -1,118 +1,113 @@
 /*
- * data.c - DATA: receive one message into the spool, or refuse it.
+ * data.c - the store (data.h): one message's text into its spool file.
  *
  * Trusts nothing from the client. Only CRLF ends a line and only
  * CRLF "." CRLF ends the data. A bare CR or bare LF anywhere in the
- * data is not a line end; the message is then refused with 554 5.6.0
+ * data is not a line end; the message is then refused (STORE_BARE)
  * once the real end arrives, so nothing another MTA could read as the
  * end of data is ever stored or passed on. A line starting with "." is
  * unstuffed. Size, hop count and write errors are all judged at the
  * end, after the rest of the data has been read, so the session stays
- * in step. 250 is sent only after spool_commit() made the file durable.
+ * in step. STORED means layout_commit() made the file durable.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
-#include "log.h"
-#include "session.h"
-#include "spool.h"
+#include "data.h"
+#include "layout.h"
 
-struct msg {
-	struct envelope env;
+/* The message being stored (one at a time: one session per process). */
+static struct store {
+	const struct conf *cf;
+	struct envelope *env;
+	int err;		/* of STORE_FAILED, or of store_open() */
 	int bare, toobig, in_headers, hops;
-	long long limit;	/* message_size_limit */
 	long long data;		/* message bytes after unstuffing */
-	long long total;	/* bytes after the envelope: header and data */
 	size_t plen;		/* bytes of prefix[] filled for this line */
 	char prefix[9];		/* start of the current header line */
-	struct spool_out o;	/* last (a 64 KiB buffer); o.err: first errno */
-};
+	struct spool_out o;	/* last: a 64 KiB buffer */
+} store;
 
-/* out - bytes for the spool file, counted even after a write error */
+/* to_spool - bytes for the spool file, counted even after a write error */
 static void
-out(struct msg *m, const char *p, size_t n)
+to_spool(struct store *st, const char *p, size_t n)
 {
-	m->total += (long long)n;
-	spool_put(&m->o, p, n);
+	st->env->size += (long long)n;
+	spool_put(&st->o, p, n);
 }
 
 /* received - smap's own trace header, first in the message */
 static void
-received(struct session *s, struct msg *m)
+received(struct store *st)
 {
+	const struct envelope *e = st->env;
 	char line[1024], date[64], forpart[ADDR_PATH_MAX + 16] = "", tls[200] = "";
-	time_t now = (time_t)m->env.arrival;
+	time_t now = (time_t)e->arrival;
 	struct tm tm;
 	int n;
 
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	if (s->nrcpt == 1)
-		snprintf(forpart, sizeof(forpart), "\r\n\tfor %s", s->rcpt[0]);
-	if (s->tls_info[0])
-		snprintf(tls, sizeof(tls), "\t(using %s)\r\n", s->tls_info);
+	if (e->nrcpt == 1)
+		snprintf(forpart, sizeof(forpart), "\r\n\tfor %s", e->rcpt[0]);
+	if (e->tls[0])
+		snprintf(tls, sizeof(tls), "\t(using %s)\r\n", e->tls);
 	n = snprintf(line, sizeof(line), "Received: from %s (unknown [%s])\r\n"
-	    "%s\tby %s with %s id %s%s; %s\r\n", s->helo, s->peer.addr, tls,
-	    s->cf->myhostname, m->env.proto, s->id, forpart, date);
+	    "%s\tby %s with %s id %s%s; %s\r\n", e->helo, e->client, tls,
+	    st->cf->myhostname, e->proto, e->id, forpart, date);
 	if (n > 0 && (size_t)n < sizeof(line))
-		out(m, line, (size_t)n);
+		to_spool(st, line, (size_t)n);
 	else
-		m->o.err = EINVAL;
+		st->o.err = EINVAL;
 }
 
-/* open_spool - the temp file and its envelope; -1 after a reply */
-static int
-open_spool(struct session *s, struct msg *m)
+/* store_open - the temp file, its envelope and the Received: header */
+int
+store_open(const struct conf *cf, struct envelope *e)
 {
-	struct envelope *e = &m->env;
+	struct store *st = &store;
 
-	e->arrival = time(NULL);
-	snprintf(e->client, sizeof(e->client), "%s", s->peer.addr);
-	e->port = s->peer.port;
-	snprintf(e->helo, sizeof(e->helo), "%s", s->helo);
-	snprintf(e->proto, sizeof(e->proto), "%s", !s->esmtp ? "SMTP" :
-	    s->io.ssl ? "ESMTPS" : "ESMTP");
-	snprintf(e->tls, sizeof(e->tls), "%s", s->tls_info);
-	snprintf(e->ccert, sizeof(e->ccert), "%s", s->ccert);
-	snprintf(e->sender, sizeof(e->sender), "%s", s->sender);
-	e->body8 = s->body8;
-	e->rcpt = s->rcpt;
-	e->nrcpt = s->nrcpt;
-	spool_out_init(&m->o, spool_create(s->id, sizeof(s->id)));
-	if (m->o.fd >= 0)
-		snprintf(e->id, sizeof(e->id), "%s", s->id);
-	if (m->o.fd < 0 || spool_write_envelope(m->o.fd, e) < 0) {
-		m->o.err = errno;
-		return -1;
+	memset(st, 0, offsetof(struct store, o));	/* not the buffer */
+	st->cf = cf;
+	st->env = e;
+	st->in_headers = 1;
+	e->size = 0;
+	spool_out_init(&st->o, layout_create(e->id, sizeof(e->id)));
+	if (st->o.fd < 0 || spool_write_envelope(st->o.fd, e) < 0) {
+		st->err = errno;
+		if (st->o.fd >= 0)
+			layout_abort(st->o.fd, e->id);
+		return st->err;
 	}
-	received(s, m);
+	received(st);
 	return 0;
 }
 
 /* headers - count Received: lines until the empty line ends the header */
 static void
-headers(struct msg *m, const char *p, size_t n, int bol, int eol)
+headers(struct store *st, const char *p, size_t n, int bol, int eol)
 {
 	if (bol)
-		m->plen = 0;
+		st->plen = 0;
 	if (bol && n == 0 && eol) {
-		m->in_headers = 0;
+		st->in_headers = 0;
 		return;
 	}
-	while (m->plen < sizeof(m->prefix) && n-- > 0) {
-		m->prefix[m->plen++] = *p++;
-		if (m->plen == sizeof(m->prefix) &&
-		    strncasecmp(m->prefix, "Received:", sizeof(m->prefix)) == 0)
-			m->hops++;
+	while (st->plen < sizeof(st->prefix) && n-- > 0) {
+		st->prefix[st->plen++] = *p++;
+		if (st->plen == sizeof(st->prefix) &&
+		    strncasecmp(st->prefix, "Received:", sizeof(st->prefix)) == 0)
+			st->hops++;
 	}
 }
 
 /* chunk - one piece of data; returns 1 at the end of the data */
 static int
-chunk(struct msg *m, const char *p, size_t n, int *bol)
+chunk(struct store *st, const char *p, size_t n, int *bol)
 {
 	int eol = n >= 2 && p[n - 2] == '\r' && p[n - 1] == '\n';
 	size_t text;
@@ -125,126 +120,75 @@ chunk(struct msg *m, const char *p, size_t n, int *bol)
 	}
 	text = eol ? n - 2 : n;
 	if (memchr(p, '\r', text) != NULL || memchr(p, '\n', text) != NULL)
-		m->bare = 1;
-	if (m->in_headers)
-		headers(m, p, text, *bol, eol);
-	if (!m->env.body8)
+		st->bare = 1;
+	if (st->in_headers)
+		headers(st, p, text, *bol, eol);
+	if (!st->env->body8)
 		for (size_t i = 0; i < n; i++)
 			if ((unsigned char)p[i] & 0x80) {
-				m->env.body8 = 1;
+				st->env->body8 = 1;
 				break;
 			}
-	m->data += (long long)n;
-	if (m->data > m->limit)
-		m->toobig = 1;
-	if (!m->bare && !m->toobig)
-		out(m, p, n);
+	st->data += (long long)n;
+	if (st->data > st->cf->message_size_limit)
+		st->toobig = 1;
+	if (!st->bare && !st->toobig)
+		to_spool(st, p, n);
 	*bol = eol;
 	return 0;
 }
 
-/* finish - flush, fill in the envelope, commit; 0 when durable */
-static int
-finish(struct msg *m)
+/* finish - flush, fill in the envelope; STORE_READY or STORE_FAILED */
+static enum stored
+finish(struct store *st)
 {
-	int fd = m->o.fd, bad = spool_flush(&m->o);
-
-	m->o.fd = -1;
-	m->env.size = m->total;
-	if (bad < 0 || spool_write_final(fd, &m->env) < 0) {
-		m->o.err = m->o.err ? m->o.err : errno;
-		spool_abort(fd, m->env.id);
-		return -1;
+	if (spool_flush(&st->o) < 0 || spool_write_final(st->o.fd, st->env) < 0) {
+		st->err = st->o.err ? st->o.err : errno;
+		layout_abort(st->o.fd, st->env->id);
+		return STORE_FAILED;
 	}
-	if (spool_commit(fd, m->env.id) < 0) {
-		m->o.err = errno;
-		spool_abort(-1, m->env.id);
-		return -1;
-	}
-	return 0;
+	return STORE_READY;
 }
 
-/* storage_reply - 452 when the disk is full, 451 for other failures */
-static void
-storage_reply(struct session *s, int err)
+/* store_commit - durable in new/ */
+enum stored
+store_commit(void)
 {
-	if (err == ENOSPC || err == EDQUOT)
-		session_reply(s, "452 4.3.1 Insufficient system storage");
-	else
-		session_reply(s, "451 4.3.0 Error: queue file write error");
-	log_warn("%s: queue file write error: %s", s->id, strerror(err));
-}
-
-/* verdict - the reply to the end of the data */
-static void
-verdict(struct session *s, struct msg *m)
-{
-	if (m->bare)
-		session_reply(s, "554 5.6.0 Error: bare CR or LF in message");
-	else if (m->toobig)
-		session_reply(s, "552 5.3.4 Error: message file too big");
-	else if (m->hops > s->cf->hopcount_limit)
-		session_reply(s, "554 5.4.6 Error: too many hops");
-	if (m->bare || m->toobig || m->hops > s->cf->hopcount_limit) {
-		spool_abort(m->o.fd, m->env.id);
-		m->o.fd = -1;
-		session_reject_log(s, "END-OF-MESSAGE", NULL, 0);
-	} else if (finish(m) < 0) {
-		storage_reply(s, m->o.err);
-	} else {
-		session_reply(s, "250 2.0.0 Ok: queued as %s", s->id);
-		log_info("%s: from=%s, size=%lld, nrcpt=%zu (queue new)", s->id,
-		    s->sender, m->total, s->nrcpt);
+	if (layout_commit(store.o.fd, store.env->id) < 0) {
+		store.err = errno;
+		layout_abort(-1, store.env->id);
+		return STORE_FAILED;
 	}
+	return STORED;
 }
 
-/* swallow - read to the end of the data; 0, or -1 when the client is gone */
-static int
-swallow(struct session *s, struct msg *m)
+/* store_errno - why STORE_FAILED */
+int
+store_errno(void)
 {
+	return store.err;
+}
+
+/* store_data - read to the end of the data, then judge and commit */
+enum stored
+store_data(struct io *io)
+{
+	struct store *st = &store;
 	const char *p;
 	size_t n;
 	int bol = 1;
 
 	for (;;) {
-		if (io_getchunk(&s->io, bol, &p, &n) != IO_OK)
-			return -1;
-		if (chunk(m, p, n, &bol))
-			return 0;
+		if (io_getchunk(io, bol, &p, &n) != IO_OK) {
+			layout_abort(st->o.fd, st->env->id);
+			return io->err == IO_TIMEOUT ? STORE_TIMEOUT : STORE_LOST;
+		}
+		if (chunk(st, p, n, &bol))
+			break;
 	}
-}
-
-/* data_receive - 354, the message, the verdict */
-void
-data_receive(struct session *s)
-{
-	static struct msg m;
-
-	memset(&m, 0, offsetof(struct msg, o));	/* open_spool() sets o */
-	m.in_headers = 1;
-	m.limit = s->cf->message_size_limit;
-	if (open_spool(s, &m) < 0) {
-		if (m.o.fd >= 0)
-			spool_abort(m.o.fd, s->id);
-		storage_reply(s, m.o.err);
-		session_reset(s);
-		return;
+	if (st->bare || st->toobig || st->hops > st->cf->hopcount_limit) {
+		layout_abort(st->o.fd, st->env->id);
+		return st->bare ? STORE_BARE : st->toobig ? STORE_TOOBIG : STORE_HOPS;
 	}
-	io_reply(&s->io, "354 End data with <CR><LF>.<CR><LF>");
-	s->got_354 = 1;
-	s->verb = "DATA";
-	if (swallow(s, &m) < 0) {
-		spool_abort(m.o.fd, m.env.id);
-		if (s->io.err == IO_TIMEOUT)
-			session_close(s, "timeout", "421 4.4.2 %s Error: timeout "
-			    "exceeded", s->cf->myhostname);
-		else
-			log_info("lost connection after DATA from unknown[%s]",
-			    s->peer.addr);
-		s->quit = 1;
-		return;
-	}
-	s->verb = "END-OF-MESSAGE";
-	verdict(s, &m);
-	session_reset(s);
+	return finish(st);
 }

@@ -12,6 +12,16 @@
 
 #include "io.h"
 
+/* now_ms - the monotonic clock in milliseconds */
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
 /* io_init - set up buffers and make the descriptors non-blocking */
 void
 io_init(struct io *io, int rfd, int wfd, int timeout, time_t deadline)
@@ -21,19 +31,22 @@ io_init(struct io *io, int rfd, int wfd, int timeout, time_t deadline)
 	io->wfd = wfd;
 	io->timeout = timeout;
 	io->deadline = deadline;
+	io->end_ms = now_ms() + (long long)(deadline - time(NULL)) * 1000;
 	(void)fcntl(rfd, F_SETFL, fcntl(rfd, F_GETFL) | O_NONBLOCK);
 	(void)fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
 }
 
-/* wait_ms - the next wait: the idle timeout, capped by the deadline */
+/* wait_ms - the next wait: for a read, what is left of the line's
+ * time; for a write, the timeout; never past the session's deadline */
 static int
-wait_ms(const struct io *io)
+wait_ms(const struct io *io, int wr)
 {
-	time_t left = io->deadline - time(NULL);
+	long long now = now_ms(), end = wr ? now + io->timeout * 1000LL :
+	    io->rec_end;
 
-	if (left <= 0)
-		return 0;
-	return (int)(left < io->timeout ? left : io->timeout) * 1000;
+	if (end > io->end_ms)
+		end = io->end_ms;
+	return end > now ? (int)(end - now) : 0;
 }
 
 /* io_poll - wait for one event; 1 ready, 0 timeout, -1 error */
@@ -74,7 +87,7 @@ xfer(struct io *io, int wr, void *buf, size_t n)
 			return 0;
 		}
 		if (errno == EAGAIN && io_poll(io, ev == POLLIN ? io->rfd :
-		    io->wfd, ev, wait_ms(io)) <= 0)
+		    io->wfd, ev, wait_ms(io, wr || ev == POLLOUT)) <= 0)
 			return 0;
 	}
 }
@@ -131,6 +144,14 @@ io_wait(struct io *io, int ms)
 	return io_poll(io, io->rfd, POLLIN, ms);
 }
 
+/* io_eof - the peer closed without another byte */
+int
+io_eof(struct io *io)
+{
+	io->rec_end = now_ms() + io->timeout * 1000LL;
+	return io->ipos == io->ilen && io_fill(io) == 0 && io->err == IO_EOF;
+}
+
 /* io_pending - bytes from the peer available without waiting */
 int
 io_pending(struct io *io)
@@ -173,6 +194,7 @@ io_getline(struct io *io, char *line, size_t *len)
 	int cr = 0, toolong = 0;
 	char c;
 
+	io->rec_end = now_ms() + io->timeout * 1000LL;
 	for (;;) {
 		if (io->ipos == io->ilen && io_fill(io) == 0)
 			return io->err;
@@ -199,6 +221,8 @@ io_getchunk(struct io *io, int bol, const char **p, size_t *len)
 	const char *start, *nl;
 	size_t avail;
 
+	if (bol)
+		io->rec_end = now_ms() + io->timeout * 1000LL;
 	for (;;) {
 		start = io->in + io->ipos;
 		avail = io->ilen - io->ipos;

@@ -1,8 +1,11 @@
 /*
  * io.h - smap's connection I/O: bounded reads, timed writes.
  *
- * The peer controls every byte. Each read waits at most smtpd_timeout
- * and never past the session deadline; a command line is capped at
+ * The peer controls every byte. A whole command line, or a whole line of
+ * message data, must arrive within smtpd_timeout of the first wait for
+ * it (Postfix's smtpd_per_record_deadline, always on: a client trickling
+ * a byte at a time holds no slot for long), never past the session
+ * deadline; a write waits at most smtpd_timeout; a command line is capped at
  * SMTP_LINE_MAX and the excess is skipped to the next CRLF; only CRLF
  * ends a line. Replies are buffered and sent when smap needs more input
  * (RFC 2920 pipelining) or explicitly flushed.
@@ -21,6 +24,8 @@ struct io {
 	int rfd, wfd;
 	int timeout;		/* seconds for one wait */
 	time_t deadline;	/* end of the session */
+	long long end_ms;	/* the same, on the monotonic clock */
+	long long rec_end;	/* end of the line being read, ditto */
 	enum io_status err;	/* why the last call failed */
 	const struct tls_server *tls;
 	void *ssl;		/* after STARTTLS: all I/O goes through it */
@@ -34,6 +39,9 @@ void io_init(struct io *io, int rfd, int wfd, int timeout, time_t deadline);
 int io_wait(struct io *io, int ms);
 /* Are bytes from the peer waiting (buffered or in the kernel)? */
 int io_pending(struct io *io);
+/* After io_wait() said input is there: did the peer just close, having
+ * sent nothing? (Reads what is there.) */
+int io_eof(struct io *io);
 /* Forget everything buffered from the peer. */
 void io_discard(struct io *io);
 /* A command line without its CRLF, NUL-terminated, in line[SMTP_LINE_MAX].

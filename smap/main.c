@@ -3,14 +3,15 @@
  *
  * Started by inetd, xinetd, tcpserver or systemd (Accept=yes) with the
  * connection on fd 0 and 1. Reads the configuration, opens the log,
- * jails itself (see jail.h), and only then reads from the client.
- * Trusts its command line and configuration file; nothing else.
+ * makes the checks -t makes, jails itself (see jail.h), and only then
+ * reads from the client. When it cannot serve, it says why on stderr
+ * and in the log and answers 421 4.3.0 (startup.h). Trusts its command
+ * line and configuration file; nothing else.
  *
  * Exit status: 0 after a session, 78 (EX_CONFIG) for a bad
  * configuration, 71 (EX_OSERR) when the jail cannot be entered,
  * 64 (EX_USAGE) for a bad command line.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,147 +19,158 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include "conf.h"
 #include "jail.h"
+#include "layout_setup.h"
 #include "log.h"
 #include "sandbox.h"
 #include "session.h"
+#include "startup.h"
 #include "tls_server.h"
+#include "trusted.h"
 
-#define EX_USAGE 64
-#define EX_OSERR 71
-#define EX_CONFIG 78
+#ifndef SMAP_VERSION
+#define SMAP_VERSION "unknown"
+#endif
 
-static const char *conf_path = "/etc/smap/smap.conf";
-
-/* usage - the command line, then exit */
-static void
-usage(void)
-{
-	fprintf(stderr, "usage: smap [-c config] [-t | -n | -d]\n");
-	exit(EX_USAGE);
-}
-
-/* connected - refuse a listening socket on fd 0 (Accept=no, no --accept) */
+/* connected - fd 0 a connected socket (a client waits), 0 when it is no
+ * socket at all; a listening one (Accept=no) cannot be served */
 static int
-connected(void)
+connected(struct startup *st)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 
-	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &len) == 0 ||
-	    errno != ENOTCONN)
+	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &len) == 0)
 		return 1;
-	log_fatal("standard input is a socket with no peer: a listening "
-	    "socket? (systemd needs Accept=yes, systemd-socket-activate --accept)");
+	if (errno == ENOTCONN)
+		startup_fail(st, EX_USAGE, "standard input is a socket with no "
+		    "peer: a listening socket? (systemd needs Accept=yes, "
+		    "systemd-socket-activate --accept)");
 	return 0;
 }
 
-/* tls_load - smap-tls.so from shlib_directory: root's (or ours), not
- * writable by anyone else, built for this smap; NULL and why if not */
-static const struct tls_server *
-tls_load(const char *dir, char *why, size_t len)
+/* tls_files - smtpd_tls_cert_file, _key_file, _CAfile readable by us */
+static void
+tls_files(struct startup *st, const struct conf *cf)
 {
-	const struct tls_server *tls = NULL;
-	char path[4096];
-	struct stat st;
-	void *h;
-
-	snprintf(path, sizeof(path), "%s/smap-tls.so", dir);
-	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 022) ||
-	    (st.st_uid != 0 && st.st_uid != geteuid()))
-		snprintf(why, len, "%s: missing, or not a file only root may change", path);
-	else if ((h = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL ||
-	    (tls = dlsym(h, TLS_SERVER_SYMBOL)) == NULL)
-		snprintf(why, len, "%s: %s", path, dlerror());
-	else if (tls->abi != TLS_SERVER_ABI) {
-		snprintf(why, len, "%s: built for another smap", path);
-		tls = NULL;
-	}
-	return tls;
+	if (startup_readable(st, "smtpd_tls_cert_file", cf->smtpd_tls_cert_file) +
+	    startup_readable(st, "smtpd_tls_key_file", cf->smtpd_tls_key_file) +
+	    (cf->smtpd_tls_CAfile[0] ? startup_readable(st, "smtpd_tls_CAfile",
+	    cf->smtpd_tls_CAfile) : 0) > 0 && geteuid() != 0)
+		startup_say(st, "TLS: smap, started as this user, cannot read "
+		    "its certificate or key (see above)");
 }
 
-/* tls_setup - OpenSSL and the server context, before the jail; NULL when off */
+/* tls_setup - smap-tls.so (only if root's, built for this smap) and the
+ * server context, before the jail; NULL when TLS is off or on failure
+ * (each problem said) */
 static const struct tls_server *
-tls_setup(const struct conf *cf, char *why, size_t len)
+tls_setup(struct startup *st, const struct conf *cf)
 {
 	const struct tls_server *tls;
+	char path[4096], why[4200], line[4300];
+	int n = st->problems;
 
 	if (strcmp(cf->smtpd_tls_security_level, "none") == 0 &&
 	    !cf->smtpd_tls_wrappermode)
 		return NULL;
 	if (cf->smtpd_tls_cert_file[0] == '\0') {
-		log_fatal("TLS is on but smtpd_tls_cert_file is empty");
-		exit(EX_CONFIG);
+		snprintf(why, sizeof(why), "%s:%d: TLS is on (smtpd_tls_security_level"
+		    " or smtpd_tls_wrappermode) but smtpd_tls_cert_file is empty",
+		    st->conf, conf_line(cf, "smtpd_tls_security_level"));
+		startup_say(st, why);
+		return NULL;
 	}
-	if ((tls = tls_load(cf->shlib_directory, why, len)) == NULL ||
-	    tls->init(cf->smtpd_tls_cert_file, cf->smtpd_tls_key_file,
-	    cf->smtpd_tls_CAfile, cf->relay_clientcerts[0] != '\0', why, len) < 0) {
-		log_fatal("TLS: %s", why);
-		exit(EX_CONFIG);
-	}
-	return tls;
+	tls_files(st, cf);
+	snprintf(path, sizeof(path), "%s/smap-tls.so", cf->shlib_directory);
+	if ((tls = trusted_dlsym(path, TLS_SERVER_SYMBOL, why, sizeof(why))) !=
+	    NULL && tls->abi != TLS_SERVER_ABI)
+		snprintf(why, sizeof(why), "%s: built for another smap", path);
+	else if (tls != NULL && (st->problems > n || tls->init(
+	    cf->smtpd_tls_cert_file, cf->smtpd_tls_key_file, cf->smtpd_tls_CAfile,
+	    cf->relay_clientcerts[0] != '\0', why, sizeof(why)) == 0))
+		return st->problems == n ? tls : NULL;
+	snprintf(line, sizeof(line), "TLS: %s", why);
+	startup_say(st, line);
+	return NULL;
 }
 
-/* load - the configuration, or exit 78 with every error on stderr */
-static void
-load(struct conf *cf, char *err, size_t errlen)
+/* check - smap -t: what a session checks before it serves; exit status */
+static int
+check(struct startup *st, const struct conf *cf)
 {
-	if (conf_load(cf, conf_path, err, errlen) == 0)
-		return;
-	fputs(err, stderr);
-	/* Also to syslog: under inetd nobody reads stderr. */
-	log_open("smap/smtpd", "mail", "");
-	log_fatal("%s: bad configuration: %.400s", conf_path, err);
-	exit(EX_CONFIG);
+	int n;
+
+	(void)startup_check(st, cf, SIDE_SMAP);
+	(void)tls_setup(st, cf);
+	n = st->problems;	/* as root, all is readable: ask mail_owner */
+	st->warn = 1;
+	if (geteuid() == 0 && cf->smtpd_tls_cert_file[0] &&
+	    startup_as(st, cf, cf->mail_owner, tls_files) > 0)
+		fprintf(stderr, "smap: warning: fine for a smap started as root "
+		    "(inetd, xinetd, tcpserver), not for one started as %s "
+		    "(systemd's smap@.service)\n", cf->mail_owner);
+	st->warn = 0;
+	st->problems = n;
+	return st->problems ? EX_CONFIG : 0;
+}
+
+/* start - log, TLS, jail: everything before the first byte is read */
+static const struct tls_server *
+start(struct startup *st, const struct conf *cf)
+{
+	static char ident[80];
+	const struct tls_server *tls;
+	char err[1024], root[4096];
+
+	snprintf(ident, sizeof(ident), "%s/smtpd", cf->syslog_name);
+	st->ident = ident;
+	startup_log(st, cf);
+	(void)layout_check_config(cf, SIDE_SMAP, startup_say, st);
+	tls = tls_setup(st, cf);
+	if (st->problems > 0)
+		startup_fail(st, EX_CONFIG, "cannot serve: %d problem(s), see "
+		    "above or smap -t", st->problems);
+	if (layout_chroot(cf->spool_directory, root, sizeof(root)) < 0 ||
+	    jail_enter(root, cf->mail_owner, 0, err, sizeof(err)) < 0 ||
+	    sandbox_smap(err, sizeof(err)) < 0)
+		startup_fail(st, EX_OSERR, "cannot enter the jail %s as %s: %s",
+		    root, cf->mail_owner, err);
+	return tls;
 }
 
 int
 main(int argc, char **argv)
 {
 	static struct session s;
-	static char err[8192];
 	static struct conf cf;	/* lives as long as the process */
+	struct startup st = { "smap", "smap/smtpd", "/etc/smap/smap.conf", 0, 0, 0, 0 };
 	const struct tls_server *tls;
-	char ident[80];
 	int ch, mode = 0;
 
-	while ((ch = getopt(argc, argv, "c:tnd")) != -1) {
+	while ((ch = getopt(argc, argv, "c:tndV")) != -1) {
 		if (ch == 'c')
-			conf_path = optarg;
-		else if (ch == 't' || ch == 'n' || ch == 'd')
+			st.conf = optarg;
+		else if (ch == 't' || ch == 'n' || ch == 'd' || ch == 'V')
 			mode = ch;
 		else
-			usage();
+			mode = '?';
 	}
-	if (optind != argc)
-		usage();
-	load(&cf, err, sizeof(err));
-	if (mode != 0) {
-		if (mode == 't' && conf_warnings(&cf, conf_path, err, sizeof(err)) > 0)
-			fputs(err, stderr);
-		if (mode != 't')
-			conf_print(stdout, &cf, mode == 'd');
-		conf_free(&cf);
-		return 0;
-	}
-	snprintf(ident, sizeof(ident), "%s/smtpd", cf.syslog_name);
-	if (log_open(ident, cf.syslog_facility, cf.maillog_file) < 0) {
-		log_open(ident, cf.syslog_facility, "");
-		log_fatal("cannot open %s: %m", cf.maillog_file);
-		return EX_CONFIG;
-	}
-	if (!connected())
+	if (mode == '?' || optind != argc) {
+		fprintf(stderr, "usage: smap [-c config] [-t | -n | -d | -V]\n");
 		return EX_USAGE;
-	tls = tls_setup(&cf, err, sizeof(err));
-	if (jail_enter(cf.spool_directory, cf.mail_owner, 0, err, sizeof(err)) < 0 ||
-	    sandbox_smap(err, sizeof(err)) < 0) {
-		log_fatal("cannot enter the jail %s as %s: %s", cf.spool_directory,
-		    cf.mail_owner, err);
-		return EX_OSERR;
 	}
+	if (mode == 'V')
+		return puts("smap " SMAP_VERSION) < 0;
+	st.client = mode == 0 && connected(&st);
+	startup_load(&st, &cf);
+	if (mode == 't')
+		return check(&st, &cf);
+	if (mode != 0)
+		return conf_print(stdout, &cf, mode == 'd'), 0;
+	tls = start(&st, &cf);
 	signal(SIGPIPE, SIG_IGN);
 	/* A backstop beyond every timeout: no session outlives this. */
 	alarm((unsigned)(cf.smtpd_session_deadline + cf.smtpd_timeout + 60));

@@ -1,9 +1,10 @@
 /*
  * session.h - one SMTP session: state, transaction, counters.
  *
- * session.c holds the state machine and the commands; data.c receives
- * a message into the spool. Both trust the configuration and nothing
- * that arrives on the connection.
+ * session.c holds the state machine, the commands and every reply and
+ * log line; data.c only stores a message's text and says what became of
+ * it. Both trust the configuration and nothing that arrives on the
+ * connection.
  */
 #ifndef SMAP_SESSION_H
 #define SMAP_SESSION_H
@@ -12,32 +13,26 @@
 #include "io.h"
 #include "bounds.h"
 #include "peer.h"
+#include "spool.h"
 
 enum state { S_INIT, S_HELO, S_MAIL, S_RCPT };
 
-/* Per-command counters for the "disconnect" log line. */
-enum counter { C_HELO, C_EHLO, C_MAIL, C_RCPT, C_DATA, C_RSET, C_NOOP,
-	C_VRFY, C_EXPN, C_HELP, C_QUIT, C_STARTTLS, C_UNIMPL, C_UNKNOWN,
-	C_NCOUNTERS };
+#define SESSION_CMDS 32		/* rows of the command table, at most */
 
 struct session {
 	const struct conf *cf;
 	struct peer peer;
 	enum state state;
 	int esmtp, quit, errors, junk, messages, after_failed_data;
-	int got_354;			/* DATA of this command went past 354 */
-	char helo[HELO_MAX + 1];
-	/* the transaction */
-	char id[SPOOL_ID_MAX + 1];	/* given at the first accepted RCPT */
-	char sender[ADDR_PATH_MAX + 3];	/* "<...>" */
-	long long declared_size;
-	int body8;
-	char **rcpt;			/* "<...>" each */
-	size_t nrcpt, rcpt_refused;
-	int ok[C_NCOUNTERS], total[C_NCOUNTERS];
+	long long overshoot;		/* recipients past the limit, this session */
+	/* the transaction (id, sender, recipients, body) and what the spool
+	 * file records of the session (helo, client, proto, tls, ccert),
+	 * handed to the store as it is */
+	struct envelope tx;
+	long long declared_size;	/* MAIL ... SIZE= */
+	size_t rcpt_refused;
+	int ok[SESSION_CMDS], total[SESSION_CMDS];	/* by command table row */
 	const struct tls_server *tls;	/* NULL: no STARTTLS */
-	char tls_info[160];		/* after STARTTLS: "PROTOCOL CIPHER" */
-	char ccert[512];		/* a trusted client certificate: "FP SUBJECT" */
 	const char *verb;		/* the command being served, for logs */
 	char reply[512];		/* the last reply sent */
 	struct io io;			/* last: io_init() leaves its buffers be */
@@ -47,24 +42,5 @@ struct session {
  * returns when it is over. */
 void session_run(struct session *s, const struct conf *cf,
     const struct tls_server *tls, int rfd, int wfd);
-
-/* Send a reply; a 4xx or 5xx counts as an error of the client. */
-void session_reply(struct session *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-/* Log the last reply as a refusal, in Postfix's "reject:" shape;
- * to is the recipient as received (escaped here), or NULL. */
-void session_reject_log(struct session *s, const char *stage,
-    const char *to, size_t tolen);
-
-/* Send a 421 (or other closing) reply, log why, and end the session. */
-void session_close(struct session *s, const char *why, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/* Forget the transaction (RSET, HELO, after DATA). */
-void session_reset(struct session *s);
-
-/* The DATA command and the message (data.c). */
-void data_receive(struct session *s);
 
 #endif

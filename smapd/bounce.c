@@ -4,6 +4,20 @@
  * Trusts the envelope and state (already checked); the original headers
  * come from the spool file and are copied with a byte cap and with
  * canonical CRLF line ends, never interpreted.
+ *
+ * BODY TYPE: a DSN declares what it contains, not what the original
+ * declared. It returns the original's header only (its third part,
+ * text/rfc822-headers), so the original's body, 8-bit or not, is never
+ * in it; but a header with 8-bit bytes (a raw "Subject: caf\xc3\xa9")
+ * is copied as it is. When any byte of the DSN is above 127 it is
+ * queued as 8BIT, so that the SMTP and LMTP transports send it with
+ * BODY=8BITMIME (RFC 6152: the parameter describes the content being
+ * sent), and that part says "Content-Transfer-Encoding: 8bit" (RFC 2045
+ * 6.1: the default is 7bit). A DSN of pure ASCII stays 7BIT even when
+ * the original was 8BIT: declaring 8-bit content that is not there
+ * would be false, and keeps the DSN from next hops without 8BITMIME
+ * for nothing. Everything else in it is ASCII (addresses, status codes,
+ * the backend's words as printable ASCII).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -12,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "bounce.h"
 
@@ -85,6 +100,18 @@ headers(struct text *t, const struct envelope *e, int fd)
 	}
 }
 
+/* eightbit - does t hold a byte above 127? */
+static int
+eightbit(const struct text *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->n; i++)
+		if ((unsigned char)t->p[i] > 127)
+			return 1;
+	return 0;
+}
+
 /* rfc5322_date - "Mon, 23 Nov 2026 05:07:15 +0000" */
 static void
 rfc5322_date(long long when, char *buf, size_t len)
@@ -105,10 +132,26 @@ listed(const struct state *st, size_t i, int delay)
 	return st->r[i].status == R_BOUNCE && !st->r[i].notified;
 }
 
-/* compose - the whole DSN message: failures, or (delay) a warning */
+/* attach - the last part: the original header (read into h) */
 static void
-compose(struct text *t, const struct conf *cf, const struct envelope *e,
-    int fd, const struct state *st, const char *id, int delay)
+attach(struct text *t, struct text *h, const struct conf *cf,
+    const struct envelope *e, int fd, const char *id)
+{
+	headers(h, e, fd);
+	t->failed |= h->failed;
+	add(t, "\r\n--%s/%s\r\nContent-Description: Undelivered Message Headers"
+	    "\r\nContent-Type: text/rfc822-headers\r\n%s\r\n%s", id,
+	    cf->myhostname, eightbit(h) ? "Content-Transfer-Encoding: 8bit\r\n" :
+	    "", h->n > 0 ? h->p : "");
+	add(t, "\r\n--%s/%s--\r\n", id, cf->myhostname);
+}
+
+/* compose - the whole DSN message: failures, or (delay) a warning; h
+ * gets the original header on the way */
+static void
+compose(struct text *t, struct text *h, const struct conf *cf,
+    const struct envelope *e, int fd, const struct state *st, const char *id,
+    int delay)
 {
 	char date[64], arrived[64], a[ADDR_PATH_MAX + 1];
 	size_t i;
@@ -144,27 +187,25 @@ compose(struct text *t, const struct conf *cf, const struct envelope *e,
 			    "Status: %s\r\nDiagnostic-Code: smtp; %s\r\n",
 			    bare(e->rcpt[i], a, sizeof(a)), delay ? "delayed" : "failed",
 			    st->r[i].dsn[0] ? st->r[i].dsn : "4.0.0", st->r[i].text);
-	add(t, "\r\n--%s/%s\r\nContent-Description: Undelivered Message Headers"
-	    "\r\nContent-Type: text/rfc822-headers\r\n\r\n", id, cf->myhostname);
-	headers(t, e, fd);
-	add(t, "\r\n--%s/%s--\r\n", id, cf->myhostname);
+	attach(t, h, cf, e, fd, id);
 }
 
 /* report - compose and commit a DSN as a new spool file */
 static int
-report(const struct conf *cf, const struct envelope *e, int fd,
-    const struct state *st, char *id, size_t idlen, int delay)
+report(const struct spooldirs *d, const struct conf *cf,
+    const struct envelope *e, int fd, const struct state *st, char *id,
+    size_t idlen, int delay)
 {
 	struct envelope b;
-	struct text t = { NULL, 0, 0, 0 };
+	struct text t = { NULL, 0, 0, 0 }, h = { NULL, 0, 0, 0 };
 	char *rcpt[1];
 	int out, rc = -1;
 
 	memset(&b, 0, sizeof(b));
-	id[0] = '\0';
-	if ((out = spool_create(id, idlen)) < 0)
+	qid_make(id, idlen);
+	if ((out = layout_create_own(d, L_QUEUE, id)) < 0)
 		return -1;
-	compose(&t, cf, e, fd, st, id, delay);
+	compose(&t, &h, cf, e, fd, st, id, delay);
 	snprintf(b.id, sizeof(b.id), "%s", id);
 	b.arrival = (long long)time(NULL);
 	snprintf(b.client, sizeof(b.client), "unknown");
@@ -175,29 +216,34 @@ report(const struct conf *cf, const struct envelope *e, int fd,
 	b.rcpt = rcpt;
 	b.nrcpt = 1;
 	b.size = (long long)t.n;
+	b.body8 = eightbit(&t);
 	if (!t.failed && spool_write_envelope(out, &b) == 0 &&
-	    spool_write(out, t.p, t.n) == 0 && spool_write_final(out, &b) == 0) {
-		rc = spool_commit(out, id);
+	    spool_write(out, t.p, t.n) == 0 && spool_write_final(out, &b) == 0 &&
+	    fchmod(out, 0640) == 0) {
+		rc = layout_publish(d, L_QUEUE, out, id, 0);
 		out = -1;
 	}
-	if (rc < 0)
-		spool_abort(out, id);
+	if (out >= 0)
+		layout_discard(d, L_QUEUE, out, id);
 	free(t.p);
+	free(h.p);
 	return rc;
 }
 
 /* bounce_create - the failures of a message, to its sender */
 int
-bounce_create(const struct conf *cf, const struct envelope *e, int fd,
-    const struct state *st, char *id, size_t idlen)
+bounce_create(const struct spooldirs *d, const struct conf *cf,
+    const struct envelope *e, int fd, const struct state *st, char *id,
+    size_t idlen)
 {
-	return report(cf, e, fd, st, id, idlen, 0);
+	return report(d, cf, e, fd, st, id, idlen, 0);
 }
 
 /* bounce_delay - a warning that a message is still queued */
 int
-bounce_delay(const struct conf *cf, const struct envelope *e, int fd,
-    const struct state *st, char *id, size_t idlen)
+bounce_delay(const struct spooldirs *d, const struct conf *cf,
+    const struct envelope *e, int fd, const struct state *st, char *id,
+    size_t idlen)
 {
-	return report(cf, e, fd, st, id, idlen, 1);
+	return report(d, cf, e, fd, st, id, idlen, 1);
 }

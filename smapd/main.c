@@ -3,17 +3,20 @@
  *
  * Runs in the foreground (systemd Type=notify), wakes when smap commits
  * a file into new/ (inotify) and rescans every queue_run_delay. Started
- * as root it prepares its directories, then drops to smapd_user with no
- * capabilities. Trusts its command line and configuration file; every
- * spool file is hostile (queue.c).
+ * as root it checks the spool's owners and modes and drops to
+ * smapd_user with no capabilities, then opens its directories as that
+ * user (what it cannot open it could not use); -P (as root) lays the
+ * spool out first (layout_setup.h). SIGHUP reloads the configuration
+ * and reopens maillog_file (after logrotate). Trusts its command line
+ * and configuration file; every spool file is hostile (queue.c).
  *
- * Exit status: 0; 64 bad usage; 71 cannot drop privileges; 78 a bad
- * configuration (-t prints every error as file:line: reason).
+ * Exit status: 0; 64 bad usage; 71 cannot drop privileges or open the
+ * spool; 78 a bad configuration or spool (-t prints every problem, one
+ * line each, on stderr; a fatal error goes to stderr and the log).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,20 +25,26 @@
 #include <unistd.h>
 #include <sys/inotify.h>
 
+#include "check.h"
 #include "conf.h"
 #include "jail.h"
+#include "layout_queue.h"
+#include "layout_setup.h"
 #include "log.h"
 #include "notify.h"
 #include "queue.h"
+#include "sweep.h"
 #include "sandbox.h"
+#include "startup.h"
 
-#define EX_USAGE 64
-#define EX_OSERR 71
-#define EX_CONFIG 78
+#ifndef SMAP_VERSION
+#define SMAP_VERSION "unknown"
+#endif
 
 static volatile sig_atomic_t stop, reload;
 static int wakeup[2] = { -1, -1 };	/* self-pipe: a signal wakes poll() */
-static const char *conf_path = "/etc/smap/smap.conf";
+static struct startup st = { "smapd", "smap/qmgr", "/etc/smap/smap.conf",
+	0, 0, 0, 0 };
 
 /* on_signal - TERM/INT stop after the delivery in progress; HUP reloads */
 static void
@@ -51,7 +60,7 @@ on_signal(int sig)
 	errno = saved;
 }
 
-/* load - configuration and transport; prints every error; 0 or -1 */
+/* load - configuration and transport; 0, or -1 after saying why */
 static int
 load(struct conf *cf, struct transport *t)
 {
@@ -59,34 +68,18 @@ load(struct conf *cf, struct transport *t)
 	char why[512];
 
 	memset(cf, 0, sizeof(*cf));
-	if (conf_load(cf, conf_path, err, sizeof(err)) != 0) {
+	if (conf_load(cf, st.conf, err, sizeof(err)) != 0) {
 		fputs(err, stderr);
-		log_fatal("%s: bad configuration: %.400s", conf_path, err);
-		conf_free(cf);
-		return -1;
-	}
-	if (transport_parse(cf->default_transport, t, why, sizeof(why)) < 0) {
-		fprintf(stderr, "%s: %s\n", conf_path, why);
-		log_fatal("%s: %s", conf_path, why);
-		conf_free(cf);
-		return -1;
-	}
-	return 0;
-}
-
-/* uid_of - a user's uid (and gid), or exit */
-static uid_t
-uid_of(const char *user, gid_t *gid)
-{
-	struct passwd *pw = getpwnam(user);
-
-	if (pw == NULL) {
-		log_fatal("unknown user %s", user);
-		exit(EX_CONFIG);
-	}
-	if (gid)
-		*gid = pw->pw_gid;
-	return pw->pw_uid;
+		log_warn("%s: bad configuration: %.400s", st.conf, err);
+	} else if (transport_parse(cf->default_transport, t, why,
+	    sizeof(why)) < 0) {
+		snprintf(err, sizeof(err), "%s:%d: default_transport: %s", st.conf,
+		    conf_line(cf, "default_transport"), why);
+		startup_say(&st, err);
+	} else
+		return 0;
+	conf_free(cf);
+	return -1;
 }
 
 /* signals - handlers without SA_RESTART, so poll() wakes up */
@@ -106,59 +99,89 @@ signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-/* setup - log, spool directory, privileges; exits on failure */
+/* setup - log, users, spool, privileges; on failure says why and exits */
 static void
 setup(struct conf *cf, struct qctx *q)
 {
-	char why[512] = "";
-	gid_t gid;
-	uid_t uid = uid_of(cf->smapd_user, &gid);
+	char why[512];
+	struct layout_ids ids;
 	int rc;
 
-	if (log_open("smap/qmgr", cf->syslog_facility, cf->maillog_file) < 0) {
-		fprintf(stderr, "smapd: cannot open %s: %s\n", cf->maillog_file,
+	startup_log(&st, cf);
+	if (layout_users(cf->mail_owner, cf->smapd_user, &ids, why,
+	    sizeof(why)) < 0)
+		startup_fail(&st, EX_CONFIG, "%s: %s", st.conf, why);
+	q->spool_uid = ids.smap_uid;
+	if (layout_check(cf->spool_directory, &ids, SIDE_ALL, startup_say,
+	    &st) > 0)
+		startup_fail(&st, EX_CONFIG, "the spool %s is not laid out for "
+		    "smap and smapd (see above; smapd -P)", cf->spool_directory);
+	if (chdir(cf->spool_directory) < 0)
+		startup_fail(&st, EX_OSERR, "%s: %s", cf->spool_directory,
 		    strerror(errno));
-		exit(EX_CONFIG);
-	}
-	q->spool_uid = uid_of(cf->mail_owner, NULL);
-	if (chdir(cf->spool_directory) < 0 ||
-	    queue_prepare(cf, uid, gid, why, sizeof(why)) < 0) {
-		if (errno != 0 && why[0] == '\0')
-			snprintf(why, sizeof(why), "%s", strerror(errno));
-		log_fatal("%s: %s", cf->spool_directory, why);
-		exit(EX_OSERR);
-	}
 	if (jail_enter(NULL, cf->smapd_user, q->t.kind == T_SENDMAIL ?
-	    JAIL_ALLOW_SETGID : 0, why, sizeof(why)) < 0) {
-		log_fatal("cannot drop privileges to %s: %s", cf->smapd_user, why);
-		exit(EX_OSERR);
-	}
-	if ((rc = sandbox_smapd(why, sizeof(why))) < 0) {
-		log_fatal("%s", why);
-		exit(EX_OSERR);
-	}
+	    JAIL_ALLOW_SETGID : 0, why, sizeof(why)) < 0)
+		startup_fail(&st, EX_OSERR, "cannot drop privileges to %s: %s",
+		    cf->smapd_user, why);
+	if (layout_open(&q->dirs, why, sizeof(why)) < 0)
+		startup_fail(&st, EX_OSERR, "%s/%s", cf->spool_directory, why);
+	if ((rc = sandbox_smapd(why, sizeof(why))) < 0)
+		startup_fail(&st, EX_OSERR, "%s", why);
 	if (rc > 0)
 		log_info("%s", why);
-	q->self_uid = getuid();
 }
 
-/* do_reload - SIGHUP: the new configuration, if it is good */
+/* unreloadable - what a reload cannot change in a running smapd (it is
+ * fixed at start: the spool it opened, the user it became, and whether
+ * it runs under no_new_privs and its filter); NULL when nothing is */
+static const char *
+unreloadable(const struct conf *old, const struct conf *new,
+    const struct transport *t_old, const struct transport *t_new)
+{
+	if (strcmp(old->spool_directory, new->spool_directory) != 0)
+		return "spool_directory changed: restart smapd";
+	if (strcmp(old->smapd_user, new->smapd_user) != 0)
+		return "smapd_user changed: restart smapd";
+	if ((t_old->kind == T_SENDMAIL) != (t_new->kind == T_SENDMAIL))
+		return "to or from the sendmail transport, smapd's privileges "
+		    "change (no_new_privs): restart smapd";
+	if (strcmp(old->maillog_file, new->maillog_file) != 0 ||
+	    strcmp(old->syslog_facility, new->syslog_facility) != 0)
+		return "maillog_file or syslog_facility changed: restart smapd";
+	return NULL;
+}
+
+/* do_reload - SIGHUP: the log reopened; the new configuration, if it is
+ * good and changes nothing a reload cannot */
 static void
 do_reload(struct conf *cf, struct qctx *q)
 {
 	struct conf fresh;
 	struct transport t;
+	struct layout_ids ids;
+	const char *no;
+	char why[512];
 
 	reload = 0;
 	notify("RELOADING=1");
-	if (load(&fresh, &t) == 0) {
+	if (log_reopen() < 0)
+		log_warn("cannot reopen %s, still writing the old one: %s",
+		    cf->maillog_file, strerror(errno));
+	if (load(&fresh, &t) < 0) {
+		log_warn("%s has errors; keeping the running configuration",
+		    st.conf);
+	} else if ((no = unreloadable(cf, &fresh, &q->t, &t)) != NULL ||
+	    layout_users(fresh.mail_owner, fresh.smapd_user, &ids, why,
+	    sizeof(why)) < 0) {
+		log_warn("%s: reload refused, keeping the running configuration: "
+		    "%s", st.conf, no != NULL ? no : why);
+		conf_free(&fresh);
+	} else {
 		conf_free(cf);
 		*cf = fresh;
 		q->t = t;
-		log_info("reloaded %s", conf_path);
-	} else {
-		log_warn("%s has errors; keeping the running configuration",
-		    conf_path);
+		q->spool_uid = ids.smap_uid;	/* who writes new/ from now on */
+		log_info("reloaded %s", st.conf);
 	}
 	notify("READY=1");
 }
@@ -193,6 +216,19 @@ wait_for(int ino, long long seconds)
 	return flush;
 }
 
+/* watch - inotify on new/ (smap's commits) and queue/ (smapq's requests) */
+static int
+watch(void)
+{
+	int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+
+	if (ino >= 0 && (inotify_add_watch(ino, layout_name(L_NEW), IN_MOVED_TO |
+	    IN_CLOSE_WRITE) < 0 || inotify_add_watch(ino, layout_name(L_QUEUE),
+	    IN_CLOSE_WRITE | IN_ATTRIB) < 0))
+		log_warn("inotify on %s: %s", layout_name(L_NEW), strerror(errno));
+	return ino;
+}
+
 /* status - the queue counts for systemctl status */
 static void
 status(const struct qctx *q)
@@ -204,79 +240,100 @@ status(const struct qctx *q)
 	notify(msg);
 }
 
-int
-main(int argc, char **argv)
+/* run - queue runs until stopped: a full one every queue_run_delay (or
+ * when a retry is due), a pickup whenever smap commits */
+static void
+run(struct conf *cf, struct qctx *q, int once)
 {
-	static struct conf cf;
-	static struct qctx q;
-	int ch, once = 0, check = 0, print = 0, ino = -1;
-	long long wait = 0;
+	int ino = once ? -1 : watch();
 	time_t full_at = 0;
+	long long wait;
 
-	while ((ch = getopt(argc, argv, "c:1tfnd")) != -1) {
-		if (ch == 'c')
-			conf_path = optarg;
-		else if (ch == '1')
-			once = 1;
-		else if (ch == 't')
-			check = 1;
-		else if (ch == 'f')
-			q.flush = 1;
-		else if (ch == 'n' || ch == 'd')
-			print = ch;
-		else {
-			fprintf(stderr, "usage: smapd [-c config] [-1 [-f] | -t | -n | -d]\n");
-			return EX_USAGE;
-		}
-	}
-	if (optind != argc || load(&cf, &q.t) < 0)
-		return optind != argc ? EX_USAGE : EX_CONFIG;
-	if (print || check) {
-		static char warns[8192];
-
-		if (print)
-			conf_print(stdout, &cf, print == 'd');
-		else if (conf_warnings(&cf, conf_path, warns, sizeof(warns)) > 0)
-			fputs(warns, stderr);
-		conf_free(&cf);
-		return 0;
-	}
-	q.cf = &cf;
-	q.stop = &stop;
-	setup(&cf, &q);
-	signals();
-	if (!once && (ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) >= 0 &&
-	    (inotify_add_watch(ino, SPOOL_NEW, IN_MOVED_TO | IN_CLOSE_WRITE) < 0 ||
-	    inotify_add_watch(ino, QUEUE_DIR, IN_CLOSE_WRITE | IN_ATTRIB) < 0))
-		log_warn("inotify on %s: %s", SPOOL_NEW, strerror(errno));
-	log_info("started, delivering by %s", cf.default_transport);
+	log_info("started, delivering by %s", cf->default_transport);
 	notify("READY=1");
 	while (!stop) {
-		int full = time(NULL) >= full_at || q.flush;
+		int full = time(NULL) >= full_at || q->flush;
 
-		wait = queue_run(&q, full);
+		wait = queue_run(q, full);
 		if (!once)
-			q.flush = 0;
+			q->flush = 0;
 		if (full) {
-			queue_clean_tmp(&q);
+			sweep(q);
 			full_at = time(NULL) + wait;
-			status(&q);
+			status(q);
 		}
 		if (once)
 			break;
 		switch (wait_for(ino, full_at > time(NULL) ? full_at - time(NULL) : 0)) {
 		case 2:
-			q.flush = 1;
+			q->flush = 1;
 			break;
 		case 1:
 			full_at = 0;
 			break;
 		}
 		if (reload)
-			do_reload(&cf, &q);
+			do_reload(cf, q);
 	}
 	notify("STOPPING=1");
 	log_info("stopped");
+}
+
+/* check - -t; -P: the spool laid out, then checked: the exit status */
+static int
+check(const struct conf *cf, const struct transport *t, int prepare)
+{
+	struct layout_ids ids;
+	char why[512];
+
+	if (prepare) {
+		if (layout_users(cf->mail_owner, cf->smapd_user, &ids, why,
+		    sizeof(why)) < 0)
+			startup_fail(&st, EX_CONFIG, "%s: %s", st.conf, why);
+		if (layout_prepare(cf->spool_directory, &ids, startup_say, &st) > 0)
+			return EX_OSERR;
+		st.problems = 0;	/* what -P did is not a problem */
+		return startup_check(&st, cf, SIDE_ALL) ? EX_CONFIG : 0;
+	}
+	return check_smapd(&st, cf, t) ? EX_CONFIG : 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct conf cf;
+	static struct qctx q;
+	int ch, once = 0, mode = 0;
+
+	while ((ch = getopt(argc, argv, "c:1tPfndV")) != -1) {
+		if (ch == 'c')
+			st.conf = optarg;
+		else if (ch == '1' || ch == 'f')
+			*(ch == '1' ? &once : &q.flush) = 1;
+		else if (ch == '?')
+			mode = '?';
+		else
+			mode = ch;
+	}
+	if (mode == '?' || optind != argc) {
+		fprintf(stderr, "usage: smapd [-c config] "
+		    "[-1 [-f] | -t | -P | -n | -d | -V]\n");
+		return EX_USAGE;
+	}
+	if (mode == 'V')
+		return puts("smapd " SMAP_VERSION) < 0;
+	if (load(&cf, &q.t) < 0)
+		startup_fail(&st, EX_CONFIG, "%s: bad configuration (see above)",
+		    st.conf);
+	if (mode == 't' || mode == 'P')
+		return check(&cf, &q.t, mode == 'P');
+	if (mode != 0)
+		return conf_print(stdout, &cf, mode == 'd'), 0;
+	q.cf = &cf;
+	q.stop = &stop;
+	setup(&cf, &q);
+	signals();
+	run(&cf, &q, once);
 	conf_free(&cf);
 	return 0;
 }

@@ -2,12 +2,15 @@
  * queue.c - pick up, deliver, retry, bounce, quarantine (see queue.h).
  *
  * Every file in new/ is hostile: it is opened with O_NOFOLLOW and
- * O_NONBLOCK, must be a regular file with one link owned by smap or
- * smapd, must parse with spool_read_envelope(), and must carry its own
- * name as its id. Anything else is moved to quarantine/ with the reason
- * beside it. Two smapd processes may run at once: a move out of new/
- * succeeds for one of them only, and a message in queue/ is delivered
- * only under an exclusive flock that is checked to still name the file.
+ * O_NONBLOCK, must be a regular file with one link owned by mail_owner,
+ * must parse with spool_read_envelope(), must carry its own name as its
+ * id, and must pass the relay policy again (relay.h): smap may have
+ * been made to write anything. Anything else is moved to quarantine/
+ * with the reason beside it. Every path is relative to the directories
+ * layout_queue.c opened, never through a link. Two smapd processes may
+ * run at once: a move out of new/ succeeds for one of them only, and a
+ * message in queue/ is delivered only under an exclusive flock that is
+ * checked to still name the file.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,110 +26,124 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "addr.h"
 #include "bounce.h"
+#include "layout_queue.h"
 #include "log.h"
 #include "queue.h"
+#include "relay.h"
 #include "spool.h"
 #include "state.h"
+#include "tls.h"
 
-#define QDIR QUEUE_DIR
-#define QUAR "quarantine"
-#define SCAN_MAX 100000		/* files looked at in one directory scan */
+#define PICK_MAX 256		/* files copied in before queue/ is fsync'd */
 
-/* id_ok - a queue id: 1..SPOOL_ID_MAX upper-case hex digits */
-static int
-id_ok(const char *s)
-{
-	size_t n = strspn(s, "0123456789ABCDEF");
+/* A file being picked up: the original in new/ (open, claimed with
+ * flock) and smapd's copy in queue/. */
+struct picked {
+	int fd, copy;
+	struct stat st;
+};
 
-	return n > 0 && n <= SPOOL_ID_MAX && s[n] == '\0';
-}
-
-/* sync_dir - fsync a directory */
+/* sync_dir - fsync one of the spool directories, saying so if it fails */
 static void
-sync_dir(const char *dir)
+sync_dir(const struct qctx *q, enum ldir w)
 {
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		if (fsync(fd) < 0)
-			log_warn("fsync %s: %s", dir, strerror(errno));
-		close(fd);
-	}
+	if (layout_sync(q->dirs.fd[w]) < 0)
+		log_warn("fsync %s: %s", layout_name(w), strerror(errno));
 }
 
-/* queue_prepare - smapd's directories, owned by smapd */
-int
-queue_prepare(const struct conf *cf, uid_t uid, gid_t gid, char *why, size_t len)
+/* quarantine - move w/name aside, the reason beside it and in the log */
+static void
+quarantine(const struct qctx *q, enum ldir w, const char *name,
+    const char *why)
 {
-	static const char *dirs[] = { QDIR, "state", QUAR, HOLD_DIR };
+	char esc[300], to[80];
+	int rc = layout_quarantine(&q->dirs, w, name, why, to, sizeof(to));
+
+	log_esc(esc, sizeof(esc), name, strlen(name));
+	if (rc < 0) {
+		log_warn("cannot quarantine %s/%s: %s", layout_name(w), esc,
+		    strerror(errno));
+		return;
+	}
+	if (rc > 0)
+		log_warn("quarantine/%s.why: cannot write the reason: %s", to,
+		    strerror(errno));
+	if (strcmp(to, name) == 0)
+		log_warn("%s: quarantined: %s", esc, why);
+	else
+		log_warn("%s: quarantined: %s (as quarantine/%s)", esc, why, to);
+}
+
+/* trusted_client - may the client recorded in e relay (mynetworks, or a
+ * certificate listed in relay_clientcerts)? */
+static int
+trusted_client(const struct conf *cf, const struct envelope *e)
+{
+	unsigned char bin[16];
+	char fp[TLS_FP_LEN];
+	int fam;
+
+	if (net_addr_parse(e->client, &fam, bin) == 0 &&
+	    net_match(&cf->mynetworks, fam, bin))
+		return 1;
+	if (e->ccert[0] == '\0')
+		return 0;
+	snprintf(fp, sizeof(fp), "%.*s", (int)strcspn(e->ccert, " "), e->ccert);
+	return tls_fp_listed(fp, cf->relay_clientcerts);
+}
+
+/* relay_recheck - the relay policy once more; NULL when it holds */
+static const char *
+relay_recheck(const struct conf *cf, const struct envelope *e, char *why,
+    size_t len)
+{
+	int trusted = trusted_client(cf, e);
+	const char *bad;
+	struct addr a;
 	size_t i;
 
-	(void)cf;
-	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-		if (mkdir(dirs[i], 0700) < 0 && errno != EEXIST) {
-			snprintf(why, len, "mkdir %s: %s", dirs[i], strerror(errno));
-			return -1;
-		}
-		if (geteuid() == 0 && chown(dirs[i], uid, gid) < 0) {
-			snprintf(why, len, "chown %s: %s", dirs[i], strerror(errno));
-			return -1;
-		}
+	for (i = 0; i < e->nrcpt; i++) {
+		if (addr_check_stored(e->rcpt[i], ADDR_RECIPIENT, &a, &bad) < 0)
+			return bad;
+		if (relay_allowed(cf, &a, trusted))
+			continue;
+		snprintf(why, len, "relay policy: recipient %.300s is outside "
+		    "relay_domains and client %s is not in mynetworks",
+		    e->rcpt[i], e->client);
+		return why;
 	}
-	return 0;
+	return NULL;
 }
 
-/* quarantine - move dir/name aside and write why beside it */
-static void
-quarantine(const char *dir, const char *name, const char *why)
-{
-	static unsigned counter;
-	char from[512], to[512], safe[64], esc[300];
-	FILE *fp;
-
-	if (id_ok(name))
-		snprintf(safe, sizeof(safe), "%s", name);
-	else
-		snprintf(safe, sizeof(safe), "X%llX%X", (long long)time(NULL),
-		    counter++);
-	snprintf(from, sizeof(from), "%s/%s", dir, name);
-	snprintf(to, sizeof(to), "%s/%s", QUAR, safe);
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0) {
-		snprintf(to, sizeof(to), "%s/%s.%llX", QUAR, safe,
-		    (long long)time(NULL));
-		if (rename(from, to) < 0) {
-			log_warn("cannot quarantine %s: %s", from, strerror(errno));
-			return;
-		}
-	}
-	snprintf(to + strlen(to), sizeof(to) - strlen(to), ".why");
-	if ((fp = fopen(to, "we")) != NULL) {
-		fprintf(fp, "%s\n", why);
-		fclose(fp);
-	}
-	sync_dir(QUAR);
-	log_esc(esc, sizeof(esc), name, strlen(name));
-	log_warn("%s: quarantined: %s", esc, why);
-}
-
-/* check_file - the checks of an open spool file; NULL when it is fine */
+/* check_src - the checks of the open file in new/; NULL when it may be
+ * copied in */
 static const char *
-check_file(struct qctx *q, int fd, const char *name, struct envelope *e,
-    char *why, size_t len)
+check_src(const struct qctx *q, int fd, struct stat *st)
 {
-	struct stat st;
-
-	if (fstat(fd, &st) < 0)
+	if (fstat(fd, st) < 0)
 		return strerror(errno);
-	if (!S_ISREG(st.st_mode))
+	if (!S_ISREG(st->st_mode))
 		return "not a regular file";
-	if (st.st_nlink != 1)
+	if (st->st_nlink != 1)
 		return "more than one hard link";
-	if (st.st_uid != q->spool_uid && st.st_uid != q->self_uid)
+	if (st->st_uid != q->spool_uid)
 		return "wrong owner";
-	if (st.st_size > q->cf->message_size_limit + 65536LL + SPOOL_LINE_MAX *
+	if (st->st_size > q->cf->message_size_limit + 65536LL + SPOOL_LINE_MAX *
 	    (long long)(q->cf->smtpd_recipient_limit + 16))
 		return "file too large";
+	return NULL;
+}
+
+/* check_copy - the checks of smapd's own copy; NULL when it may be queued
+ * (e is then filled in) */
+static const char *
+check_copy(const struct qctx *q, int fd, const char *name, struct envelope *e,
+    char *why, size_t len)
+{
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return strerror(errno);
 	if (spool_read_envelope(fd, e, (size_t)q->cf->smtpd_recipient_limit,
 	    why, len) < 0)
 		return why;
@@ -134,58 +151,156 @@ check_file(struct qctx *q, int fd, const char *name, struct envelope *e,
 		spool_free_envelope(e);
 		return "id record does not match the file name";
 	}
+	if (relay_recheck(q->cf, e, why, len) != NULL) {
+		spool_free_envelope(e);
+		return why;
+	}
 	return NULL;
 }
 
-/* check_new - open and check new/name; NULL when it may be queued */
+/* what_is - the name's kind, owner and links as lstat sees them: a
+ * reason even for a file smapd may not open; NULL when it looks right.
+ * The checks of the open file (check_file) are the ones that count. */
 static const char *
-check_new(struct qctx *q, const char *name, struct envelope *e)
+what_is(const struct qctx *q, const char *name, int *dir)
 {
-	static char why[256];
-	char path[512];
-	const char *bad;
 	struct stat ls;
-	int fd;
 
-	if (!id_ok(name))
-		return "file name is not a queue id";
-	snprintf(path, sizeof(path), "%s/%s", SPOOL_NEW, name);
-	/* A stranger's file may not even be readable: say whose it is. The
-	 * checks after open() are the ones that count. */
-	if (lstat(path, &ls) == 0 && S_ISREG(ls.st_mode) &&
-	    ls.st_uid != q->spool_uid && ls.st_uid != q->self_uid)
-		return "wrong owner";
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return "";	/* taken by another smapd */
-		return errno == ELOOP ? "symbolic link" : strerror(errno);
+	*dir = 0;
+	if (fstatat(q->dirs.fd[L_NEW], name, &ls, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? "" : strerror(errno);
+	if (S_ISLNK(ls.st_mode))
+		return "symbolic link";
+	if (S_ISDIR(ls.st_mode))
+		return (*dir = 1), "not a regular file: a directory";
+	if (!S_ISREG(ls.st_mode))
+		return "not a regular file";
+	if (ls.st_nlink != 1)
+		return "more than one hard link";
+	return ls.st_uid != q->spool_uid ? "wrong owner" : NULL;
+}
+
+/* copy_in - size bytes of the open file into queue/ID.tmp, a file of
+ * smapd's own (smap keeps no hold on it, whatever descriptors it kept);
+ * its fd, or -1 with errno */
+static int
+copy_in(const struct qctx *q, int src, const char *id, off_t size)
+{
+	static char buf[65536];
+	off_t off = 0;
+	ssize_t n = 0;
+	int fd = layout_create_own(&q->dirs, L_QUEUE, id);
+
+	while (fd >= 0 && off < size) {
+		n = pread(src, buf, size - off < (off_t)sizeof(buf) ?
+		    (size_t)(size - off) : sizeof(buf), off);
+		if (n <= 0 || spool_write(fd, buf, (size_t)n) < 0)
+			break;
+		off += n;
 	}
-	bad = check_file(q, fd, name, e, why, sizeof(why));
-	close(fd);
+	if (fd >= 0 && off < size) {	/* made durable when it is queued */
+		if (n == 0)
+			errno = EIO;	/* the file shrank under us */
+		layout_discard(&q->dirs, L_QUEUE, fd, id);
+		return -1;
+	}
+	return fd;
+}
+
+/* claim - new/name opened and locked by this smapd alone (another smapd,
+ * or smap, holding its lock means: not now), still that name: fd, or -1
+ * with why ("" to leave it) */
+static int
+claim(struct qctx *q, const char *name, const char **why)
+{
+	int fd = layout_open_file(&q->dirs, L_NEW, name);
+
+	if (fd < 0) {
+		*why = errno == ENOENT ? "" : errno == ELOOP ? "symbolic link" :
+		    errno == EINVAL ? "not a regular file" : strerror(errno);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 ||
+	    !layout_still_named(&q->dirs, L_NEW, fd, name)) {
+		*why = "";	/* another smapd is taking it, or took it */
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* check_new - claim new/name, copy it in, check the copy; NULL when it
+ * may be queued (p: the original, still claimed, and the copy), "" when
+ * it is to stay where it is for now, else why it is refused */
+static const char *
+check_new(struct qctx *q, const char *name, struct envelope *e, int *dir,
+    struct picked *p)
+{
+	static char why[512];
+	const char *bad;
+
+	p->fd = p->copy = -1;
+	if (!qid_ok(name))
+		return "file name is not a queue id";
+	if ((bad = what_is(q, name, dir)) != NULL ||
+	    (p->fd = claim(q, name, &bad)) < 0)
+		return bad;
+	if ((bad = check_src(q, p->fd, &p->st)) == NULL &&
+	    (p->copy = copy_in(q, p->fd, name, p->st.st_size)) < 0) {
+		log_warn("%s: cannot copy into %s/, left for later: %s", name,
+		    layout_name(L_QUEUE), strerror(errno));
+		bad = "";
+	}
+	if (bad == NULL && (bad = check_copy(q, p->copy, name, e, why,
+	    sizeof(why))) != NULL)
+		layout_discard(&q->dirs, L_QUEUE, p->copy, name);
+	if (bad != NULL) {
+		close(p->fd);
+		p->fd = -1;
+	}
 	return bad;
 }
 
-/* pick_one - new/name to queue/name, or to quarantine/ */
-static int
-pick_one(struct qctx *q, const char *name)
+/* refuse - quarantine what pickup refused; a directory (which smapd may
+ * not move: it is smap's) is removed if empty, else left and named */
+static void
+refuse(struct qctx *q, const char *name, const char *why, int dir)
 {
-	char from[512], to[512];
-	struct envelope e;
-	const char *bad = check_new(q, name, &e);
+	char esc[300];
+
+	if (!dir) {
+		quarantine(q, L_NEW, name, why);
+		return;
+	}
+	log_esc(esc, sizeof(esc), name, strlen(name));
+	if (unlinkat(q->dirs.fd[L_NEW], name, AT_REMOVEDIR) == 0)
+		log_warn("%s: removed from %s: an empty directory", esc,
+		    layout_name(L_NEW));
+	else
+		log_warn("%s/%s: a directory that smapd may not move: %s (remove "
+		    "it as root)", layout_name(L_NEW), esc, strerror(errno));
+}
+
+/* pick_one - new/name copied to queue/name, or moved to quarantine/;
+ * 1 when queued (p: the original, removed once queue/ is durable) */
+static int
+pick_one(struct qctx *q, const char *name, struct picked *p)
+{
+	struct envelope e = { 0 };
+	int dir = 0;
+	const char *bad = check_new(q, name, &e, &dir, p);
 
 	if (bad != NULL) {
 		if (*bad != '\0')
-			quarantine(SPOOL_NEW, name, bad);
+			refuse(q, name, bad, dir);
 		return 0;
 	}
-	snprintf(from, sizeof(from), "%s/%s", SPOOL_NEW, name);
-	snprintf(to, sizeof(to), "%s/%s", QDIR, name);
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0) {
+	if (layout_publish(&q->dirs, L_QUEUE, p->copy, name, PUB_NOSYNC) < 0) {
 		if (errno == EEXIST)
-			quarantine(SPOOL_NEW, name, "duplicate queue id");
-		else if (errno != ENOENT)
+			quarantine(q, L_NEW, name, "duplicate queue id");
+		else
 			log_warn("%s: cannot queue: %s", name, strerror(errno));
+		close(p->fd);
 		spool_free_envelope(&e);
 		return 0;
 	}
@@ -196,109 +311,110 @@ pick_one(struct qctx *q, const char *name)
 	return 1;
 }
 
-/* push - add a copy of name to a growing list */
+/* unlink_picked - the originals of what was copied in, now that queue/
+ * is durable; only if the name is still the file that was copied; their
+ * claims end */
 static void
-push(char ***v, size_t *n, size_t *cap, const char *name)
+unlink_picked(struct qctx *q, char **v, struct picked *p, size_t n)
 {
-	char **nv;
+	struct stat now;
+	size_t i;
 
-	if (*n == *cap) {
-		*cap = *cap ? *cap * 2 : 64;
-		if ((nv = realloc(*v, *cap * sizeof(**v))) == NULL)
-			return;
-		*v = nv;
+	for (i = 0; i < n; i++) {
+		if (fstatat(q->dirs.fd[L_NEW], v[i], &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    now.st_dev == p[i].st.st_dev && now.st_ino == p[i].st.st_ino)
+			(void)unlinkat(q->dirs.fd[L_NEW], v[i], 0);
+		close(p[i].fd);
 	}
-	if (((*v)[*n] = strdup(name)) != NULL)
-		(*n)++;
 }
 
-/* pickup - move what smap committed to queue/; the ids moved, malloc'd */
+/* pickup - copy what smap committed to queue/, PICK_MAX at a time (each
+ * original stays claimed until queue/ is durable); the ids queued */
 static char **
 pickup(struct qctx *q, size_t *n)
 {
-	struct dirent *de;
-	DIR *d = opendir(SPOOL_NEW);
-	char **v = NULL;
-	size_t cap = 0;
-	int seen = 0;
+	static struct picked p[PICK_MAX];
+	char **names, **v;
+	size_t i, k = 0, all, done = 0;
 
 	*n = 0;
-	if (d == NULL) {
-		log_warn("open %s: %s", SPOOL_NEW, strerror(errno));
+	if (layout_scan(&q->dirs, L_NEW, SCAN_MAX, layout_any_name, &names, &all) < 0) {
+		log_warn("open %s: %s", layout_name(L_NEW), strerror(errno));
 		return NULL;
 	}
-	while ((de = readdir(d)) != NULL && seen++ < SCAN_MAX && !*q->stop) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (pick_one(q, de->d_name))
-			push(&v, n, &cap, de->d_name);
+	v = names;
+	for (i = 0; i < all; i++) {
+		if (!*q->stop && pick_one(q, names[i], &p[k - done]))
+			v[k++] = names[i];
+		else
+			free(names[i]);
+		if (k - done == PICK_MAX || (i + 1 == all && k > done)) {
+			sync_dir(q, L_QUEUE);	/* durable in queue/, then */
+			unlink_picked(q, v + done, p, k - done);	/* gone */
+			done = k;
+		}
 	}
-	closedir(d);
-	if (*n > 0)
-		sync_dir(QDIR);
+	if (all > 0)
+		sync_dir(q, L_NEW);
+	*n = k;
 	return v;
 }
 
-/* queue_clean_tmp - files a killed smap left in tmp/ more than a day ago */
-void
-queue_clean_tmp(struct qctx *q)
-{
-	char path[512];
-	struct dirent *de;
-	struct stat st;
-	DIR *d = opendir(SPOOL_TMP);
-	time_t old = time(NULL) - 86400;
-	int seen = 0;
-
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL && seen++ < SCAN_MAX && !*q->stop) {
-		snprintf(path, sizeof(path), "%s/%s", SPOOL_TMP, de->d_name);
-		if (de->d_name[0] == '.' || lstat(path, &st) < 0 ||
-		    !S_ISREG(st.st_mode) || st.st_mtime >= old)
-			continue;
-		if (unlink(path) == 0)
-			log_info("%s: removed stale temporary file", id_ok(de->d_name) ?
-			    de->d_name : "(bad name)");
-	}
-	closedir(d);
-}
-
-/* still_named - is the locked file still queue/id (not removed meanwhile)? */
-static int
-still_named(int fd, const char *path)
-{
-	struct stat a, b;
-
-	return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_nlink == 1 &&
-	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
+/* The log identity of each transport, as Postfix names its agents. */
+static const char *const ident[] = { "smap/smtp", "smap/lmtp", "smap/pipe",
+	"smap/local" };
 
 /* log_result - one Postfix-shaped delivery line */
 static void
 log_result(const struct qctx *q, const struct delivery *d, size_t i,
-    double delay, double took)
+    const double *t)
 {
-	static const char *ident[] = { "smap/smtp", "smap/lmtp", "smap/pipe",
-		"smap/local" };
 	static const char *word[] = { "pending", "sent", "deferred", "bounced" };
 	const struct rcpt_result *r = &d->res[i];
 
 	log_ident(ident[q->t.kind]);
-	log_info("%s: to=%s, relay=%s, delay=%.1f, delays=%.1f/0/0/%.1f, dsn=%s, "
-	    "status=%s (%s)", d->env->id, d->env->rcpt[d->idx[i]], d->relay,
-	    delay, delay - took, took, r->dsn, word[r->status], r->text);
+	log_info("%s: to=%s, relay=%s, delay=%.2f, delays=%.2f/%.2f/%.2f/%.2f, "
+	    "dsn=%s, status=%s (%s)", d->env->id, d->env->rcpt[d->idx[i]],
+	    d->relay, t[3] - t[0], t[1] - t[0], t[2] - t[1], d->setup,
+	    t[3] - t[2] - d->setup, r->dsn, word[r->status], r->text);
+}
+
+/* times - Postfix's points of a delivery, in seconds: arrival (t[0]),
+ * pickup (t[1]: when smapd made its copy in queue/), the attempt's start
+ * (t[2]) and end (t[3]), each no earlier than the one before */
+static void
+times(const struct delivery *d, double *t)
+{
+	struct stat st;
+	int k;
+
+	t[0] = (double)d->env->arrival + d->env->arrival_us / 1e6;
+	t[1] = fstat(d->fd, &st) == 0 ? (double)st.st_mtim.tv_sec +
+	    st.st_mtim.tv_nsec / 1e9 : t[0];
+	for (k = 1; k <= 3; k++)
+		if (t[k] < t[k - 1])
+			t[k] = t[k - 1];
+}
+
+/* now - wall clock time in seconds */
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* attempt - hand the pending recipients to the transport, record results */
 static void
 attempt(struct qctx *q, struct delivery *d, struct state *st)
 {
-	struct timespec t0, t1;
-	double took;
+	double t[4];
 	size_t i;
 
-	clock_gettime(CLOCK_REALTIME, &t0);
+	t[2] = now();
+	log_ident(ident[q->t.kind]);	/* what the transport logs is its own */
 	if (q->down) {	/* as Postfix does behind a dead destination */
 		snprintf(d->relay, sizeof(d->relay), "none");
 		deliver_all(d, R_DEFER, "4.4.1", "%s", q->down_text);
@@ -308,8 +424,8 @@ attempt(struct qctx *q, struct delivery *d, struct state *st)
 		deliver_maildir(&q->t, q->cf, d);
 	else
 		deliver_smtp(&q->t, q->cf, d);
-	clock_gettime(CLOCK_REALTIME, &t1);
-	took = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	t[3] = now();
+	times(d, t);
 	/* Nobody answered: the rest of this run would only wait the same,
 	 * so it is deferred with the same reason and no new attempt. */
 	if (!q->down && d->n > 0 && d->res[0].status == R_DEFER &&
@@ -324,8 +440,7 @@ attempt(struct qctx *q, struct delivery *d, struct state *st)
 		if (r->status == R_PENDING)	/* a transport bug: never lose it */
 			r->status = R_DEFER;
 		d->res[i].status = r->status;
-		log_result(q, d, i, (double)t1.tv_sec - (double)d->env->arrival +
-		    t1.tv_nsec / 1e9, took);
+		log_result(q, d, i, t);
 		if (r->status == R_DEFER)
 			r->status = R_PENDING;	/* stored as "deferred" with its text */
 	}
@@ -369,24 +484,30 @@ backoff(const struct conf *cf, long long attempts)
 
 /* remove_message - the message is done: delete it and its state */
 static void
-remove_message(const char *id)
+remove_message(const struct qctx *q, const char *id)
 {
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%s", QDIR, id);
-	if (unlink(path) < 0) {
+	if (unlinkat(q->dirs.fd[L_QUEUE], id, 0) < 0) {
 		log_warn("%s: cannot remove: %s", id, strerror(errno));
 		return;
 	}
-	state_remove(id);
-	sync_dir(QDIR);
+	state_remove(&q->dirs, id);
+	sync_dir(q, L_QUEUE);
 	log_ident("smap/qmgr");
 	log_info("%s: removed", id);
 }
 
-/* warn_delay - once, after delay_warning_time, tell the sender */
+/* made - remember a notification just queued, to be tried in this run */
 static void
-warn_delay(const struct qctx *q, const struct envelope *e, int fd,
+made(struct qctx *q, const char *id)
+{
+	if (q->nmade < MADE_MAX)
+		snprintf(q->made[q->nmade++], sizeof(q->made[0]), "%s", id);
+}
+
+/* warn_delay - once, after delay_warning_time, tell the sender; 1 when
+ * it did (st changed) */
+static int
+warn_delay(struct qctx *q, const struct envelope *e, int fd,
     struct state *st, long long now)
 {
 	char bid[SPOOL_ID_MAX + 1];
@@ -394,21 +515,24 @@ warn_delay(const struct qctx *q, const struct envelope *e, int fd,
 	if (q->cf->delay_warning_time == 0 || st->warned ||
 	    now - e->arrival < q->cf->delay_warning_time ||
 	    strcmp(e->sender, "<>") == 0)
-		return;
-	if (bounce_delay(q->cf, e, fd, st, bid, sizeof(bid)) < 0) {
+		return 0;
+	if (bounce_delay(&q->dirs, q->cf, e, fd, st, bid, sizeof(bid)) < 0) {
 		log_warn("%s: cannot create the delay notification: %s", e->id,
 		    strerror(errno));
-		return;
+		return 0;
 	}
 	st->warned = 1;
+	made(q, bid);
 	log_ident("smap/bounce");
 	log_info("%s: sender delay notification: %s", e->id, bid);
+	return 1;
 }
 
 /* return_failed - the DSN for recipients that failed since the last one;
- * sent at once, even while others are still being retried */
-static void
-return_failed(const struct qctx *q, const struct envelope *e, int fd,
+ * sent at once, even while others are still being retried; 1 when it
+ * was made (st changed) */
+static int
+return_failed(struct qctx *q, const struct envelope *e, int fd,
     struct state *st)
 {
 	char bid[SPOOL_ID_MAX + 1];
@@ -417,23 +541,88 @@ return_failed(const struct qctx *q, const struct envelope *e, int fd,
 	for (i = 0; i < st->n; i++)
 		n += st->r[i].status == R_BOUNCE && !st->r[i].notified;
 	if (n == 0 || strcmp(e->sender, "<>") == 0)
-		return;
-	if (bounce_create(q->cf, e, fd, st, bid, sizeof(bid)) < 0) {
+		return 0;
+	if (bounce_create(&q->dirs, q->cf, e, fd, st, bid, sizeof(bid)) < 0) {
 		log_warn("%s: cannot create the non-delivery notification: %s",
 		    e->id, strerror(errno));
-		return;
+		return 0;
 	}
 	for (i = 0; i < st->n; i++)
 		if (st->r[i].status == R_BOUNCE)
 			st->r[i].notified = 1;
+	made(q, bid);
 	log_ident("smap/bounce");
 	log_info("%s: sender non-delivery notification: %s", e->id, bid);
+	return 1;
 }
 
-/* conclude - after an attempt: done, bounce, or wait for the next one */
+/* hold_unsaved - the outcome of an attempt could not be saved: hold the
+ * message (no retry may go to a recipient that accepted it) until the
+ * admin releases it; if even that fails, stop delivering */
+static void
+hold_unsaved(struct qctx *q, const char *id, int err)
+{
+	log_msg(LOG_ERR, "error: %s: cannot save the progress of this delivery "
+	    "in %s/%s: %s", id, layout_name(L_STATE), id, strerror(err));
+	if (layout_rename(&q->dirs, L_QUEUE, L_HOLD, id) == 0) {
+		log_msg(LOG_ERR, "error: %s: placed on hold so that no recipient "
+		    "gets it twice: fix the cause, then smapq release %s", id, id);
+		(void)layout_write_why(&q->dirs, L_HOLD, id, "the progress of a "
+		    "delivery could not be saved (see the log); a release may "
+		    "send it again to recipients that already have it");
+		return;
+	}
+	log_msg(LOG_CRIT, "fatal: %s: cannot hold it either (%s): stopping, so "
+	    "that nothing is delivered twice", id, strerror(errno));
+	*q->stop = 1;
+}
+
+/* double_bounce - undeliverable mail from <>: never bounced (there is
+ * nobody to tell); as Postfix does, logged and discarded, or kept in
+ * quarantine/ (expiring with quarantine_lifetime) when asked */
+static void
+double_bounce(struct qctx *q, const struct envelope *e, const struct state *st)
+{
+	const char *why = "undeliverable";
+	size_t i;
+
+	for (i = 0; i < st->n; i++)
+		if (st->r[i].status == R_BOUNCE && st->r[i].text[0] != '\0')
+			why = st->r[i].text;
+	if (q->cf->quarantine_double_bounces) {
+		quarantine(q, L_QUEUE, e->id, "undeliverable, and the sender is "
+		    "the null sender (never bounced)");
+		state_remove(&q->dirs, e->id);
+		return;
+	}
+	log_ident("smap/qmgr");
+	log_info("%s: undeliverable mail from the null sender discarded "
+	    "(a double bounce): %s", e->id, why);
+	remove_message(q, e->id);
+}
+
+/* finish - nothing is pending: remove the message, unless a DSN is owed */
+static void
+finish(struct qctx *q, const struct envelope *e, const struct state *st,
+    size_t bounced)
+{
+	size_t i;
+
+	if (bounced > 0 && strcmp(e->sender, "<>") == 0) {
+		double_bounce(q, e, st);
+		return;
+	}
+	for (i = 0; i < st->n; i++)
+		if (st->r[i].status == R_BOUNCE && !st->r[i].notified)
+			return;	/* the DSN could not be made: keep it, try later */
+	remove_message(q, e->id);
+}
+
+/* conclude - after an attempt: done, bounce, or wait for the next one;
+ * *rfd is the state file reserved for its outcome */
 static void
 conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
-    long long now)
+    long long now, int *rfd)
 {
 	size_t i, pending = 0, bounced = 0;
 
@@ -446,34 +635,35 @@ conclude(struct qctx *q, const struct envelope *e, int fd, struct state *st,
 		bounced += pending;
 		pending = 0;
 	}
-	/* Record the outcome first: a crash from here on never re-sends.
-	 * When every recipient has been sent, removing the file (and
-	 * fsyncing queue/) is that record, so no state file is written. */
-	if ((pending > 0 || bounced > 0) && state_save(e->id, st) < 0)
-		log_warn("%s: cannot save state: %s", e->id, strerror(errno));
-	return_failed(q, e, fd, st);
 	if (pending > 0) {
-		warn_delay(q, e, fd, st, now);
 		st->attempts++;
 		st->next = now + backoff(q->cf, st->attempts);
-		if (state_save(e->id, st) < 0)
-			log_warn("%s: cannot save state: %s", e->id, strerror(errno));
-		log_ident("smap/qmgr");
-		log_info("%s: deferred after attempt %lld, next attempt in %llds",
-		    e->id, st->attempts, st->next - now);
-		q->deferred++;
+	}
+	/* Record the outcome first, in one state file that is complete when
+	 * it appears (written into the file reserved before the attempt): a
+	 * crash from here on never re-sends. When every recipient has been
+	 * sent, removing the file (and fsyncing queue/) is that record, so
+	 * no state file is written. The DSNs made next are recorded by a
+	 * second save (a crash between the two may repeat a DSN, never a
+	 * delivery). */
+	if ((pending > 0 || bounced > 0) &&
+	    state_save(&q->dirs, e->id, st, rfd) < 0) {
+		hold_unsaved(q, e->id, errno);
 		return;
 	}
-	if (bounced > 0 && strcmp(e->sender, "<>") == 0) {
-		quarantine(QDIR, e->id, "undeliverable, and the sender is the null "
-		    "sender (never bounced)");
-		state_remove(e->id);
+	if ((return_failed(q, e, fd, st) | (pending > 0 &&
+	    warn_delay(q, e, fd, st, now))) &&
+	    state_save(&q->dirs, e->id, st, NULL) < 0)
+		log_warn("%s: cannot save that its DSN was sent: %s", e->id,
+		    strerror(errno));
+	if (pending == 0) {
+		finish(q, e, st, bounced);
 		return;
 	}
-	for (i = 0; i < st->n; i++)
-		if (st->r[i].status == R_BOUNCE && !st->r[i].notified)
-			return;	/* the DSN could not be made: keep it, try later */
-	remove_message(e->id);
+	log_ident("smap/qmgr");
+	log_info("%s: deferred after attempt %lld, next attempt in %llds",
+	    e->id, st->attempts, st->next - now);
+	q->deferred++;
 }
 
 /* deliver_pending - one attempt for every recipient still pending */
@@ -503,33 +693,85 @@ deliver_pending(struct qctx *q, const struct envelope *e, int fd,
 	free(d.res);
 }
 
+/* clamp - times from the future (a hostile arrival, a damaged next) are
+ * now: every message expires, and is retried, in its time */
+static void
+clamp(const struct qctx *q, struct envelope *e, struct state *st,
+    long long now)
+{
+	if (e->arrival > now) {
+		log_warn("%s: arrival time %lld is in the future: taken as now",
+		    e->id, e->arrival);
+		e->arrival = now;
+	}
+	if (st->next > now + q->cf->maximal_backoff_time)
+		st->next = now;
+}
+
+/* attempt_due - the attempt for a message that is due, its outcome
+ * recorded in a state file reserved first; the next time it is due */
+static long long
+attempt_due(struct qctx *q, const struct envelope *e, int fd,
+    struct state *st)
+{
+	int rfd = state_reserve(&q->dirs, e->id, e->nrcpt);
+
+	if (rfd < 0) {
+		log_warn("%s: not delivered now: no room to record its progress "
+		    "in %s/: %s", e->id, layout_name(L_STATE), strerror(errno));
+		q->deferred++;
+		return st->next;
+	}
+	deliver_pending(q, e, fd, st);
+	conclude(q, e, fd, st, (long long)time(NULL), &rfd);
+	state_unreserve(&q->dirs, e->id, &rfd);
+	return st->next;
+}
+
+/* not_own - what is in queue/ is smapd's own copy (or DSN); anything
+ * else came from outside; NULL when it is smapd's */
+static const char *
+not_own(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return strerror(errno);
+	return st.st_uid == geteuid() ? NULL : "in queue/ but not smapd's own file";
+}
+
 /* deliver_one - lock queue/id, check it again, try the due recipients */
 static long long
 deliver_one(struct qctx *q, const char *id, long long now)
 {
-	char path[512], why[256];
+	char why[256];
 	struct envelope e;
 	struct state st = { 0 };
+	const char *bad = NULL;
 	long long next = 0;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%s", QDIR, id);
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0)
-		return 0;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || !still_named(fd, path)) {
-		close(fd);
-		return 0;	/* another smapd has it, or had it */
+	if ((fd = layout_lock(&q->dirs, L_QUEUE, id)) < 0 ||
+	    (bad = not_own(fd)) != NULL) {
+		if (fd < 0 && (errno == ELOOP || errno == EINVAL || errno == EMLINK))
+			bad = errno == ELOOP ? "symbolic link" : errno == EMLINK ?
+			    "more than one hard link" : "not a regular file";
+		if (bad != NULL)	/* planted: never followed, never trusted */
+			quarantine(q, L_QUEUE, id, bad);
+		if (fd >= 0)
+			close(fd);
+		return 0;	/* or gone, or another smapd has it */
 	}
 	if (spool_read_envelope(fd, &e, RCPT_LIMIT_MAX, why, sizeof(why)) < 0 ||
-	    state_load(id, e.nrcpt, &st, why, sizeof(why)) < 0) {
-		quarantine(QDIR, id, why);
-	} else if (!q->flush && st.next > now) {
-		next = st.next;
-		q->deferred++;
+	    state_load(&q->dirs, id, e.nrcpt, &st, why, sizeof(why)) < 0) {
+		quarantine(q, L_QUEUE, id, why);
 	} else {
-		deliver_pending(q, &e, fd, &st);
-		conclude(q, &e, fd, &st, (long long)time(NULL));
-		next = st.next;
+		clamp(q, &e, &st, now);
+		if (!q->flush && st.next > now) {
+			next = st.next;
+			q->deferred++;
+		} else
+			next = attempt_due(q, &e, fd, &st);
 	}
 	state_free(&st);
 	spool_free_envelope(&e);
@@ -537,31 +779,17 @@ deliver_one(struct qctx *q, const char *id, long long now)
 	return next;
 }
 
-/* by_name - qsort order of queue ids: oldest first */
-static int
-by_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* list_queue - the ids in queue/, sorted, malloc'd */
 static char **
-list_queue(size_t *n)
+list_queue(const struct qctx *q, size_t *n)
 {
-	struct dirent *de;
-	DIR *d = opendir(QDIR);
-	char **v = NULL;
-	size_t cap = 0;
+	char **v;
 
-	*n = 0;
-	if (d == NULL)
+	if (layout_list(&q->dirs, L_QUEUE, SCAN_MAX, &v, n) < 0) {
+		log_warn("open %s: %s", layout_name(L_QUEUE), strerror(errno));
+		*n = 0;
 		return NULL;
-	while ((de = readdir(d)) != NULL && *n < SCAN_MAX)
-		if (id_ok(de->d_name))
-			push(&v, n, &cap, de->d_name);
-	closedir(d);
-	if (*n > 0)
-		qsort(v, *n, sizeof(*v), by_name);
+	}
 	return v;
 }
 
@@ -578,6 +806,11 @@ deliver_share(struct qctx *q, char **ids, size_t n, size_t first,
 		next = deliver_one(q, ids[i], now);
 		if (next > now && next - now < wait)
 			wait = next - now;
+		while (q->nmade > 0 && !*q->stop)	/* the DSNs it made */
+			if (!q->down)	/* else they wait for the next run */
+				(void)deliver_one(q, q->made[--q->nmade], now);
+			else
+				q->nmade = 0;
 	}
 	if (q->t.kind == T_SMTP || q->t.kind == T_LMTP)
 		smtp_close_cached();
@@ -677,7 +910,7 @@ queue_run(struct qctx *q, int full)
 		for (i = 0; i < n; i++)
 			free(ids[i]);
 		free(ids);
-		ids = list_queue(&n);
+		ids = list_queue(q, &n);
 		q->active = (long long)n;
 		q->deferred = 0;
 	}

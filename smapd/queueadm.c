@@ -2,8 +2,9 @@
  * queueadm.c - smapq's work on the spool (see queueadm.h, smapq(8)).
  *
  * Runs as smapd_user in spool_directory. TRUSTS NOTHING IN THE SPOOL:
- * only names that are queue ids are looked at; files are opened with
- * O_NOFOLLOW and O_NONBLOCK and must be regular files; envelopes go
+ * only names that are queue ids are looked at; files are opened through
+ * layout_queue.c (relative to the directories, O_NOFOLLOW, O_NONBLOCK,
+ * regular files only); envelopes go
  * through spool_read_envelope() and must carry their file's name, state
  * through state_load(); every byte printed from them is escaped (\xHH,
  * or JSON \u00HH). A message is moved or removed only under the flock
@@ -23,119 +24,40 @@
 #include <sys/stat.h>
 
 #include "bounds.h"
+#include "layout_queue.h"
 #include "log.h"
-#include "queue.h"
 #include "queueadm.h"
 #include "spool.h"
 #include "state.h"
 
-#define SCAN_MAX 100000		/* names looked at in one directory */
 #define HEADERS_MAX 65536	/* bytes of a message that show reads */
-#define STATE_DIR "state"
 #define EMPTY_ADDR "MAILER-DAEMON"	/* Postfix's name for <> */
 
-enum where { W_NEW, W_QUEUE, W_HOLD };
-
-static const char *dirs[] = { SPOOL_NEW, QUEUE_DIR, HOLD_DIR };
-
-static int wake(const struct qadm *, const char *);
-
 struct msg {
-	enum where w;
+	enum ldir w;
 	int locked;		/* smapd holds its delivery lock */
 	int has_state;		/* state/ID exists */
 	struct envelope e;
 	struct state st;
 };
 
-/* qadm_id_ok - 1..SPOOL_ID_MAX upper-case hex digits */
-int
-qadm_id_ok(const char *s)
-{
-	size_t n = strspn(s, "0123456789ABCDEF");
-
-	return n > 0 && n <= SPOOL_ID_MAX && s[n] == '\0';
-}
-
-/* msg_path - "dir/id" (ids are checked, so it always fits) */
-static void
-msg_path(char *buf, size_t len, enum where w, const char *id)
-{
-	snprintf(buf, len, "%s/%.*s", dirs[w], SPOOL_ID_MAX, id);
-}
-
-/* exists - is there anything at dir/id? */
+/* exists - is there anything at w/id? */
 static int
-exists(enum where w, const char *id)
+exists(const struct qadm *a, enum ldir w, const char *id)
 {
-	char path[64];
 	struct stat st;
 
-	msg_path(path, sizeof(path), w, id);
-	return lstat(path, &st) == 0;
+	return fstatat(a->dirs.fd[w], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 /* state_exists - is state/id a regular file? */
 static int
-state_exists(const char *id)
-{
-	char path[64];
-	struct stat st;
-
-	snprintf(path, sizeof(path), "%s/%.*s", STATE_DIR, SPOOL_ID_MAX, id);
-	return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* open_msg - a regular file, never through a link; fd or -1 with errno */
-static int
-open_msg(const char *path)
+state_exists(const struct qadm *a, const char *id)
 {
 	struct stat st;
-	int fd;
 
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -1;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		errno = EINVAL;
-		return -1;
-	}
-	return fd;
-}
-
-/* still_named - is the open file still dir/id, with one link? */
-static int
-still_named(int fd, const char *path)
-{
-	struct stat a, b;
-
-	return fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_nlink == 1 &&
-	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-/* lock_msg - open dir/id under smapd's delivery lock: fd, or -1 with
- * errno ENOENT (not there) or EWOULDBLOCK (being delivered) */
-static int
-lock_msg(enum where w, const char *id)
-{
-	char path[64];
-	int fd;
-
-	msg_path(path, sizeof(path), w, id);
-	if ((fd = open_msg(path)) < 0)
-		return -1;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		close(fd);
-		errno = EWOULDBLOCK;
-		return -1;
-	}
-	if (!still_named(fd, path)) {
-		close(fd);
-		errno = ENOENT;
-		return -1;
-	}
-	return fd;
+	return fstatat(a->dirs.fd[L_STATE], id, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(st.st_mode);
 }
 
 /* fail - say why id was not handled; returns 1 */
@@ -144,65 +66,14 @@ fail(const struct qadm *a, const char *id, int err)
 {
 	if (err == EWOULDBLOCK)
 		fprintf(a->err, "smapq: %s is being delivered, try again\n", id);
-	else if (err == ENOENT && exists(W_NEW, id))
+	else if (err == ENOENT && exists(a, L_NEW, id))
 		fprintf(a->err, "smapq: %s is waiting in %s/ for smapd, try "
-		    "again\n", id, SPOOL_NEW);
+		    "again\n", id, layout_name(L_NEW));
 	else if (err == ENOENT)
 		fprintf(a->err, "smapq: %s: not found\n", id);
 	else
 		fprintf(a->err, "smapq: %s: %s\n", id, strerror(err));
 	return 1;
-}
-
-/* sync_dir - fsync a directory */
-static void
-sync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		(void)fsync(fd);
-		close(fd);
-	}
-}
-
-/* by_name - qsort order of ids */
-static int
-by_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* list_ids - the queue ids in a directory, sorted, malloc'd into *v;
- * 0, or -1 with errno when the directory cannot be read */
-static int
-list_ids(const char *dir, char ***v, size_t *n)
-{
-	struct dirent *de;
-	DIR *d = opendir(dir);
-	char **nv;
-	size_t cap = 0, seen = 0;
-
-	*v = NULL;
-	*n = 0;
-	if (d == NULL)
-		return -1;
-	while ((de = readdir(d)) != NULL && seen++ < SCAN_MAX) {
-		if (!qadm_id_ok(de->d_name))
-			continue;
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 64;
-			if ((nv = realloc(*v, cap * sizeof(**v))) == NULL)
-				break;
-			*v = nv;
-		}
-		if (((*v)[*n] = strdup(de->d_name)) != NULL)
-			(*n)++;
-	}
-	closedir(d);
-	if (*n > 0)
-		qsort(*v, *n, sizeof(**v), by_name);
-	return 0;
 }
 
 /* unreadable - complain about a directory that list_ids could not read
@@ -216,20 +87,10 @@ unreadable(const struct qadm *a, const char *dir)
 	return 1;
 }
 
-/* free_ids - what list_ids returned */
-static void
-free_ids(char **v, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 /* read_msg - envelope (naming id) and state of an open message */
 static int
-read_msg(int fd, const char *id, struct msg *m, char *why, size_t len)
+read_msg(const struct qadm *a, int fd, const char *id, struct msg *m,
+    char *why, size_t len)
 {
 	if (spool_read_envelope(fd, &m->e, RCPT_LIMIT_MAX, why, len) < 0)
 		return -1;
@@ -238,8 +99,8 @@ read_msg(int fd, const char *id, struct msg *m, char *why, size_t len)
 		spool_free_envelope(&m->e);
 		return -1;
 	}
-	m->has_state = state_exists(id);
-	if (state_load(id, m->e.nrcpt, &m->st, why, len) < 0) {
+	m->has_state = state_exists(a, id);
+	if (state_load(&a->dirs, id, m->e.nrcpt, &m->st, why, len) < 0) {
 		state_free(&m->st);
 		spool_free_envelope(&m->e);
 		return -1;
@@ -269,22 +130,22 @@ is_locked(int fd)
 /* open_read - open dir/id and read it into m: fd, or -1 (said why,
  * unless the file simply went away) */
 static int
-open_read(const struct qadm *a, enum where w, const char *id, struct msg *m)
+open_read(const struct qadm *a, enum ldir w, const char *id, struct msg *m)
 {
-	char path[64], why[256];
+	char why[256];
 	int fd;
 
 	memset(m, 0, sizeof(*m));
 	m->w = w;
-	msg_path(path, sizeof(path), w, id);
-	if ((fd = open_msg(path)) < 0) {
+	if ((fd = layout_open_file(&a->dirs, w, id)) < 0) {
 		if (errno != ENOENT)
-			fprintf(a->err, "smapq: %s: %s\n", path, strerror(errno));
+			fprintf(a->err, "smapq: %s/%s: %s\n", layout_name(w), id,
+			    strerror(errno));
 		return -1;
 	}
-	m->locked = w == W_QUEUE && is_locked(fd);
-	if (read_msg(fd, id, m, why, sizeof(why)) < 0) {
-		fprintf(a->err, "smapq: %s: %s\n", path, why);
+	m->locked = w == L_QUEUE && is_locked(fd);
+	if (read_msg(a, fd, id, m, why, sizeof(why)) < 0) {
+		fprintf(a->err, "smapq: %s/%s: %s\n", layout_name(w), id, why);
 		close(fd);
 		return -1;
 	}
@@ -295,9 +156,9 @@ open_read(const struct qadm *a, enum where w, const char *id, struct msg *m)
 static const char *
 queue_name(const struct msg *m)
 {
-	if (m->w == W_NEW)
+	if (m->w == L_NEW)
 		return "new";
-	if (m->w == W_HOLD)
+	if (m->w == L_HOLD)
 		return "hold";
 	return !m->locked && m->st.attempts > 0 ? "deferred" : "active";
 }
@@ -392,7 +253,7 @@ print_text(FILE *fp, const struct msg *m)
 	const char *last = "";
 	size_t i;
 
-	snprintf(id, sizeof(id), "%s%s", m->e.id, m->w == W_HOLD ? "!" :
+	snprintf(id, sizeof(id), "%s%s", m->e.id, m->w == L_HOLD ? "!" :
 	    m->locked ? "*" : "");
 	fprintf(fp, "%-11s %7lld %-20.20s ", id, m->e.size,
 	    when(t, sizeof(t), m->e.arrival));
@@ -460,7 +321,7 @@ print_json(FILE *fp, const struct msg *m)
 /* list_dir - every readable message of one directory; adds to the
  * totals; 1 when the directory cannot be read */
 static int
-list_dir(const struct qadm *a, enum where w, unsigned long *count,
+list_dir(const struct qadm *a, enum ldir w, unsigned long *count,
     unsigned long long *bytes)
 {
 	struct msg m;
@@ -468,8 +329,8 @@ list_dir(const struct qadm *a, enum where w, unsigned long *count,
 	char **ids;
 	int fd;
 
-	if (list_ids(dirs[w], &ids, &n) < 0)
-		return unreadable(a, dirs[w]);
+	if (layout_list(&a->dirs, w, SCAN_MAX, &ids, &n) < 0)
+		return unreadable(a, layout_name(w));
 	for (i = 0; i < n; i++) {
 		if ((fd = open_read(a, w, ids[i], &m)) < 0)
 			continue;
@@ -489,7 +350,7 @@ list_dir(const struct qadm *a, enum where w, unsigned long *count,
 		*bytes += (unsigned long long)m.e.size;
 		free_msg(&m);
 	}
-	free_ids(ids, n);
+	layout_free_list(ids, n);
 	return 0;
 }
 
@@ -499,10 +360,10 @@ qadm_list(const struct qadm *a)
 {
 	unsigned long count = 0;
 	unsigned long long bytes = 0;
-	int rc = list_dir(a, W_NEW, &count, &bytes);
+	int rc = list_dir(a, L_NEW, &count, &bytes);
 
-	rc |= list_dir(a, W_QUEUE, &count, &bytes);
-	rc |= list_dir(a, W_HOLD, &count, &bytes);
+	rc |= list_dir(a, L_QUEUE, &count, &bytes);
+	rc |= list_dir(a, L_HOLD, &count, &bytes);
 	if (a->json || rc != 0)
 		return rc;	/* no summary that would pass for the truth */
 	if (count == 0)
@@ -596,22 +457,47 @@ show_headers(FILE *fp, int fd, const struct envelope *e)
 	free(buf);
 }
 
+/* read_why - w/NAME.why into buf (capped, never through a link) */
+static void
+read_why(const struct qadm *a, enum ldir w, const char *name, char *buf,
+    size_t len)
+{
+	char path[300];
+	ssize_t n = -1;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s.why", name);
+	if ((fd = layout_open_file(&a->dirs, w, path)) >= 0) {
+		n = read(fd, buf, len - 1);
+		close(fd);
+	}
+	buf[n > 0 ? n : 0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
 /* qadm_show - one message in queue/, hold/ or new/ */
 int
 qadm_show(const struct qadm *a, const char *id)
 {
-	static const enum where order[] = { W_QUEUE, W_HOLD, W_NEW };
+	static const enum ldir order[] = { L_QUEUE, L_HOLD, L_NEW };
 	struct msg m;
+	char why[512];
 	size_t i;
 	int fd = -1;
 
 	for (i = 0; i < 3 && fd < 0; i++)
 		if ((fd = open_read(a, order[i], id, &m)) < 0 &&
-		    exists(order[i], id))
+		    exists(a, order[i], id))
 			return 1;	/* there, but bad: open_read said why */
 	if (fd < 0)
 		return fail(a, id, ENOENT);
 	show_envelope(a->out, &m);
+	if (m.w == L_HOLD) {
+		read_why(a, L_HOLD, id, why, sizeof(why));
+		fputs("held: ", a->out);
+		put_esc(a->out, why, strlen(why), 0);
+		fputs(why[0] ? "\n" : "by smapq hold\n", a->out);
+	}
 	show_state(a->out, &m);
 	show_headers(a->out, fd, &m.e);
 	close(fd);
@@ -619,21 +505,23 @@ qadm_show(const struct qadm *a, const char *id)
 	return 0;
 }
 
-/* move_msg - rename dir/id to another directory, never over a file */
-static int
-move_msg(const struct qadm *a, enum where from, enum where to, const char *id)
+/* why_name - "ID.why" into buf[64] */
+static const char *
+why_name(char *buf, const char *id)
 {
-	char src[64], dst[64];
+	snprintf(buf, 64, "%.*s.why", SPOOL_ID_MAX, id);
+	return buf;
+}
 
-	msg_path(src, sizeof(src), from, id);
-	msg_path(dst, sizeof(dst), to, id);
-	if (renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
-		fprintf(a->err, "smapq: %s: rename %s to %s: %s\n", id, src, dst,
-		    strerror(errno));
+/* move_msg - w1/id to w2/id, never over a file */
+static int
+move_msg(const struct qadm *a, enum ldir from, enum ldir to, const char *id)
+{
+	if (layout_rename(&a->dirs, from, to, id) < 0) {
+		fprintf(a->err, "smapq: %s: move from %s/ to %s/: %s\n", id,
+		    layout_name(from), layout_name(to), strerror(errno));
 		return 1;
 	}
-	sync_dir(dirs[to]);
-	sync_dir(dirs[from]);
 	return 0;
 }
 
@@ -641,14 +529,14 @@ move_msg(const struct qadm *a, enum where from, enum where to, const char *id)
 int
 qadm_hold(const struct qadm *a, const char *id)
 {
-	int fd = lock_msg(W_QUEUE, id), err = errno, rc;
+	int fd = layout_lock(&a->dirs, L_QUEUE, id), err = errno, rc;
 
 	if (fd < 0) {
-		if (err == ENOENT && exists(W_HOLD, id))
+		if (err == ENOENT && exists(a, L_HOLD, id))
 			return 0;
 		return fail(a, id, err);
 	}
-	if ((rc = move_msg(a, W_QUEUE, W_HOLD, id)) == 0)
+	if ((rc = move_msg(a, L_QUEUE, L_HOLD, id)) == 0)
 		log_info("%s: placed on hold (by smapq)", id);
 	close(fd);
 	return rc;
@@ -663,18 +551,18 @@ due_now(const struct qadm *a, int fd, const char *id)
 	char why[256];
 	int rc = 0;
 
-	if (!state_exists(id))
+	if (!state_exists(a, id))
 		return 0;
 	if (spool_read_envelope(fd, &e, RCPT_LIMIT_MAX, why, sizeof(why)) < 0) {
 		fprintf(a->err, "smapq: %s: %s\n", id, why);
 		return 1;
 	}
-	if (state_load(id, e.nrcpt, &st, why, sizeof(why)) < 0) {
+	if (state_load(&a->dirs, id, e.nrcpt, &st, why, sizeof(why)) < 0) {
 		fprintf(a->err, "smapq: %s\n", why);
 		rc = 1;
 	} else if (st.next != 0) {
 		st.next = 0;
-		if (state_save(id, &st) < 0) {
+		if (state_save(&a->dirs, id, &st, NULL) < 0) {
 			fprintf(a->err, "smapq: %s: cannot save its state: %s\n",
 			    id, strerror(errno));
 			rc = 1;
@@ -685,22 +573,42 @@ due_now(const struct qadm *a, int fd, const char *id)
 	return rc;
 }
 
+/* wake - create queue/name, which a running smapd watches */
+static int
+wake(const struct qadm *a, const char *name)
+{
+	int fd;
+
+	fd = openat(a->dirs.fd[L_QUEUE], name, O_WRONLY | O_CREAT | O_NOFOLLOW |
+	    O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0600);
+	if (fd < 0) {
+		fprintf(a->err, "smapq: %s/%s: %s\n", layout_name(L_QUEUE), name,
+		    strerror(errno));
+		return 1;
+	}
+	close(fd);
+	return 0;
+}
+
 /* qadm_release - hold/id back to queue/id, due now */
 int
 qadm_release(const struct qadm *a, const char *id)
 {
-	int fd = lock_msg(W_HOLD, id), err = errno, rc;
+	char path[64];
+	int fd = layout_lock(&a->dirs, L_HOLD, id), err = errno, rc;
 
 	if (fd < 0) {
-		if (err == ENOENT && exists(W_QUEUE, id))
+		if (err == ENOENT && exists(a, L_QUEUE, id))
 			return 0;	/* not on hold */
 		return fail(a, id, err);
 	}
 	rc = due_now(a, fd, id);
-	if (move_msg(a, W_HOLD, W_QUEUE, id) != 0)
+	if (move_msg(a, L_HOLD, L_QUEUE, id) != 0)
 		rc = 1;
-	else
+	else {
+		(void)unlinkat(a->dirs.fd[L_HOLD], why_name(path, id), 0);
 		log_info("%s: released from hold (by smapq)", id);
+	}
 	close(fd);
 	return rc | wake(a, RUN_FILE);
 }
@@ -709,26 +617,27 @@ qadm_release(const struct qadm *a, const char *id)
 int
 qadm_delete(const struct qadm *a, const char *id)
 {
-	enum where w = W_QUEUE;
+	enum ldir w = L_QUEUE;
 	char path[64];
-	int fd = lock_msg(w, id), err = errno;
+	int fd = layout_lock(&a->dirs, w, id), err = errno;
 
 	if (fd < 0 && err == ENOENT) {
-		w = W_HOLD;
-		fd = lock_msg(w, id);
+		w = L_HOLD;
+		fd = layout_lock(&a->dirs, w, id);
 		err = errno;
 	}
 	if (fd < 0)
 		return fail(a, id, err);
-	msg_path(path, sizeof(path), w, id);
-	if (unlink(path) < 0) {
+	if (unlinkat(a->dirs.fd[w], id, 0) < 0) {
 		err = errno;
 		close(fd);
 		return fail(a, id, err);
 	}
-	state_remove(id);
-	sync_dir(dirs[w]);
-	sync_dir(STATE_DIR);
+	state_remove(&a->dirs, id);
+	if (w == L_HOLD)
+		(void)unlinkat(a->dirs.fd[L_HOLD], why_name(path, id), 0);
+	(void)layout_sync(a->dirs.fd[w]);
+	(void)layout_sync(a->dirs.fd[L_STATE]);
 	close(fd);
 	log_info("%s: removed (deleted by smapq)", id);
 	return 0;
@@ -737,48 +646,83 @@ qadm_delete(const struct qadm *a, const char *id)
 /* flush_dir - every message of a directory due now; busy ones are
  * being tried already */
 static int
-flush_dir(const struct qadm *a, enum where w)
+flush_dir(const struct qadm *a, enum ldir w)
 {
 	size_t i, n;
 	char **ids;
 	int fd, rc = 0;
 
-	if (list_ids(dirs[w], &ids, &n) < 0)
-		return unreadable(a, dirs[w]);
+	if (layout_list(&a->dirs, w, SCAN_MAX, &ids, &n) < 0)
+		return unreadable(a, layout_name(w));
 	for (i = 0; i < n; i++) {
-		if ((fd = lock_msg(w, ids[i])) < 0)
+		if ((fd = layout_lock(&a->dirs, w, ids[i])) < 0)
 			continue;
 		if (due_now(a, fd, ids[i]) != 0)
 			rc = 1;
 		close(fd);
 	}
-	free_ids(ids, n);
+	layout_free_list(ids, n);
 	return rc;
-}
-
-/* wake - create queue/name, which a running smapd watches */
-static int
-wake(const struct qadm *a, const char *name)
-{
-	char path[64];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", QUEUE_DIR, name);
-	fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
-	    O_NOCTTY, 0600);
-	if (fd < 0) {
-		fprintf(a->err, "smapq: %s: %s\n", path, strerror(errno));
-		return 1;
-	}
-	close(fd);
-	return 0;
 }
 
 /* qadm_flush - everything due now, then wake smapd with queue/.flush */
 int
 qadm_flush(const struct qadm *a)
 {
-	int rc = flush_dir(a, W_QUEUE) | flush_dir(a, W_HOLD);
+	int rc = flush_dir(a, L_QUEUE) | flush_dir(a, L_HOLD);
 
 	return wake(a, FLUSH_FILE) | rc;
+}
+
+/* not_why - a quarantined entry, not its reason */
+static int
+not_why(const char *name)
+{
+	size_t n = strlen(name);
+
+	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0 &&
+	    !(n > 4 && strcmp(name + n - 4, ".why") == 0);
+}
+
+/* print_quarantined - one entry: name, size, when, reason */
+static void
+print_quarantined(const struct qadm *a, const char *name, const struct stat *st)
+{
+	char why[512], t[32];
+
+	read_why(a, L_QUAR, name, why, sizeof(why));
+	if (a->json) {
+		fputs("{\"queue_name\": \"quarantine\", \"name\": ", a->out);
+		qadm_json_string(a->out, name);
+		fprintf(a->out, ", \"size\": %lld, \"quarantined\": %lld, "
+		    "\"reason\": ", (long long)st->st_size, (long long)st->st_ctime);
+		qadm_json_string(a->out, why);
+		fputs("}\n", a->out);
+		return;
+	}
+	put_esc(a->out, name, strlen(name), 0);
+	fprintf(a->out, " %lld %s (", (long long)st->st_size,
+	    when(t, sizeof(t), (long long)st->st_ctime));
+	put_esc(a->out, why, strlen(why), 0);
+	fputs(")\n", a->out);
+}
+
+/* qadm_quarantine - what quarantine/ holds, with each reason */
+int
+qadm_quarantine(const struct qadm *a)
+{
+	struct stat st;
+	size_t i, n;
+	char **v;
+
+	if (layout_scan(&a->dirs, L_QUAR, SCAN_MAX, not_why, &v, &n) < 0)
+		return unreadable(a, layout_name(L_QUAR));
+	for (i = 0; i < n; i++)
+		if (fstatat(a->dirs.fd[L_QUAR], v[i], &st, AT_SYMLINK_NOFOLLOW) == 0)
+			print_quarantined(a, v[i], &st);
+	if (!a->json)
+		fprintf(a->out, "-- %zu in quarantine (kept for quarantine_lifetime)"
+		    "\n", n);
+	layout_free_list(v, n);
+	return 0;
 }

@@ -2,9 +2,9 @@
  * queueadm.h - what smapq(8) does to smapd's queue: list, show, hold,
  * release, delete, flush.
  *
- * Every function works below the current directory, which the caller
- * has made spool_directory, as smapd_user. Queue ids must have passed
- * qadm_id_ok() before they reach a path. Each function returns 0, or 1
+ * Every function works in the spool directories opened into a->dirs
+ * (layout_queue.h), as smapd_user. Queue ids must have passed qid_ok()
+ * before they reach a function here. Each function returns 0, or 1
  * when a message was not found, was busy or could not be handled (the
  * reason is one line on a->err).
  */
@@ -12,15 +12,14 @@
 #define SMAPD_QUEUEADM_H
 
 #include <stdio.h>
+#include "layout_queue.h"
 
 struct qadm {
 	FILE *out;		/* listings */
 	FILE *err;		/* one line per complaint */
 	int json;		/* list: one JSON object per message */
+	struct spooldirs dirs;
 };
-
-/* Is s a queue id: 1..SPOOL_ID_MAX upper-case hex digits? */
-int qadm_id_ok(const char *s);
 
 /* mailq-style listing (or JSON lines) of new/, queue/ and hold/. */
 int qadm_list(const struct qadm *a);
@@ -39,6 +38,9 @@ int qadm_delete(const struct qadm *a, const char *id);
 
 /* Every message due now; then queue/.flush wakes a running smapd. */
 int qadm_flush(const struct qadm *a);
+
+/* What quarantine/ holds: name, size, when, reason (or JSON lines). */
+int qadm_quarantine(const struct qadm *a);
 
 /* s as a JSON string, quotes included, ASCII only. */
 void qadm_json_string(FILE *fp, const char *s);

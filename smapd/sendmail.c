@@ -11,6 +11,18 @@
  * reads -f as an RFC 822 address, and pipe(8) recommends the empty
  * null_sender= form for commands that feed mail back into Postfix.
  *
+ * END OF MESSAGE: sendmail -i reads end of file as the end of the
+ * message, so its stdin is never written by smapd, whose death (kill
+ * -9) would close the pipe and pass a cut-short message for a whole
+ * one. smapd first counts the bytes the command is to read (one pass of
+ * msg_copy over the queue file), then forks a guard (feed.c) that
+ * starts the command, holds the only write end of its stdin, and closes
+ * it only after exactly that many bytes followed by end of file from
+ * smapd; on anything else it kills the command first. The command also
+ * has a parent-death SIGKILL against the guard's own death (best effort:
+ * feed.c says where it does not hold). smapd sees the guard as the
+ * command: same exit status or signal, same process group.
+ *
  * TRUST: the envelope passed spool_read_envelope(), but every address
  * is checked once more before it becomes an argument (angle brackets,
  * printable ASCII without space, no leading '-'); one that fails is
@@ -40,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "feed.h"
 #include "log.h"
 #include "transport.h"
 
@@ -54,6 +67,7 @@ struct child {
 	int in;			/* message pipe, write end, or -1 */
 	int out;		/* output pipe, read end, or -1 */
 	long long deadline;	/* CLOCK_MONOTONIC, milliseconds */
+	long long size;		/* bytes of message the command must read */
 	int status;		/* from waitpid */
 	int killed;		/* by us, at the deadline or on error */
 	int timedout;		/* the deadline passed */
@@ -74,12 +88,13 @@ static void	free_argv(char **);
 static void	signals_set(struct sigaction *, struct sigaction *);
 static void	signals_restore(const struct sigaction *,
 		    const struct sigaction *);
-static void	run_child(const char *, char **, int, int, int)
-		    __attribute__((noreturn));
+static void	run_child(const char *, char **, int, int, int,
+		    const struct child *) __attribute__((noreturn));
 static int	spawn(const char *, char **, struct child *);
 static long long now_ms(void);
 static int	ms_left(const struct child *);
 static void	read_out(struct child *);
+static int	count_msg(void *, const char *, size_t);
 static int	put_msg(void *, const char *, size_t);
 static void	kill_child(struct child *);
 static void	wait_child(struct child *);
@@ -217,14 +232,11 @@ signals_restore(const struct sigaction *oldpipe,
 	(void)sigaction(SIGCHLD, oldchld, NULL);
 }
 
-/* run_child - in the child: pipes to 0, 1, 2, nothing else; exec */
+/* run_child - in the child: pipes to 0, 1, 2, nothing else; the guard */
 static void
-run_child(const char *path, char **argv, int in, int out, int maxfd)
+run_child(const char *path, char **argv, int in, int out, int maxfd,
+    const struct child *c)
 {
-	static char *envp[] = { "PATH=/usr/bin:/bin", NULL };
-	static const char fail[] = "4.3.0 cannot execute sendmail_path\n";
-	struct sigaction sa;
-	sigset_t none;
 	int fd;
 
 	/* Move both above 2 first so that no dup2 clobbers the other. */
@@ -235,21 +247,10 @@ run_child(const char *path, char **argv, int in, int out, int maxfd)
 	if (close_range(3, ~0U, 0) < 0)
 		for (fd = 3; fd < maxfd; fd++)
 			(void)close(fd);
-	(void)setsid();		/* its own process group, for kill(-pid) */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigemptyset(&sa.sa_mask);
-	for (fd = 1; fd < NSIG; fd++)
-		(void)sigaction(fd, &sa, NULL);
-	sigemptyset(&none);
-	(void)sigprocmask(SIG_SETMASK, &none, NULL);
-	execve(path, argv, envp);
-	if (write(1, fail, sizeof(fail) - 1) < 0)
-		_exit(EX_TEMPFAIL);
-	_exit(EX_TEMPFAIL);
+	feed_guard(path, argv, c->size, c->deadline);
 }
 
-/* spawn - fork the command with its message and output pipes */
+/* spawn - fork the guard (feed.c) with its message and output pipes */
 static int
 spawn(const char *path, char **argv, struct child *c)
 {
@@ -267,7 +268,7 @@ spawn(const char *path, char **argv, struct child *c)
 		return (errno = e, -1);
 	}
 	if ((c->pid = fork()) == 0)
-		run_child(path, argv, in[0], out[1], (int)maxfd);
+		run_child(path, argv, in[0], out[1], (int)maxfd, c);
 	e = errno;
 	(void)close(in[0]);
 	(void)close(out[1]);
@@ -330,6 +331,17 @@ read_out(struct child *c)
 			c->out = -1;
 		}
 	}
+}
+
+/* count_msg - msg_copy's output, counted only: the size for the guard */
+static int
+count_msg(void *ctx, const char *p, size_t n)
+{
+	struct child *c = ctx;
+
+	(void)p;
+	c->size += (long long)n;
+	return 0;
 }
 
 /* put_msg - msg_copy's output: write to the command, reading its output */
@@ -514,6 +526,11 @@ run(const struct conf *cf, char **argv, struct delivery *d,
 	memset(&c, 0, sizeof(c));
 	c.in = c.out = -1;
 	c.deadline = now_ms() + cf->smtp_data_done_timeout * 1000;
+	if (msg_copy(d, MSG_LF, count_msg, &c) < 0) {
+		result(v, R_DEFER, "4.3.0", "cannot read the queue file: %s",
+		    strerror(errno));
+		return;
+	}
 	if (spawn(cf->sendmail_path, argv, &c) < 0) {
 		result(v, R_DEFER, "4.3.0", "cannot start %s: %s",
 		    cf->sendmail_path, strerror(errno));
@@ -524,7 +541,8 @@ run(const struct conf *cf, char **argv, struct delivery *d,
 	if (rc < 0 && e != 0)
 		c.rerr = e;
 	/* Kill before closing stdin: EOF would let a cut-short message
-	 * pass for a whole one. */
+	 * pass for a whole one (the guard would see it short and kill the
+	 * command too; this way the verdict says why). */
 	if (c.rerr || c.timedout || c.werr)
 		kill_child(&c);
 	(void)close(c.in);

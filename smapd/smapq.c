@@ -9,7 +9,8 @@
  *
  * Exit status: 0; 1 a message was not found, busy or not handled;
  * 64 bad usage or a bad queue id; 71 cannot drop privileges or reach
- * the spool; 74 cannot write the output; 78 a bad configuration.
+ * the spool; 74 cannot write the output; 77 this user may not read the
+ * queue; 78 a bad configuration.
  */
 #include <errno.h>
 #include <limits.h>
@@ -20,12 +21,14 @@
 
 #include "conf.h"
 #include "jail.h"
+#include "layout_queue.h"
 #include "log.h"
 #include "queueadm.h"
 
 #define EX_USAGE 64
 #define EX_OSERR 71
 #define EX_IOERR 74
+#define EX_NOPERM 77
 #define EX_CONFIG 78
 
 static const char *conf_path = "/etc/smap/smap.conf";
@@ -42,6 +45,7 @@ static const struct {
 	{ "release", 1, INT_MAX, 1, qadm_release },
 	{ "delete", 1, INT_MAX, 1, qadm_delete },
 	{ "flush", 0, 0, 1, NULL },
+	{ "quarantine", 0, 0, 0, NULL },
 };
 
 #define NCMDS (int)(sizeof(cmds) / sizeof(cmds[0]))
@@ -53,7 +57,8 @@ usage(void)
 	fprintf(stderr, "usage: smapq [-c config] [-j] [list]\n"
 	    "       smapq [-c config] show ID\n"
 	    "       smapq [-c config] hold|release|delete ID...\n"
-	    "       smapq [-c config] flush\n");
+	    "       smapq [-c config] flush\n"
+	    "       smapq [-c config] [-j] quarantine\n");
 	return EX_USAGE;
 }
 
@@ -77,7 +82,7 @@ ids_ok(char **v, int n)
 	int i, ok = 1;
 
 	for (i = 0; i < n; i++)
-		if (!qadm_id_ok(v[i])) {
+		if (!qid_ok(v[i])) {
 			fprintf(stderr, "smapq: bad queue id: %s\n",
 			    log_esc(esc, sizeof(esc), v[i], strlen(v[i])));
 			ok = 0;
@@ -87,7 +92,7 @@ ids_ok(char **v, int n)
 
 /* setup - configuration, log, privileges, spool: 0 or an exit status */
 static int
-setup(struct conf *cf, int logs)
+setup(struct conf *cf, struct qadm *a, int logs)
 {
 	static char err[8192];
 	char why[512];
@@ -113,6 +118,15 @@ setup(struct conf *cf, int logs)
 		    strerror(errno));
 		return EX_OSERR;
 	}
+	/* A directory that cannot be opened is reported where it is used,
+	 * unless this user may not read the queue at all: that, once. */
+	if (layout_open(&a->dirs, why, sizeof(why)) < 0 &&
+	    a->dirs.fd[L_QUEUE] < 0 && a->dirs.err[L_QUEUE] == EACCES) {
+		fprintf(stderr, "smapq: uid %lu may not read the queue in %s: "
+		    "run smapq as root or as %s\n", (unsigned long)geteuid(),
+		    cf->spool_directory, cf->smapd_user);
+		return EX_NOPERM;
+	}
 	return 0;
 }
 
@@ -122,6 +136,8 @@ run(const struct qadm *a, int k, char **ids, int n)
 {
 	int i, rc = 0;
 
+	if (cmds[k].each == NULL && strcmp(cmds[k].name, "quarantine") == 0)
+		return qadm_quarantine(a);
 	if (cmds[k].each == NULL)
 		return strcmp(cmds[k].name, "flush") == 0 ? qadm_flush(a) :
 		    qadm_list(a);
@@ -135,7 +151,7 @@ int
 main(int argc, char **argv)
 {
 	static struct conf cf;
-	struct qadm a = { stdout, stderr, 0 };
+	struct qadm a = { stdout, stderr, 0, { { 0 }, { 0 } } };
 	int ch, k, n, rc;
 
 	while ((ch = getopt(argc, argv, "c:j")) != -1) {
@@ -151,12 +167,13 @@ main(int argc, char **argv)
 	if (optind < argc)
 		optind++;
 	n = argc - optind;
-	if (n < cmds[k].min || n > cmds[k].max || (a.json && k != 0))
+	if (n < cmds[k].min || n > cmds[k].max || (a.json && k != 0 &&
+	    strcmp(cmds[k].name, "quarantine") != 0))
 		return usage();
 	if (!ids_ok(argv + optind, n))
 		return EX_USAGE;
 	umask(077);
-	if ((rc = setup(&cf, cmds[k].logs)) == 0)
+	if ((rc = setup(&cf, &a, cmds[k].logs)) == 0)
 		rc = run(&a, k, argv + optind, n);
 	conf_free(&cf);
 	if (fflush(stdout) != 0 && rc == 0)

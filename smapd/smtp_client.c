@@ -186,7 +186,6 @@ static int	send_line(struct conn *, long long, const char *, ...)
 static int	command(struct conn *, long long, struct reply *,
 		    const char *, ...) __attribute__((format(printf, 4, 5)));
 static void	conn_close(struct conn *, int);
-static int	token_ok(const char *);
 static int	envelope_ok(const struct delivery *);
 static const char *helo_name(const struct conf *);
 static void	set_result(struct rcpt_result *, enum rstatus, const char *,
@@ -485,30 +484,20 @@ conn_close(struct conn *c, int quit)
 	c->fd = -1;
 }
 
-/* token_ok - printable ASCII without space, CR or LF, not empty */
-static int
-token_ok(const char *s)
-{
-	if (*s == '\0')
-		return 0;
-	for (; *s; s++)
-		if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
-			return 0;
-	return 1;
-}
-
 /* envelope_ok - nothing from the spool file could break a command line */
 static int
 envelope_ok(const struct delivery *d)
 {
 	const struct envelope *e = d->env;
+	const char *v[] = { e->sender, e->helo, e->proto, e->client, e->id };
 	size_t i;
 
-	if (!token_ok(e->sender) || !token_ok(e->helo) ||
-	    !token_ok(e->proto) || !token_ok(e->client) || !token_ok(e->id))
-		return 0;
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		if (!spool_token_ok(v[i], SPOOL_LINE_MAX))
+			return 0;
 	for (i = 0; i < d->n; i++)
-		if (d->idx[i] >= e->nrcpt || !token_ok(e->rcpt[d->idx[i]]))
+		if (d->idx[i] >= e->nrcpt ||
+		    !spool_token_ok(e->rcpt[d->idx[i]], SPOOL_LINE_MAX))
 			return 0;
 	return 1;
 }
@@ -1662,8 +1651,11 @@ attempt(const struct transport *t, const struct conf *cf,
 {
 	struct txn x;
 	struct conn *c;
+	long long t0 = now_ms();
 
-	if ((c = conn_get(t, cf, d)) == NULL)
+	c = conn_get(t, cf, d);
+	d->setup += (double)(now_ms() - t0) / 1000;
+	if (c == NULL)
 		return 0;
 	memset(&x, 0, sizeof(x));
 	memset(acc, 0, d->n);
@@ -1697,7 +1689,7 @@ deliver_smtp(const struct transport *t, const struct conf *cf,
 	snprintf(d->relay, sizeof(d->relay), "%.300s", t->kind == T_LMTP &&
 	    t->path[0] ? t->path : t->host);
 	deliver_all(d, R_PENDING, "", "%s", "");
-	if (!token_ok(helo_name(cf))) {
+	if (!spool_token_ok(helo_name(cf), SPOOL_LINE_MAX)) {
 		deliver_all(d, R_DEFER, "4.3.5", "smtp_helo_name is not usable "
 		    "in an EHLO command");
 		return;

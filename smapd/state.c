@@ -6,7 +6,9 @@
  * "rcpt INDEX sent|deferred|bounced|returned DSN TEXT", TEXT printable
  * ASCII; returned is bounced with the DSN already sent.
  * Only smapd writes these files (state/ is smapd's, mode 0700), but they
- * are read with the same bounds as anything else.
+ * are read with the same bounds as anything else, and opened through
+ * layout_queue.c: never through a link, and a file with more than one
+ * link is refused.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,20 +17,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "layout_queue.h"
 #include "spool.h"
 #include "state.h"
 
-#define STATE_DIR "state"
-
 static const char *st_names[] = { "pending", "sent", "deferred", "bounced",
 	"returned" };	/* returned: bounced, and the DSN went out */
-
-/* state_path - "state/ID" plus a suffix */
-static void
-state_path(char *buf, size_t len, const char *id, const char *suffix)
-{
-	snprintf(buf, len, "%s/%s%s", STATE_DIR, id, suffix);
-}
 
 /* number - "NAME digits" at the start of line; the rest after one space */
 static const char *
@@ -91,9 +85,10 @@ parse_line(const char *line, struct state *st)
 
 /* state_load - read state/ID, or start fresh */
 int
-state_load(const char *id, size_t n, struct state *st, char *why, size_t len)
+state_load(const struct spooldirs *d, const char *id, size_t n,
+    struct state *st, char *why, size_t len)
 {
-	char path[128], line[1024];
+	char line[1024];
 	FILE *fp;
 	int fd, rc = 0, lines = 0;
 
@@ -103,12 +98,17 @@ state_load(const char *id, size_t n, struct state *st, char *why, size_t len)
 		snprintf(why, len, "out of memory");
 		return -1;
 	}
-	state_path(path, sizeof(path), id, "");
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if ((fd = layout_open_file(d, L_STATE, id)) < 0 && errno == ENOENT)
+		return 0;
+	if (fd >= 0 && !layout_still_named(d, L_STATE, fd, id)) {
+		close(fd);
+		fd = -1;
+		errno = EMLINK;
+	}
 	if (fd < 0 || (fp = fdopen(fd, "r")) == NULL) {
-		if (fd < 0 && errno == ENOENT)
-			return 0;
-		snprintf(why, len, "%s: %s", path, strerror(errno));
+		snprintf(why, len, "state/%s: %s", id, errno == ELOOP ?
+		    "a symbolic link" : errno == EINVAL ? "not a regular file" :
+		    errno == EMLINK ? "more than one link" : strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -125,7 +125,7 @@ state_load(const char *id, size_t n, struct state *st, char *why, size_t len)
 	}
 	fclose(fp);
 	if (rc < 0)
-		snprintf(why, len, "%s: damaged state file", path);
+		snprintf(why, len, "state/%s: damaged state file", id);
 	return rc;
 }
 
@@ -163,47 +163,70 @@ write_state(FILE *fp, const struct state *st)
 	}
 }
 
-/* state_save - replace state/ID durably */
+/* state_reserve - state/ID.tmp, made now with room for every line the
+ * state of n recipients can take: the outcome of an attempt must never
+ * be lost for want of an inode or a block */
 int
-state_save(const char *id, const struct state *st)
+state_reserve(const struct spooldirs *d, const char *id, size_t n)
 {
-	char tmp[128], path[128];
-	FILE *fp;
-	int fd, rc;
+	off_t need = STATE_HEAD_MAX + (off_t)n * STATE_LINE_MAX;
+	int fd, err;
 
-	state_path(tmp, sizeof(tmp), id, ".tmp");
-	state_path(path, sizeof(path), id, "");
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0 || (fp = fdopen(fd, "w")) == NULL) {
-		if (fd >= 0)
-			close(fd);
+	if ((fd = layout_create_own(d, L_STATE, id)) < 0)
+		return -1;
+	if ((err = posix_fallocate(fd, 0, need)) != 0) {
+		layout_discard(d, L_STATE, fd, id);
+		errno = err;
+		return -1;
+	}
+	return fd;
+}
+
+/* state_unreserve - an unused reservation */
+void
+state_unreserve(const struct spooldirs *d, const char *id, int *rfd)
+{
+	if (rfd != NULL && *rfd >= 0)
+		layout_discard(d, L_STATE, *rfd, id);
+	if (rfd != NULL)
+		*rfd = -1;
+}
+
+/* state_save - replace state/ID durably, into the reserved file if any */
+int
+state_save(const struct spooldirs *d, const char *id, const struct state *st,
+    int *rfd)
+{
+	FILE *fp;
+	long len;
+	int fd = rfd != NULL && *rfd >= 0 ? *rfd : layout_create_own(d, L_STATE,
+	    id), rc;
+
+	if (rfd != NULL)
+		*rfd = -1;
+	if (fd < 0)
+		return -1;
+	if ((fp = fdopen(dup(fd), "w")) == NULL) {
+		layout_discard(d, L_STATE, fd, id);
 		return -1;
 	}
 	write_state(fp, st);
-	rc = fflush(fp) == 0 && fsync(fd) == 0 ? 0 : -1;
+	rc = fflush(fp) == 0 && (len = ftell(fp)) >= 0 &&
+	    ftruncate(fd, (off_t)len) == 0 ? 0 : -1;
 	if (fclose(fp) != 0)
 		rc = -1;
-	if (rc == 0)
-		rc = rename(tmp, path);
-	if (rc == 0) {
-		fd = open(STATE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		rc = fd < 0 || fsync(fd) < 0 ? -1 : 0;
-		if (fd >= 0)
-			close(fd);
+	if (rc < 0) {
+		layout_discard(d, L_STATE, fd, id);
+		return -1;
 	}
-	if (rc < 0)
-		(void)unlink(tmp);
-	return rc;
+	return layout_publish(d, L_STATE, fd, id, PUB_REPLACE);
 }
 
 /* state_remove - forget a finished message */
 void
-state_remove(const char *id)
+state_remove(const struct spooldirs *d, const char *id)
 {
-	char path[128];
-
-	state_path(path, sizeof(path), id, "");
-	(void)unlink(path);
+	(void)unlinkat(d->fd[L_STATE], id, 0);
 }
 
 /* state_free - release the results */

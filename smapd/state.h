@@ -11,6 +11,7 @@
 #define SMAPD_STATE_H
 
 #include <stddef.h>
+#include "layout_queue.h"
 #include "transport.h"
 
 struct state {
@@ -23,14 +24,28 @@ struct state {
 
 /* Read state/ID for a message of n recipients; a missing file means a
  * fresh message. Returns 0, or -1 with a reason (a damaged file). */
-int state_load(const char *id, size_t n, struct state *st, char *why,
-    size_t whylen);
+int state_load(const struct spooldirs *d, const char *id, size_t n,
+    struct state *st, char *why, size_t whylen);
 
-/* Write state/ID durably. Returns 0 or -1 with errno. */
-int state_save(const char *id, const struct state *st);
+/* The longest head and recipient line write_state() makes. */
+#define STATE_HEAD_MAX 128
+#define STATE_LINE_MAX 560
+
+/* Make state/ID.tmp, with room for the state of n recipients, before an
+ * attempt: fd, or -1 with errno (then the attempt must not be made). */
+int state_reserve(const struct spooldirs *d, const char *id, size_t n);
+
+/* Remove an unused reservation (*rfd >= 0); sets *rfd to -1. */
+void state_unreserve(const struct spooldirs *d, const char *id, int *rfd);
+
+/* Write state/ID durably: into the reserved file when rfd points to
+ * one (it is used up: *rfd becomes -1), else a new one. Returns 0 or -1
+ * with errno. */
+int state_save(const struct spooldirs *d, const char *id,
+    const struct state *st, int *rfd);
 
 /* Remove state/ID (the message is gone). */
-void state_remove(const char *id);
+void state_remove(const struct spooldirs *d, const char *id);
 
 void state_free(struct state *st);
 

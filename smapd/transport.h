@@ -33,6 +33,8 @@ struct delivery {
 	size_t n;		/* how many */
 	struct rcpt_result *res;	/* n results, one per idx[i] */
 	char relay[320];	/* for the log: "host[addr]:port", "local" */
+	double setup;		/* seconds spent connecting (DNS, greeting,
+				 * EHLO, TLS, AUTH): delays= c */
 };
 
 enum tkind { T_SMTP, T_LMTP, T_SENDMAIL, T_MAILDIR };

@@ -95,7 +95,7 @@ def test_probe_smapd(t):
     asan = "asan=1" in out
     for name in ("fork", "execve", "socket_unix"):
         survives(t, "smapd", name)
-    for name in ("mount", "umount2", "unshare", "setuid"):
+    for name in ("mount", "umount2", "unshare", "setuid", "symlink", "fchown"):
         survives(t, "smapd", name, EPERM)
     if asan:
         t.skip("ptrace is allowed under ASan (LeakSanitizer needs it)")

@@ -28,8 +28,8 @@ def check_spool(t, srv, sid, desc, helo, proto, body, sender, rcpts, message,
         t.ok(False, "%s: new/%s exists" % (desc, sid), str(e))
         return None
     uid, gid = smap_ids()
-    t.ok(stat.S_ISREG(f.st.st_mode) and stat.S_IMODE(f.st.st_mode) == 0o640,
-         "%s: spool file is a regular file, mode 0640" % desc, "mode %o" % f.st.st_mode)
+    t.ok(stat.S_ISREG(f.st.st_mode) and stat.S_IMODE(f.st.st_mode) == 0o644,
+         "%s: spool file is a regular file, mode 0644 (smapd reads it as the owner of new/)" % desc, "mode %o" % f.st.st_mode)
     t.is_(f.st.st_uid, uid, "%s: spool file owned by smap" % desc)
     t.ok(f.ok, "%s: envelope ends with a blank line" % desc, f.error or "")
     keys = f.keys()
@@ -40,11 +40,13 @@ def check_spool(t, srv, sid, desc, helo, proto, body, sender, rcpts, message,
     t.is_(e.get("id"), sid, "%s: id record == queue id" % desc)
     now = time.time()
     try:
-        arr = int(e.get("arrival", "x"))
-        good = (t0 or now - 60) - 2 <= arr <= now + 2
+        good = re.fullmatch(r"\d+\.\d{6}", e.get("arrival", "")) is not None
+        arr = float(e.get("arrival", "x"))
+        good = good and (t0 or now - 60) - 2 <= arr <= now + 2
     except ValueError:
         good = False
-    t.ok(good, "%s: arrival is the unix time of the session" % desc, "got %r" % e.get("arrival"))
+    t.ok(good, "%s: arrival is the unix time of the session, to the microsecond" % desc,
+         "got %r" % e.get("arrival"))
     if client_port:
         t.is_(e.get("client"), "127.0.0.1 %d" % client_port, "%s: client address and port" % desc)
     else:
@@ -367,6 +369,28 @@ def test_mail_rcpt_data_errors(t, srv):
     ], "MAIL/RCPT parameters")
 
 
+def test_reject_log_bytes(t, srv):
+    """A refused RCPT is logged with exactly the bytes the client sent,
+    escaped and capped: never bytes of an earlier line past the end of
+    the argument (an empty path once logged 'to=<:<a@b.example>')."""
+    long_sender = "<" + "s" * 60 + "@sender.example>"
+    steps = [("EHLO logs.example", "250"), ("MAIL FROM:" + long_sender, "250"),
+             ("RCPT TO:", "501 5.1.3"), ("RCPT TO:<bad..dots@x.example>", "501 5.1.3"),
+             ("RCPT TO:<" + "x\x01" * 300, "501"), ("QUIT", "221")]
+    dialog(t, srv, steps, "reject log bytes", quiet=True)
+    srv.wait_log(r"reject: RCPT .* to=<x\\x01", 3)
+    lg = srv.log()
+    rcpt = [l for l in lg.splitlines() if "reject: RCPT" in l and "logs.example" in l]
+    t.is_(len(rcpt), 3, "three refused RCPTs, three reject lines")
+    if len(rcpt) == 3:
+        t.like(rcpt[0], r"; from=%s to=<> proto=ESMTP helo=<logs\.example>$" % re.escape(long_sender),
+               "RCPT TO: (nothing after the colon) logs to=<>, nothing of the MAIL line")
+        t.like(rcpt[1], r" to=<bad\.\.dots@x\.example> proto=", "a bad address is logged as sent")
+        t.like(rcpt[2], r" to=<(x\\x01)+x?\.\.\.> proto=",
+               "a long bad path with control bytes: escaped and capped ('...')")
+        t.ok(all(len(l) < 2100 for l in rcpt), "every reject line is bounded")
+
+
 def test_banner(t):
     with Server(t, conf={"smtpd_banner": "$myhostname Welcome to smap"}, name="banner") as srv:
         c = srv.client()
@@ -447,6 +471,7 @@ def main(t):
         t.run("commands", test_commands, t, srv)
         t.run("helo errors", test_helo_errors, t, srv)
         t.run("mail errors", test_mail_rcpt_data_errors, t, srv)
+        t.run("reject log bytes", test_reject_log_bytes, t, srv)
         check_log_clean(t, srv, "session2")
     t.run("banner", test_banner, t)
     t.run("catalogue", test_catalogue, t)

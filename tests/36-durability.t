@@ -165,8 +165,9 @@ def check_jail(t, srv, desc, bounding_zero):
             cwd = os.readlink("/proc/%d/cwd" % pid)
         except OSError as e:
             root = cwd = str(e)
-        t.is_(root, os.path.realpath(srv.spool), "%s: chrooted into the spool" % desc)
-        t.is_(cwd, os.path.realpath(srv.spool), "%s: cwd is the root of the jail" % desc)
+        jail = os.path.join(os.path.realpath(srv.spool), "incoming")
+        t.is_(root, jail, "%s: chrooted into the spool's incoming/" % desc)
+        t.is_(cwd, jail, "%s: cwd is the root of the jail" % desc)
         # the session still works in the jail
         c.send(lines(MAIL, RCPT, "DATA") + msg("jailed") + b".\r\n" + lines("QUIT"))
         got = c.collect(timeout=5)
@@ -177,7 +178,7 @@ def check_jail(t, srv, desc, bounding_zero):
     t.is_(srv.count_new(), 1, "%s: stored" % desc)
     files = srv.spool_files()
     for f in files.values():
-        t.ok(f.st.st_uid == uid and (f.st.st_mode & 0o777) == 0o640, "%s: file owned by smap, 0640" % desc,
+        t.ok(f.st.st_uid == uid and (f.st.st_mode & 0o777) == 0o644, "%s: file owned by smap, 0644" % desc,
              "uid %d mode %o" % (f.st.st_uid, f.st.st_mode))
 
 

@@ -222,9 +222,10 @@ def test_5xx(t, srv, pf):
     t.is_(count_mid(pf, "r1", 4), 1, "550: the other recipient got its copy")
     bid = m.group(1) if m else None
     if bid:
-        t.ok(bid in srv.list_new() or bid in queue_ids(srv), "550: the DSN %s is a new spool file" % bid)
+        t.like("\n".join(smapd_log(srv, bid)), r"smap/\w+\[\d+\]: %s: to=<sender@backend\.test>, "
+               r".*status=sent" % bid, "550: the DSN %s was queued and sent in the same run" % bid)
     rc = d.once(flush=True)
-    t.is_(rc, 0, "550: second smapd -1 -f (delivers the DSN) exits 0")
+    t.is_(rc, 0, "550: a second smapd -1 -f exits 0")
     got = wait_until(lambda: dsn_for(pf, "<retry-4@b.example>"), 5)
     t.is_(len(got or []), 1, "550: exactly one DSN reached sender@%s" % DOMAIN)
     if got:
@@ -280,7 +281,8 @@ def test_lifetime(t, srv, pf):
 
 
 def test_lifetime_null(t, srv, pf):
-    """maximal_queue_lifetime = 0, backend down, null sender: quarantine."""
+    """maximal_queue_lifetime = 0, backend down, null sender: a double
+    bounce, logged with its reason and discarded, as Postfix does."""
     d = Smapd(t, srv, conf={"default_transport": "smtp:[127.0.0.1]:%d" % closed_port(pf),
                             "maximal_queue_lifetime": "0"}, name="smapd-life0")
     (nid, _), = send(srv, [([at("r3")], ("", mk(6, "null sender expires")))])
@@ -291,10 +293,10 @@ def test_lifetime_null(t, srv, pf):
     t.like(nlog, r"to=<r3@backend\.test>, status=expired", "lifetime 0, null sender: expired at the first attempt")
     t.unlike(nlog, r"non-delivery notification", "lifetime 0, null sender: no DSN")
     t.is_(sorted(set(srv.list_new()) - set(new_before)), [], "lifetime 0, null sender: nothing new in new/")
-    q = quarantined(srv)
-    t.ok(nid in q and q[nid] and "null sender" in q[nid],
-         "lifetime 0, null sender: quarantined with a reason naming the null sender", repr(q), nlog,
-         "queue: %s" % queue_ids(srv), "state: %s" % (state(srv, nid) or {}).get("raw"))
+    t.like(nlog, r"smap/qmgr\[\d+\]: %s: undeliverable mail from the null sender discarded \(a double "
+           r"bounce\): message expired after \d+ seconds in the queue: connect to " % nid,
+           "lifetime 0, null sender: discarded, the log says why")
+    t.is_(quarantined(srv), {}, "lifetime 0, null sender: nothing kept in quarantine/ (by default)")
     empty_queue(t, srv, "lifetime 0")
     return nid
 
@@ -334,17 +336,25 @@ def test_null_bounce(t, srv, pf, earlier):
     log = "\n".join(smapd_log(srv, sid))
     t.like(log, r"to=<gone@backend\.test>, .*dsn=5\.1\.1, status=bounced", "null sender 550: bounced")
     t.unlike(log, r"non-delivery notification", "null sender 550: no DSN logged")
-    t.like(srv.log(), r"smap/\w+\[\d+\]: warning: %s: quarantined: .*null sender" % sid,
-           "null sender 550: warning 'quarantined' naming the null sender")
-    q = quarantined(srv)
-    t.ok(sid in q and q[sid] and "null sender" in q[sid], "null sender 550: quarantine/%s with a .why" % sid, repr(q))
+    t.like(log, r"smap/qmgr\[\d+\]: %s: undeliverable mail from the null sender discarded \(a double "
+           r"bounce\): .*550 5\.1\.1" % sid, "null sender 550: discarded, with the backend's 550 in the log")
+    t.is_(quarantined(srv), {}, "null sender 550: nothing in quarantine/")
     t.is_(sorted(set(srv.list_new()) - set(new_before)), [], "null sender 550: nothing new in new/ (no DSN)")
     rc = d.once(flush=True)
     time.sleep(0.3)
     t.is_([x for x in pf.messages("sender") if b"bounce from the null sender" in x[1]], [],
           "null sender 550: nothing reached anyone")
-    t.is_(sorted(q), sorted([sid, earlier]), "quarantine holds exactly the two null-sender messages")
     empty_queue(t, srv, "null sender")
+    # kept on request: quarantine_double_bounces = yes, with its reason
+    d.set_conf({"quarantine_double_bounces": "yes"})
+    (kid, _), = send(srv, [([at("gone")], ("", mk(12, "kept double bounce")))])
+    rc = d.once(flush=True)
+    q = quarantined(srv)
+    t.ok(rc == 0 and kid in q and q[kid] and "null sender" in q[kid],
+         "quarantine_double_bounces = yes: the double bounce is kept in quarantine/ with a reason", repr(q))
+    t.like(srv.log(), r"smap/\w+\[\d+\]: warning: %s: quarantined: .*null sender" % kid,
+           "quarantine_double_bounces = yes: warning 'quarantined' naming the null sender")
+    empty_queue(t, srv, "double bounce kept")
 
 
 def main(t):

@@ -13,7 +13,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from smaptest import TAP, Server, smap_ids  # noqa: E402
+from smaptest import TAP, Server, smap_ids, smapd_ids  # noqa: E402
 from postfix import read_maildir, header  # noqa: E402
 from smapdtest import (Smapd, send, new_id, spool_bytes, place, queue_ids, state_ids,  # noqa: E402
                        quarantined, smapd_log, wait_until, spool_path, listdir)
@@ -61,7 +61,7 @@ def hostile_set(srv, outside):
         f.write(spool_bytes(c.name, good_msg("via-symlink")))
     uid, gid = smap_ids()
     os.chown(target, uid, gid)
-    os.chmod(target, 0o640)
+    os.chmod(target, 0o644)
     place(srv, c.name, kind="symlink", target=target)
     cases.append(c)
 
@@ -70,7 +70,7 @@ def hostile_set(srv, outside):
     with open(tmp, "wb") as f:
         f.write(spool_bytes(a.name, good_msg("via-hardlink")))
     os.chown(tmp, uid, gid)
-    os.chmod(tmp, 0o640)
+    os.chmod(tmp, 0o644)
     os.link(tmp, os.path.join(srv.newdir(), a.name))
     os.link(tmp, os.path.join(srv.newdir(), b.name))
     os.unlink(tmp)
@@ -175,6 +175,11 @@ def check_cases(t, srv, cases, passwd_before, desc):
         label = "%s: %s" % (desc, c.desc)
         t.ok(not os.path.lexists(os.path.join(srv.newdir(), c.name)), "%s: gone from new/" % label)
         t.ok(c.name not in queue_ids(srv), "%s: never reached queue/" % label)
+        if c.desc == "directory":
+            # smap's own directory: smapd may not move it, only remove it if empty
+            t.like(log, r"(?m)^.* smap/\w+\[\d+\]: warning: %s: removed from incoming/new: an empty "
+                   r"directory$" % re.escape(c.name), "%s: removed, with a warning line" % label)
+            continue
         if re.fullmatch(r"[0-9A-F]{1,31}", c.name):
             why = q.get(c.name)
             t.ok(why is not None and re.search(c.reason, why, re.I),
@@ -205,7 +210,7 @@ def delivered(md):
 
 def main(t):
     with Server(t, name="smap-43") as srv:
-        uid, gid = smap_ids()
+        uid, gid = smapd_ids()
         parent = os.path.join(srv.dir, "mail")
         os.mkdir(parent)
         os.chown(parent, uid, gid)

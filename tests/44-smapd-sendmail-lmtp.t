@@ -17,7 +17,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from smaptest import TAP, Server, smap_ids  # noqa: E402
+from smaptest import TAP, Server, smapd_ids  # noqa: E402
 from postfix import (Postfix, Dovecot, DOMAIN, split_message, header, message_ids,  # noqa: E402
                      sendmail_namespace, write_sendmail_wrapper, namespace_skip)
 from smapdtest import (Smapd, send, queue_ids, state_ids, state, quarantined, smapd_log,  # noqa: E402
@@ -84,9 +84,9 @@ def test_sendmail(t):
                 check_bytes(t, "sendmail to %s" % u, got[u]["<sm-1@b.example>"], mk("sm-1"), pre)
         x = got["a"].get("<sm-1@b.example>", b"")
         t.like(x, rb"^Return-Path: <a@b\.example>\n", "sendmail: the envelope sender came through -f")
-        uid = smap_ids()[0]
+        uid = smapd_ids()[0]
         t.like(x, rb"\nReceived: by backend\.test \(Postfix, from userid %d\)" % uid,
-               "sendmail: Postfix saw the submission from uid %d (smap), not root" % uid)
+               "sendmail: Postfix saw the submission from uid %d (smapd), not root" % uid)
         t.like(got["a"].get("<sm-null@b.example>", b""), rb"^Return-Path: <>\n",
                "sendmail: the null sender arrives as <> (-f \"\")")
         t.like(got["a"].get("<sm-null@b.example>", b""), rb"\nfrom the null sender\n\.\n$",

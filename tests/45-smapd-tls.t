@@ -324,7 +324,7 @@ def test_encrypt_may(t, e):
          "Postfix saw EHLO, STARTTLS, EHLO, then two transactions on one connection", e.pf.log()[-1500:])
 
 
-def write_passwd(e, text, mode=0o600, owner="smap"):
+def write_passwd(e, text, mode=0o600, owner="smapd"):
     path = os.path.join(e.srv.dir, "sasl_passwd")
     with open(path, "w") as f:
         f.write(text)

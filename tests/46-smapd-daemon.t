@@ -10,13 +10,13 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from smaptest import TAP, Server, smap_ids  # noqa: E402
+from smaptest import TAP, Server, smap_ids, smapd_ids  # noqa: E402
 from postfix import read_maildir, header  # noqa: E402
-from smapdtest import Smapd, send, queue_ids, smapd_log, wait_until  # noqa: E402
+from smapdtest import Smapd, send, queue_ids, smapd_log, wait_until, spool_path  # noqa: E402
 
 
 def maildir(srv, name):
-    uid, gid = smap_ids()
+    uid, gid = smapd_ids()
     parent = os.path.join(srv.dir, name)
     os.mkdir(parent)
     os.chown(parent, uid, gid)
@@ -91,7 +91,7 @@ def test_term_in_flight(t, srv):
     with open(prog, "w") as f:
         f.write("#!/bin/sh\ncat > %s.tmp\nsleep 2\nmv %s.tmp %s\nexit 0\n" % (out, out, out))
     os.chmod(prog, 0o755)
-    uid, gid = smap_ids()
+    uid, gid = smapd_ids()
     os.chown(srv.dir, uid, gid)    # the script writes its output here
     d = Smapd(t, srv, conf={"default_transport": "sendmail", "sendmail_path": prog},
               name="smapd-46b")
@@ -107,7 +107,7 @@ def test_term_in_flight(t, srv):
 
 
 def test_stale_tmp(t, srv):
-    tmp = os.path.join(srv.spool, "tmp")
+    tmp = srv.tmpdir()
     old, fresh = os.path.join(tmp, "6B0000000000001"), os.path.join(tmp, "6B0000000000002")
     uid, gid = smap_ids()
     for p in (old, fresh):
@@ -123,6 +123,37 @@ def test_stale_tmp(t, srv):
     t.like(srv.log(), r"6B0000000000001: removed stale temporary file", "the removal is logged")
 
 
+def test_orphan_state(t, srv):
+    """A smapd killed after it removed a finished message (the record)
+    but before its state leaves state/ID, or its reservation state/ID.tmp:
+    they go once the message is in neither queue/ nor hold/."""
+    uid, gid = smapd_ids()
+    two_days = time.time() - 2 * 86400
+    files = {"6B00000000000A1.tmp": False, "6B00000000000A2": True, "6B00000000000A3": False,
+             "6B00000000000A4": True, "6B00000000000A5.tmp": False}
+    for name, old in files.items():
+        p = spool_path(srv, "state", name)
+        with open(p, "w") as f:
+            f.write("attempts 1\n")
+        os.chown(p, uid, gid)
+        if old:
+            os.utime(p, (two_days, two_days))
+    held = spool_path(srv, "hold", "6B00000000000A4")   # its message is on hold
+    with open(held, "w") as f:
+        f.write("held\n")
+    os.chown(held, uid, gid)
+    d = Smapd(t, srv, conf={"default_transport": "maildir:" + maildir(srv, "m4")}, name="smapd-46d")
+    t.is_(d.once(), 0, "orphans: smapd -1 exits 0")
+    left = set(os.listdir(spool_path(srv, "state")))
+    t.ok("6B00000000000A1.tmp" not in left and "6B00000000000A5.tmp" not in left,
+         "orphans: a reservation whose message is gone is removed at once", sorted(left))
+    t.ok("6B00000000000A2" not in left, "orphans: a day-old state whose message is gone is removed")
+    t.ok("6B00000000000A3" in left, "orphans: a fresh state whose message is gone is kept for a day")
+    t.ok("6B00000000000A4" in left, "orphans: the state of a held message is kept, however old")
+    t.like(srv.log(), r"state/6B00000000000A2: removed, its message is gone", "orphans: the removal is logged")
+    os.unlink(held)
+
+
 def main(t):
     with Server(t, name="smap-46") as srv:
         test_notify_and_reload(t, srv)
@@ -130,6 +161,7 @@ def main(t):
         test_term_in_flight(t, srv)
     with Server(t, name="smap-46c") as srv:
         test_stale_tmp(t, srv)
+        test_orphan_state(t, srv)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def envelope(srv, where, sid):
             rcpts.append(v)
         else:
             rec[k] = v
-    return int(rec["arrival"]), int(rec["size"]), rec["from"], rcpts
+    return int(float(rec["arrival"])), int(rec["size"]), rec["from"], rcpts
 
 
 def bare(a):
@@ -251,7 +251,7 @@ def test_delete(t, srv, d, ids, nid):
     t.is_((rc, err), (1, "smapq: %s: not found\n" % m2), "delete of a missing id: exit 1, 'not found'")
     rc, out, err = smapq(d, "delete", nid)
     t.is_(rc, 1, "delete of a message in new/: exit 1")
-    t.like(err, r"waiting in new/", "delete of a message in new/: says it waits for smapd")
+    t.like(err, r"waiting in incoming/new/", "delete of a message in new/: says it waits for smapd")
     t.ok(nid in srv.list_new(), "the message in new/ is untouched")
 
 

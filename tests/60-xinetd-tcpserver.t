@@ -65,7 +65,7 @@ class Spool:
             return f.read()
 
     def new(self):
-        return sorted(os.listdir(os.path.join(self.spool, "new")))
+        return sorted(os.listdir(os.path.join(self.spool, "incoming", "new")))
 
     def cleanup(self):
         if os.environ.get("SMAPTEST_KEEP"):
@@ -135,7 +135,7 @@ def check_jail(t, what, pid, spool):
         root = os.readlink("/proc/%d/root" % pid)
     except OSError as e:
         root = str(e)
-    t.is_(root, os.path.realpath(spool), "%s: /proc/PID/root is the spool (chroot)" % what)
+    t.is_(root, os.path.join(os.path.realpath(spool), "incoming"), "%s: /proc/PID/root is the spool's incoming/ (chroot)" % what)
 
 
 def smtp_session(t, what, port, sp, server_pid, extra_check=None):
@@ -172,7 +172,7 @@ def smtp_session(t, what, port, sp, server_pid, extra_check=None):
     new = sorted(set(sp.new()) - set(before))
     t.is_(new, [m.group(1)] if m else ["?"], "%s: exactly one new spool file, named by the queue id" % what)
     if new:
-        with open(os.path.join(sp.spool, "new", new[0]), "rb") as f:
+        with open(os.path.join(sp.spool, "incoming", "new", new[0]), "rb") as f:
             sf = SpoolFile(new[0], f.read())
         t.is_(sf.env.get("client"), "127.0.0.1 %d" % local_port,
               "%s: envelope client is 127.0.0.1 and the client's port (unmapped)" % what)

@@ -32,6 +32,7 @@ SCORED = ["smap@.service", "smapd.service", "smapd-run.service"]
 LIMIT = 1.5
 SMAPD_BIN = os.path.join(REPO, "smapd", "smapd")
 SETPRIV = ["/usr/bin/setpriv", "--reuid=smap", "--regid=smap", "--init-groups"]
+SETPRIV_SMAPD = ["/usr/bin/setpriv", "--reuid=smapd", "--regid=smapd", "--init-groups"]
 # Calls the jail makes on purpose to prove they fail (setuid(0) and
 # seteuid(0) after the drop): the filter's EPERM is the expected answer.
 EXPECTED_DENIED = {"setuid", "setresuid"}
@@ -80,10 +81,10 @@ def test_verify(t, root, ud):
         t.ok(rc == 0 and out.strip() == "", "systemd-analyze verify %s: clean" % u,
              "exit %d" % rc, out[-2000:])
     # "-" before a command makes verify skip its existence check.
-    for u in ("smap@.service",):
-        for cmd in unit_value(os.path.join(ud, u), "ExecStart"):
+    for u, key in (("smap@.service", "ExecStart"), ("smap.socket", "ExecStartPre")):
+        for cmd in unit_value(os.path.join(ud, u), key):
             prog = cmd.lstrip("-+!@:").split()[0]
-            t.ok(os.access(root + prog, os.X_OK), "%s: ExecStart %s is installed" % (u, prog))
+            t.ok(os.access(root + prog, os.X_OK), "%s: %s %s is installed" % (u, key, prog))
     for u in ("smapd.service", "smapd-run.service"):
         for key in ("ExecStartPre", "ExecStart", "ExecReload"):
             for cmd in unit_value(os.path.join(ud, u), key):
@@ -121,6 +122,9 @@ def test_security(t, root, ud):
         t.is_(unit_value(p, "CapabilityBoundingSet"), ["CAP_SYS_CHROOT"], "%s: bounding set" % u)
     sock = os.path.join(ud, "smap.socket")
     t.is_(unit_value(sock, "Accept"), ["yes"], "smap.socket: Accept=yes")
+    t.is_(unit_value(sock, "ExecStartPre"), ["/usr/sbin/smap -t -c /etc/smap/smap.conf"],
+          "smap.socket: checks the configuration before it listens")
+    t.is_(unit_value(sock, "User"), ["smap"], "smap.socket: the check runs as the sessions' user")
     t.is_(unit_value(sock, "TriggerLimitIntervalSec"), ["0"], "smap.socket: TriggerLimitIntervalSec=0")
     for k in ("MaxConnections", "MaxConnectionsPerSource"):
         t.like(" ".join(unit_value(sock, k)), r"^\d+$", "smap.socket: %s set" % k)
@@ -177,8 +181,10 @@ def test_tmpfiles_sysusers(t, root):
     os.makedirs(os.path.join(su, "etc"))
     rc, out = run(["systemd-sysusers", "--root=" + su, os.path.join(REPO, "conf/sysusers.d/smap.conf")])
     pw = open(os.path.join(su, "etc/passwd")).read() if rc == 0 else out
-    t.like(pw, r"(?m)^smap:x:\d+:\d+:[^:]*:/var/spool/smap:/usr/sbin/nologin$",
-           "systemd-sysusers --root creates the system user smap")
+    t.like(pw, r"(?m)^smap:x:\d+:\d+:[^:]*:/var/spool/smap/incoming:/usr/sbin/nologin$",
+           "systemd-sysusers --root creates the system user smap (home: its chroot)")
+    t.like(pw, r"(?m)^smapd:x:\d+:\d+:[^:]*:/var/spool/smap:/usr/sbin/nologin$",
+           "systemd-sysusers --root creates the system user smapd")
 
 
 def test_syscalls(t, root, ud):
@@ -195,11 +201,11 @@ def test_syscalls(t, root, ud):
     t.ok(rc == 0, "systemd-tmpfiles --create --root: the shipped smap.tmpfiles applies", out)
     spool = os.path.join(tr, "var/spool/smap")
     maildir = os.path.join(tr, "var/mail/smap")
-    # strace runs as smap (after setpriv): its output goes to smap's dir.
+    # strace runs as smap or smapd (after setpriv): its output goes to
+    # a directory each may write.
     td = os.path.join(root, "traces")
     os.makedirs(td)
-    uid, gid = smap_ids()
-    os.chown(td, uid, gid)
+    os.chmod(td, 0o1777)
     smap_trace = os.path.join(td, "smap.trace")
     smapd_trace = os.path.join(td, "smapd.trace")
     wrapper = SETPRIV + ["--inh-caps=+sys_chroot", "--ambient-caps=+sys_chroot", "--",
@@ -215,9 +221,9 @@ def test_syscalls(t, root, ud):
         # LeakSanitizer cannot run under ptrace; in the ASan build it is off here.
         env = dict(os.environ, ASAN_OPTIONS=(os.environ.get("ASAN_OPTIONS", "") +
                                              ":detect_leaks=0").lstrip(":"))
-        rc, out = run(SETPRIV + ["--inh-caps=-all", "--", strace, "-f", "-qq", "-o", smapd_trace,
-                                 SMAPD_BIN, "-1", "-c", srv.conffile], env=env, timeout=30)
-        t.ok(rc == 0, "smapd -1 as user smap, no capabilities: exit 0", out[-1500:])
+        rc, out = run(SETPRIV_SMAPD + ["--inh-caps=-all", "--", strace, "-f", "-qq", "-o", smapd_trace,
+                                       SMAPD_BIN, "-1", "-c", srv.conffile], env=env, timeout=30)
+        t.ok(rc == 0, "smapd -1 as user smapd, no capabilities: exit 0", out[-1500:])
         delivered = os.listdir(os.path.join(maildir, "new")) if os.path.isdir(
             os.path.join(maildir, "new")) else []
         t.is_(len(delivered), 1, "smapd delivered into the tmpfiles-made /var/mail/smap",

@@ -8,6 +8,7 @@
 # with another PREFIX rebuilds, which this test must not do to the tree
 # the rest of the suite runs), so SHLIBDIR is passed as built.
 import os
+import pwd
 import re
 import shutil
 import stat
@@ -79,7 +80,8 @@ def expected(prefix):
         files[p + "/share/man/man8/smapq.8"] = 0o644
     for u in ("smap.socket", "smap@.service", "smapd.service", "smapd-run.service", "smapd.timer"):
         files[unitdir() + "/" + u] = 0o644
-    dirs = {"var/spool/smap": 0o755, "var/spool/smap/tmp": 0o750, "var/spool/smap/new": 0o750,
+    dirs = {"var/spool/smap": 0o755, "var/spool/smap/incoming": 0o755,
+            "var/spool/smap/incoming/tmp": 0o1770, "var/spool/smap/incoming/new": 0o1770,
             "var/spool/smap/queue": 0o700, "var/spool/smap/state": 0o700,
             "var/spool/smap/quarantine": 0o700, "var/spool/smap/hold": 0o700,
             "var/mail/smap": 0o700}
@@ -128,8 +130,19 @@ def test_usr(t, dest):
     with open(os.path.join(dest, "usr/share/doc/smap/examples/xinetd.d/smap")) as f:
         t.like(f.read(), r"(?m)^\s*server\s*=\s*/usr/sbin/smap$", "xinetd example: server = /usr/sbin/smap")
     conf = os.path.join(dest, "etc/smap/smap.conf")
+    # -t checks the spool too: the installed smapd -P lays one out, and the
+    # installed config is checked with it (a copy naming that spool)
+    spool, checked = os.path.join(dest + ".spool"), os.path.join(dest + ".spool.conf")
+    mail = dest + ".mail"
+    os.makedirs(mail)
+    os.chown(mail, pwd.getpwnam("smapd").pw_uid, pwd.getpwnam("smapd").pw_gid)
+    with open(conf) as f, open(checked, "w") as g:
+        g.write(f.read() + "\nspool_directory = %s\ndefault_transport = maildir:%s/\n" % (spool, mail))
+    os.makedirs(spool)
+    rc, out = run([os.path.join(dest, "usr/sbin/smapd"), "-P", "-c", checked])
+    t.ok(rc == 0, "installed smapd -P lays out a spool for the installed config", out[-1000:])
     for prog in ("smap", "smapd"):
-        rc, out = run([os.path.join(dest, "usr/sbin", prog), "-t", "-c", conf])
+        rc, out = run([os.path.join(dest, "usr/sbin", prog), "-t", "-c", checked])
         t.ok(rc == 0 and out == "", "installed %s -t -c TMP/etc/smap/smap.conf: exit 0, silent" % prog,
              "exit %d: %s" % (rc, out[-1000:]))
     # A second install keeps an edited config and says so.
@@ -167,6 +180,7 @@ def test_local(t, dest):
 
 def main(t):
     base = tempfile.mkdtemp(prefix="smaptest.install.")
+    os.chmod(base, 0o755)    # smapd -t checks the spool as smapd_user
     try:
         t.run("usr", test_usr, t, os.path.join(base, "usr"))
         t.run("local", test_local, t, os.path.join(base, "local"))

@@ -192,7 +192,7 @@ def main(t):
     with Server(t, name="logs", conf=conf) as srv:
         maildir = os.path.join(srv.dir, "Maildir")
         os.mkdir(maildir, 0o700)
-        pw = pwd.getpwnam("smap")
+        pw = pwd.getpwnam("smapd")
         os.chown(maildir, pw.pw_uid, pw.pw_gid)
         with open(srv.conffile, "a") as f:
             f.write("default_transport = maildir:%s/\n" % maildir)

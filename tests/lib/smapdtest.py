@@ -26,9 +26,8 @@ import subprocess
 import threading
 import time
 
-from smaptest import (REPO, HOSTNAME, VALGRIND, proc_alive, sanitizer_hits, smap_ids)
-
-SMAPD_BIN = os.path.abspath(os.environ.get("SMAPD_BIN") or os.path.join(REPO, "smapd", "smapd"))
+from smaptest import (HOSTNAME, VALGRIND, SMAPD_BIN, proc_alive, sanitizer_hits, smap_ids,
+                      smapd_ids)
 
 _counter = [0]
 _lock = threading.Lock()
@@ -62,9 +61,10 @@ def spool_bytes(sid, message=b"Subject: hand-made\r\n\r\nbody\r\n", sender="<a@b
     return b"\n".join(recs) + b"\n\n" + message
 
 
-def place(srv, name, data=None, owner="smap", mode=0o640, kind="file", target=None):
+def place(srv, name, data=None, owner="smap", mode=0o644, kind="file", target=None):
     """Put one entry into new/ atomically (made in the test dir, then
-    renamed): kind "file" (data), "symlink" (to target), "fifo"."""
+    renamed): kind "file" (data), "symlink" (to target), "fifo". Mode
+    0644 as smap commits them (smapd, new/'s owner, reads them as other)."""
     tmp = os.path.join(srv.dir, ".place-" + re.sub(r"[^A-Za-z0-9]", "_", name))
     if kind == "file":
         with open(tmp, "wb") as f:
@@ -91,6 +91,9 @@ def place(srv, name, data=None, owner="smap", mode=0o640, kind="file", target=No
 
 
 def spool_path(srv, *parts):
+    """A path below the spool; "new" and "tmp" are smap's, in incoming/."""
+    if parts and parts[0] in ("new", "tmp"):
+        parts = ("incoming",) + parts
     return os.path.join(srv.spool, *parts)
 
 
@@ -360,4 +363,4 @@ def uid_of(name):
 
 __all__ = ["SMAPD_BIN", "Smapd", "new_id", "spool_bytes", "place", "queue_ids", "state_ids",
            "quarantined", "state", "send", "wait_until", "smapd_log", "proc_alive", "smap_ids",
-           "spool_path", "listdir", "uid_of", "tap_skip"]
+           "spool_path", "listdir", "uid_of", "tap_skip", "smapd_ids"]

@@ -5,8 +5,9 @@ What it gives a test file:
   t = TAP(watchdog=60)          TAP output: ok/not ok, "# diag", plan at the
                                 end, exit status 1 on any failure.
   with Server(t, conf={...}) as srv:
-                                a fresh temp dir with a spool (root 0755,
-                                tmp/ and new/ smap:smap 0750), a config,
+                                a fresh temp dir with a spool laid out by
+                                smapd -P (layout.h: smap's incoming/tmp
+                                and incoming/new, smapd's queue/ ...), a config,
                                 systemd-socket-activate on a free port of
                                 127.0.0.1 running one smap per connection;
                                 stopped by PID on exit, smap's stderr checked
@@ -38,6 +39,7 @@ import traceback
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMAP_BIN = os.path.abspath(os.environ.get("SMAP_BIN") or os.path.join(REPO, "smap", "smap"))
+SMAPD_BIN = os.path.abspath(os.environ.get("SMAPD_BIN") or os.path.join(REPO, "smapd", "smapd"))
 SSA = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
 HOSTNAME = "mx.test.example"
 CRLF = b"\r\n"
@@ -659,6 +661,11 @@ def smap_ids():
     return pw.pw_uid, pw.pw_gid
 
 
+def smapd_ids():
+    pw = pwd.getpwnam("smapd")
+    return pw.pw_uid, pw.pw_gid
+
+
 def msg(subject="test", body=b"hello\r\n", headers=None):
     """A small RFC 5322 message with CRLF line ends (no end-of-data)."""
     h = b"From: a@b.example\r\nTo: u@example.com\r\nSubject: " + subject.encode() + b"\r\n"
@@ -708,12 +715,14 @@ class Server:
         uid, gid = smap_ids()
         self.spool = self.spool_arg or os.path.join(self.dir, "spool")
         if self.spool_arg is None and self.make_spool:
-            make_spool(self.spool)
+            make_spool(self.spool, {k: v for k, v in self.overrides.items()
+                                    if k in ("mail_owner", "smapd_user") and real_user(v)})
         self.logfile = os.path.join(self.dir, "maillog")
         with open(self.logfile, "w"):
             pass
-        os.chown(self.logfile, uid, gid)
-        os.chmod(self.logfile, 0o640)
+        # smap and smapd both append to it, started as root or as themselves
+        os.chown(self.logfile, uid, smapd_ids()[1])
+        os.chmod(self.logfile, 0o660)
         self.errfile = os.path.join(self.dir, "stderr")
         self.conffile = os.path.join(self.dir, "smap.conf")
         conf = {
@@ -792,10 +801,10 @@ class Server:
             time.sleep(0.05)
 
     def newdir(self):
-        return os.path.join(self.spool, "new")
+        return os.path.join(self.spool, "incoming", "new")
 
     def tmpdir(self):
-        return os.path.join(self.spool, "tmp")
+        return os.path.join(self.spool, "incoming", "tmp")
 
     def list_new(self):
         try:
@@ -964,17 +973,33 @@ class Server:
         return res
 
 
-def make_spool(path, owner="smap"):
-    """Root-owned 0755 dir with tmp/ and new/ owned by owner, 0750."""
-    pw = pwd.getpwnam(owner)
+def real_user(name):
+    """Is name an unprivileged user of this host? (A test that names a
+    missing user or root still gets a spool, for the default users.)"""
+    try:
+        return pwd.getpwnam(name).pw_uid != 0
+    except (KeyError, TypeError):
+        return False
+
+
+def make_spool(path, conf=None):
+    """The spool at path, laid out by smapd -P (owners and modes of
+    layout.h) for the users of conf (a dict of extra settings)."""
     os.makedirs(path, exist_ok=True)
-    os.chown(path, 0, 0)
-    os.chmod(path, 0o755)
-    for sub in ("tmp", "new"):
-        p = os.path.join(path, sub)
-        os.makedirs(p, exist_ok=True)
-        os.chown(p, pw.pw_uid, pw.pw_gid)
-        os.chmod(p, 0o750)
+    fd, cpath = tempfile.mkstemp(prefix="smaptest-layout.", suffix=".conf")
+    with os.fdopen(fd, "w") as f:
+        f.write("spool_directory = %s\n" % path)
+        for k, v in (conf or {}).items():
+            if v is not None:
+                f.write("%s = %s\n" % (k, v))
+    try:
+        p = subprocess.run([SMAPD_BIN, "-c", cpath, "-P"], capture_output=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
+    finally:
+        os.unlink(cpath)
+    if p.returncode != 0:
+        raise RuntimeError("smapd -P %s: exit %d: %s" % (path, p.returncode,
+                                                         p.stderr.decode("latin-1")[-800:]))
 
 
 def check_log_clean(t, srv, desc):

@@ -16,6 +16,11 @@
   auth: offer "AUTH PLAIN LOGIN" in every EHLO reply (never accepted).
   xforward: offer "XFORWARD NAME ADDR PROTO HELO"; "refuse" answers
             XFORWARD with 450 4.7.1, anything else with 250.
+  rcpt_reply: {b"user@domain": b"550 5.1.1 no such user"}: that reply to
+            RCPT TO:<user@domain> (any case); a DATA with no recipient
+            accepted then gets 554 5.5.1. Every session also records
+            "transactions": [{"mail": line, "rcpt": [accepted lines],
+            "data": bytes}] for each message it took.
   cert and key may be None when STARTTLS is not offered.
 
 Every socket operation has a timeout; threads are daemons; nothing
@@ -32,8 +37,9 @@ EHLO_BASE = [b"fake.test", b"PIPELINING", b"8BITMIME", b"SIZE 10000000"]
 
 
 class FakeSMTP:
-    def __init__(self, t, cert, key, starttls="ok", auth=False, xforward=None):
+    def __init__(self, t, cert, key, starttls="ok", auth=False, xforward=None, rcpt_reply=None):
         self.t = t
+        self.rcpt_reply = {k.lower(): v for k, v in (rcpt_reply or {}).items()}
         self.xforward = xforward
         self.cert = cert
         self.key = key
@@ -88,9 +94,15 @@ class FakeSMTP:
                 continue
             except OSError:
                 return
-            sess = {"plain": [], "tls": [], "messages": [], "error": None}
+            sess = {"plain": [], "tls": [], "messages": [], "transactions": [], "error": None}
             self.sessions.append(sess)
             threading.Thread(target=self._serve, args=(c, sess), daemon=True).start()
+
+    def _refused(self, line):
+        """The configured reply for this RCPT line, or None."""
+        a, _, b = line.partition(b"<")
+        addr = b.partition(b">")[0].lower()
+        return self.rcpt_reply.get(addr)
 
     def _ehlo(self, tls):
         words = list(EHLO_BASE)
@@ -109,6 +121,7 @@ class FakeSMTP:
         conn.settimeout(10)
         f = _Lines(conn)
         tls = False
+        txn = None
         try:
             conn.sendall(b"220 fake.test ESMTP\r\n")
             while True:
@@ -135,8 +148,19 @@ class FakeSMTP:
                     conn = self.ctx.wrap_socket(conn, server_side=True)
                     f = _Lines(conn)
                     tls = True
+                elif verb == b"RCPT" and self._refused(line):
+                    conn.sendall(self._refused(line) + b"\r\n")
                 elif verb == b"MAIL" or verb == b"RCPT" or verb == b"RSET" or verb == b"NOOP":
+                    if verb == b"MAIL":
+                        txn = {"mail": line, "rcpt": [], "data": None}
+                    elif verb == b"RCPT" and txn is not None:
+                        txn["rcpt"].append(line)
+                    elif verb == b"RSET":
+                        txn = None
                     conn.sendall(b"250 2.0.0 Ok\r\n")
+                elif verb == b"DATA" and self.rcpt_reply and not (txn and txn["rcpt"]):
+                    conn.sendall(b"554 5.5.1 Error: no valid recipients\r\n")
+                    txn = None
                 elif verb == b"DATA":
                     conn.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                     body = []
@@ -148,6 +172,10 @@ class FakeSMTP:
                             break
                         body.append(l2)
                     sess["messages"].append(b"\r\n".join(body))
+                    if txn is not None:
+                        txn["data"] = sess["messages"][-1]
+                        sess["transactions"].append(txn)
+                    txn = None
                     conn.sendall(b"250 2.0.0 Ok: queued as FAKE\r\n")
                 elif verb == b"QUIT":
                     conn.sendall(b"221 2.0.0 Bye\r\n")

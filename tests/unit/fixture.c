@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "fixture.h"
+#include "layout.h"
 #include "tap.h"
 
 void
@@ -62,7 +63,7 @@ fx_spool_file(const char *sender, const char *body, size_t len,
 	int fd;
 
 	memset(&e, 0, sizeof(e));
-	if ((fd = spool_create(id, sizeof(id))) < 0)
+	if ((fd = layout_create(id, sizeof(id))) < 0)
 		tap_fatal("spool_create");
 	snprintf(e.id, sizeof(e.id), "%s", id);
 	e.arrival = time(NULL);
@@ -75,9 +76,9 @@ fx_spool_file(const char *sender, const char *body, size_t len,
 	e.nrcpt = 3;
 	e.size = (long long)len;
 	if (spool_write_envelope(fd, &e) < 0 || spool_write(fd, body, len) < 0 ||
-	    spool_write_final(fd, &e) < 0 || spool_commit(fd, id) < 0)
+	    spool_write_final(fd, &e) < 0 || layout_commit(fd, id) < 0)
 		tap_fatal("spool write");
-	snprintf(path, sizeof(path), "%s/%s", SPOOL_NEW, id);
+	snprintf(path, sizeof(path), "%s/%s", LAYOUT_NEW, id);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		tap_fatal("open spool file");
 	if (spool_read_envelope(fd, env, 100, why, sizeof(why)) < 0) {

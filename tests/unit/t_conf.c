@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "relay.h"
 #include "paths.h"
 #include "bounds.h"
 #include "tap.h"

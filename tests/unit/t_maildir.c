@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "layout.h"
 #include "spool.h"
 #include "../../smapd/transport.h"
 #include "fixture.h"
@@ -105,8 +106,8 @@ setup(void)
 	if (mkdtemp(work) == NULL)
 		tap_fatal("mkdtemp");
 	made = 1;
-	if (chdir(work) < 0 || mkdir(SPOOL_TMP, 0700) < 0 ||
-	    mkdir(SPOOL_NEW, 0700) < 0 || mkdir("mail", 0755) < 0)
+	if (chdir(work) < 0 || mkdir(LAYOUT_TMP, 0700) < 0 ||
+	    mkdir(LAYOUT_NEW, 0700) < 0 || mkdir("mail", 0755) < 0)
 		tap_fatal("directories");
 	if (conf_defaults(&cf) != 0)
 		tap_fatal("conf_defaults");

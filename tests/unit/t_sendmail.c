@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "layout.h"
 #include "spool.h"
 #include "../../smapd/transport.h"
 #include "fixture.h"
@@ -222,8 +223,8 @@ setup(const char *argv0)
 	if (mkdtemp(work) == NULL)
 		tap_fatal("mkdtemp");
 	made = 1;
-	if (chdir(work) < 0 || mkdir(SPOOL_TMP, 0700) < 0 ||
-	    mkdir(SPOOL_NEW, 0700) < 0)
+	if (chdir(work) < 0 || mkdir(LAYOUT_TMP, 0700) < 0 ||
+	    mkdir(LAYOUT_NEW, 0700) < 0)
 		tap_fatal("spool directory");
 	snprintf(fake_sh, sizeof(fake_sh), "%s/fake.sh", work);
 	if (write_file(fake_sh, script, strlen(script), 0700) < 0)

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "layout.h"
 #include "spool.h"
 #include "../../smapd/transport.h"
 #include "tap.h"
@@ -157,7 +158,7 @@ setup(void)
 	snprintf(path, sizeof(path), "%s/spool", work);
 	if (mkdir(dumpdir, 0777) < 0 || chmod(dumpdir, 0777) < 0 ||
 	    mkdir(path, 0700) < 0 || chdir(path) < 0 ||
-	    mkdir(SPOOL_TMP, 0700) < 0 || mkdir(SPOOL_NEW, 0700) < 0)
+	    mkdir(LAYOUT_TMP, 0700) < 0 || mkdir(LAYOUT_NEW, 0700) < 0)
 		tap_fatal("work directory");
 	if (conf_defaults(&cf) != 0)
 		tap_fatal("conf_defaults");
@@ -365,14 +366,14 @@ spool_message(struct run *r, const char *const rcpt[], size_t n,
 	e.nrcpt = n;
 	e.body8 = 1;
 	e.size = (long long)message_len;
-	if ((fd = spool_create(id, sizeof(id))) < 0)
+	if ((fd = layout_create(id, sizeof(id))) < 0)
 		tap_fatal("spool_create");
 	snprintf(e.id, sizeof(e.id), "%s", id);
 	if (spool_write_envelope(fd, &e) < 0 ||
 	    spool_write(fd, message, message_len) < 0 ||
-	    spool_write_final(fd, &e) < 0 || spool_commit(fd, id) < 0)
+	    spool_write_final(fd, &e) < 0 || layout_commit(fd, id) < 0)
 		tap_fatal("spool file");
-	snprintf(path, sizeof(path), "%s/%s", SPOOL_NEW, id);
+	snprintf(path, sizeof(path), "%s/%s", LAYOUT_NEW, id);
 	if ((r->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
 	    spool_read_envelope(r->fd, &r->env, 100, why, sizeof(why)) < 0) {
 		tap_diag("spool_read_envelope: %s", why);

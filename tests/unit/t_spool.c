@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "layout.h"
 #include "spool.h"
 #include "tap.h"
 
@@ -48,7 +49,7 @@ static const char *const good_cases[] = {
 	"good-null-sender", "good-postmaster", "good-ipv6",
 	"good-unknown-client", "good-smtp", "good-7bit", "good-literal",
 	"good-100rcpt", "good-empty-body", "good-opaque-body",
-	"good-max-helo", "good-id31",
+	"good-max-helo", "good-id31", "good-long-local", "good-fraction",
 };
 
 /* Keep in step with CASES in tests/golden/spool/make-bad.py. */
@@ -60,7 +61,8 @@ static const char *const bad_cases[] = {
 	"bad-dup-body", "bad-dup-from", "bad-dup-size", "bad-unknown-tail",
 	"bad-unknown-head", "bad-id-lower", "bad-id-nonhex", "bad-id-path",
 	"bad-id-long", "bad-id-empty", "bad-arrival-alpha",
-	"bad-arrival-negative", "bad-arrival-overflow", "bad-arrival-long", "bad-client-noport",
+	"bad-arrival-negative", "bad-arrival-overflow", "bad-arrival-long",
+	"bad-arrival-dot", "bad-arrival-fraction7", "bad-arrival-twodots", "bad-client-noport",
 	"bad-client-emptyport", "bad-client-badaddr", "bad-client-name",
 	"bad-client-scope", "bad-client-port-big", "bad-client-port-sign",
 	"bad-client-twospaces", "bad-helo-space", "bad-helo-twospaces",
@@ -72,7 +74,8 @@ static const char *const bad_cases[] = {
 	"bad-rcpt-pipe", "bad-rcpt-file", "bad-rcpt-option", "bad-rcpt-null",
 	"bad-rcpt-route", "bad-rcpt-nobrackets", "bad-rcpt-twospaces",
 	"bad-rcpt-trailing", "bad-rcpt-nul", "bad-rcpt-cr", "bad-rcpt-lf",
-	"bad-rcpt-8bit", "bad-rcpt-local-long", "bad-rcpt-1024",
+	"bad-rcpt-8bit", "bad-rcpt-path-long", "bad-from-path-long",
+	"bad-rcpt-1024",
 	"bad-rcpt-1025", "bad-rcpt-huge",
 	"bad-rcpt-101", "bad-no-rcpt", "bad-size-short", "bad-size-long",
 	"bad-size-alpha", "bad-size-sign", "bad-size-truncated",
@@ -117,8 +120,8 @@ setup(const char *dir)
 	if (mkdtemp(work) == NULL)
 		tap_fatal("mkdtemp");
 	made = 1;
-	if (chdir(work) < 0 || mkdir(SPOOL_TMP, 0700) < 0 ||
-	    mkdir(SPOOL_NEW, 0700) < 0)
+	if (chdir(work) < 0 || mkdir(LAYOUT_TMP, 0700) < 0 ||
+	    mkdir(LAYOUT_NEW, 0700) < 0)
 		tap_fatal("spool directory");
 }
 
@@ -187,9 +190,12 @@ dump(const struct envelope *e)
 
 	if ((fp = open_memstream(&buf, &len)) == NULL)
 		return NULL;
-	fprintf(fp, "version %d\nid %s\narrival %lld\nclient %s\nport %u\n"
-	    "helo %s\nproto %s\nbody8 %d\nsender %s\n", e->version, e->id,
-	    e->arrival, e->client, e->port, e->helo, e->proto, e->body8,
+	fprintf(fp, "version %d\nid %s\narrival %lld", e->version, e->id,
+	    e->arrival);
+	if (e->arrival_us != 0)
+		fprintf(fp, ".%06ld", e->arrival_us);
+	fprintf(fp, "\nclient %s\nport %u\nhelo %s\nproto %s\nbody8 %d\n"
+	    "sender %s\n", e->client, e->port, e->helo, e->proto, e->body8,
 	    e->sender);
 	for (i = 0; i < e->nrcpt; i++)
 		fprintf(fp, "rcpt %s\n", e->rcpt[i]);
@@ -224,6 +230,7 @@ golden_envelope(struct envelope *e, char **rcpt, size_t nrcpt)
 	e->version = SPOOL_VERSION;
 	snprintf(e->id, sizeof(e->id), "%s", GOLDEN_ID);
 	e->arrival = 1795412345;
+	e->arrival_us = 42;
 	snprintf(e->client, sizeof(e->client), "192.0.2.10");
 	e->port = 4711;
 	snprintf(e->helo, sizeof(e->helo), "mail.example.org");
@@ -248,13 +255,13 @@ test_writer(void)
 	int fd;
 
 	golden_envelope(&e, rcpts, NELEM(rcpts));
-	fd = spool_create(id, sizeof(id));
+	fd = layout_create(id, sizeof(id));
 	if (!tap_ok(fd >= 0, "spool_create %s", GOLDEN_ID))
 		tap_fatal("spool_create");
 	tap_is(id, GOLDEN_ID, "spool_create keeps the id given");
 	tap_ok(fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
 	    (st.st_mode & 07777) == 0600, "temp file has mode 0600");
-	tap_ok(access(SPOOL_TMP "/" GOLDEN_ID, F_OK) == 0,
+	tap_ok(access(LAYOUT_TMP "/" GOLDEN_ID, F_OK) == 0,
 	    "temp file is tmp/ID");
 	tap_ok(spool_write_envelope(fd, &e) == 0, "spool_write_envelope");
 	start = lseek(fd, 0, SEEK_CUR);
@@ -267,9 +274,9 @@ test_writer(void)
 	e.size = (long long)(end - start);
 	e.body8 = 1;
 	tap_ok(spool_write_final(fd, &e) == 0, "spool_write_final");
-	tap_ok(spool_commit(fd, id) == 0, "spool_commit");
+	tap_ok(layout_commit(fd, id) == 0, "spool_commit");
 
-	snprintf(path, sizeof(path), "%s/%s", SPOOL_NEW, GOLDEN_ID);
+	snprintf(path, sizeof(path), "%s/%s", LAYOUT_NEW, GOLDEN_ID);
 	gpath(gfile, sizeof(gfile), "written", ".spool");
 	got = tap_slurp(path, &glen);
 	want = tap_slurp(gfile, &wlen);
@@ -282,11 +289,11 @@ test_writer(void)
 	free(got);
 	free(want);
 	tap_ok(lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (st.st_mode & 07777) == 0640 && st.st_nlink == 1,
-	    "committed file: regular, mode 0640, one link (mode %o)",
+	    (st.st_mode & 07777) == 0644 && st.st_nlink == 1,
+	    "committed file: regular, mode 0644, one link (mode %o)",
 	    (unsigned)(st.st_mode & 07777));
-	tap_ok(dir_entries(SPOOL_TMP) == 0, "tmp/ is empty after commit");
-	tap_ok(dir_entries(SPOOL_NEW) == 1, "new/ holds one file");
+	tap_ok(dir_entries(LAYOUT_TMP) == 0, "tmp/ is empty after commit");
+	tap_ok(dir_entries(LAYOUT_NEW) == 1, "new/ holds one file");
 
 	/* What the writer wrote, the reader takes back unchanged. */
 	tap_ok(read_path(path, &r, MAX_RCPT, why) == 0,
@@ -307,29 +314,29 @@ test_commit_noreplace(void)
 	char id[SPOOL_ID_MAX + 1] = CLASH_ID, *s;
 	int fd, rc, err;
 
-	tap_ok(write_file(SPOOL_NEW "/" CLASH_ID, "existing\n") == 0,
+	tap_ok(write_file(LAYOUT_NEW "/" CLASH_ID, "existing\n") == 0,
 	    "new/%s made by hand", CLASH_ID);
-	fd = spool_create(id, sizeof(id));
+	fd = layout_create(id, sizeof(id));
 	if (!tap_ok(fd >= 0, "spool_create %s", CLASH_ID))
 		tap_fatal("spool_create");
 	tap_is(id, CLASH_ID, "spool_create keeps the id (only new/ has it)");
 	tap_ok(spool_write(fd, "replacement\n", 12) == 0, "write temp file");
 	errno = 0;
-	rc = spool_commit(fd, id);
+	rc = layout_commit(fd, id);
 	err = errno;
 	tap_ok(rc == -1 && err == EEXIST,
 	    "spool_commit onto an existing new/ID fails with EEXIST "
 	    "(rc %d, %s)", rc, strerror(err));
-	s = tap_slurp(SPOOL_NEW "/" CLASH_ID, NULL);
+	s = tap_slurp(LAYOUT_NEW "/" CLASH_ID, NULL);
 	tap_is(s, "existing\n", "the existing file is intact");
 	free(s);
 	tap_ok(fcntl(fd, F_GETFD) == -1 && errno == EBADF,
 	    "spool_commit closed the fd on failure");
-	tap_ok(access(SPOOL_TMP "/" CLASH_ID, F_OK) == 0,
+	tap_ok(access(LAYOUT_TMP "/" CLASH_ID, F_OK) == 0,
 	    "the temp file is still there for spool_abort");
-	spool_abort(-1, id);
-	tap_ok(dir_entries(SPOOL_TMP) == 0, "spool_abort emptied tmp/");
-	tap_ok(unlink(SPOOL_NEW "/" CLASH_ID) == 0, "remove new/%s", CLASH_ID);
+	layout_abort(-1, id);
+	tap_ok(dir_entries(LAYOUT_TMP) == 0, "spool_abort emptied tmp/");
+	tap_ok(unlink(LAYOUT_NEW "/" CLASH_ID) == 0, "remove new/%s", CLASH_ID);
 }
 
 /* test_create_clash - an id taken in tmp/ gives a fresh one */
@@ -340,9 +347,9 @@ test_create_clash(void)
 	size_t n;
 	int fd, hex = 1;
 
-	tap_ok(write_file(SPOOL_TMP "/" TAKEN_ID, "taken\n") == 0,
+	tap_ok(write_file(LAYOUT_TMP "/" TAKEN_ID, "taken\n") == 0,
 	    "tmp/%s made by hand", TAKEN_ID);
-	fd = spool_create(id, sizeof(id));
+	fd = layout_create(id, sizeof(id));
 	tap_ok(fd >= 0 && strcmp(id, TAKEN_ID) != 0,
 	    "spool_create on a taken id picks another (%s)", id);
 	for (n = 0; id[n]; n++)
@@ -351,17 +358,17 @@ test_create_clash(void)
 			hex = 0;
 	tap_ok(hex && n > 0 && n <= SPOOL_ID_MAX,
 	    "the fresh id is 1..%d uppercase hex digits", SPOOL_ID_MAX);
-	snprintf(path, sizeof(path), "%s/%s", SPOOL_TMP, id);
+	snprintf(path, sizeof(path), "%s/%s", LAYOUT_TMP, id);
 	tap_ok(fd >= 0 && access(path, F_OK) == 0, "tmp/<fresh id> exists");
-	s = tap_slurp(SPOOL_TMP "/" TAKEN_ID, NULL);
+	s = tap_slurp(LAYOUT_TMP "/" TAKEN_ID, NULL);
 	tap_is(s, "taken\n", "the taken file is intact");
 	free(s);
 	if (fd >= 0)
-		spool_abort(fd, id);
+		layout_abort(fd, id);
 	tap_ok(access(path, F_OK) < 0 && errno == ENOENT,
 	    "spool_abort removed tmp/<fresh id>");
-	tap_ok(unlink(SPOOL_TMP "/" TAKEN_ID) == 0, "remove tmp/%s", TAKEN_ID);
-	tap_ok(dir_entries(SPOOL_TMP) == 0, "tmp/ is empty");
+	tap_ok(unlink(LAYOUT_TMP "/" TAKEN_ID) == 0, "remove tmp/%s", TAKEN_ID);
+	tap_ok(dir_entries(LAYOUT_TMP) == 0, "tmp/ is empty");
 }
 
 /* test_good - name.spool parses and dumps as name.out */

@@ -1,0 +1,71 @@
+/*
+ * layout.h - the spool's directories, queue ids and the moves between
+ * them. This module alone knows names and paths below spool_directory,
+ * as Postfix's mail_queue.c does; everybody else asks it.
+ *
+ *   spool_directory/          root           0755
+ *     incoming/               root           0755  smap's chroot: only
+ *       tmp/                  smapd:smap     1770    what smap writes
+ *       new/                  smapd:smap     1770
+ *     queue/ state/ hold/     smapd          0700  smapd's, out of
+ *     quarantine/                                  smap's sight
+ * (smap = mail_owner, smapd = smapd_user, never the same user; the
+ * table, its checks and smapd -P are in layout_setup.c.)
+ *
+ * smap creates a file in tmp/ (mode 0600), writes and fsyncs it, makes it
+ * 0644 and renames it into new/ without replacing anything, then fsyncs
+ * new/: only then does it answer 250. tmp/ and new/ are sticky and
+ * smapd's, so smap (by their group) may add files and move its own, but
+ * may not change the directories. smapd, their owner, reads what is in
+ * new/, copies it into queue/ as a file of its own (smap may have kept a
+ * descriptor), and works in its own directories relative to descriptors
+ * opened once, never following a symbolic link (layout_queue.c).
+ *
+ * The writer side below (ids, create, commit) is all smap links; it
+ * works relative to the current directory, which for smap is the
+ * chroot. TRUST: callers pass ids that they made or checked.
+ */
+#ifndef SMAP_LAYOUT_H
+#define SMAP_LAYOUT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include "bounds.h"
+
+#define LAYOUT_INCOMING "incoming"	/* smap's chroot */
+#define LAYOUT_TMP "tmp"		/* below incoming/ */
+#define LAYOUT_NEW "new"
+#define FLUSH_FILE ".flush"	/* queue/.flush (smapq flush): try everything now */
+#define RUN_FILE ".run"		/* queue/.run: a full queue run now */
+
+/* The directories, for the descriptors of layout_queue.c. */
+enum ldir { L_TMP, L_NEW, L_QUEUE, L_STATE, L_HOLD, L_QUAR, L_NDIRS };
+
+/* A new queue id from the clock and the process id: hex, unique among
+ * the processes of one host as long as the clock does not go back. */
+void qid_make(char *id, size_t len);
+
+/* Is s a queue id: 1..SPOOL_ID_MAX upper-case hex digits? */
+int qid_ok(const char *s);
+
+/* fsync a directory, by descriptor. 0 or -1 with errno. */
+int layout_sync(int dfd);
+
+/* Rename dfd1/from to dfd2/to, never replacing anything (link and
+ * unlink where renameat2 RENAME_NOREPLACE is not supported). */
+int layout_move(int dfd1, const char *from, int dfd2, const char *to);
+
+/* Create tmp/id (O_EXCL, O_NOFOLLOW, mode 0600) with the id given, or
+ * a fresh one when it is empty or taken (a few tries). fd or -1. */
+int layout_create(char *id, size_t idlen);
+
+/* Make the file 0640, fsync it, rename tmp/id into new/id without
+ * replacing anything, fsync new/. fd is closed in every case. 0, or -1
+ * with errno; then nothing is in new/ and the caller calls
+ * layout_abort(-1, id). */
+int layout_commit(int fd, const char *id);
+
+/* Close fd (if >= 0) and remove tmp/id. */
+void layout_abort(int fd, const char *id);
+
+#endif

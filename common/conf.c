@@ -75,6 +75,7 @@ enum ptype {
 	T_FACILITY,	/* a syslog facility name */
 	T_SLEVEL,	/* smtpd_tls_security_level: none, may, encrypt */
 	T_CLEVEL,	/* smtp_tls_security_level: "", none ... fingerprint */
+	T_UPROXY,	/* smtpd_upstream_proxy_protocol: "" or haproxy */
 	T_INT,		/* an integer */
 	T_SIZE,		/* bytes, an integer */
 	T_TIME,		/* seconds; units s m h d w */
@@ -118,6 +119,17 @@ static const struct param params[] = {
 	P(smtpd_timeout, T_TIME, "300s", 1, 3600),
 	P(smtpd_session_deadline, T_TIME, "3600s", 10, 86400),
 	P(smtpd_greet_pause, T_TIME, "0s", 0, 60),
+	P(smtpd_upstream_proxy_protocol, T_UPROXY, "", 0, 16),
+	P(smtpd_upstream_proxy_timeout, T_TIME, "5s", 1, 3600),
+	P(smtpd_upstream_proxy_networks, T_NETS, "127.0.0.0/8 [::1]/128", 0,
+	    CONF_LIST_MAX),
+	P(smtpd_client_connection_count_limit, T_INT, "50", 0, 1000000),
+	P(smtpd_client_connection_rate_limit, T_INT, "0", 0, 1000000),
+	P(smtpd_client_message_rate_limit, T_INT, "0", 0, 1000000),
+	P(smtpd_client_recipient_rate_limit, T_INT, "0", 0, 1000000),
+	P(anvil_rate_time_unit, T_TIME, "60s", 1, 86400),
+	P(smtpd_client_event_limit_exceptions, T_NETS, "$mynetworks", 0,
+	    CONF_LIST_MAX),
 	P(smapd_user, T_USER, "smapd", 1, 32),
 	P(default_transport, T_STR, "maildir:/var/mail/smap/", 1, 4000),
 	P(sendmail_path, T_PATH, "/usr/sbin/sendmail", 1, PATH_MAX - 1),
@@ -227,6 +239,7 @@ static int valid_user(const char *);
 static int valid_facility(const char *);
 static int valid_slevel(const char *);
 static int valid_clevel(const char *);
+static int valid_uproxy(const char *);
 static int valid_any(const char *);
 static int range_check(const struct param *, long long, const char *, char *,
     size_t);
@@ -262,6 +275,8 @@ static const struct ptype_ops ops[] = {
 	[T_CLEVEL] = { parse_text, print_text, free_text, valid_clevel,
 	    "is not a TLS level (use none, may, encrypt, verify or "
 	    "fingerprint)" },
+	[T_UPROXY] = { parse_text, print_text, free_text, valid_uproxy,
+	    "is not a proxy protocol (use haproxy, or nothing)" },
 	[T_INT] = { parse_int, print_int, free_none, NULL, NULL },
 	[T_SIZE] = { parse_int, print_int, free_none, NULL, NULL },
 	[T_TIME] = { parse_time, print_time, free_none, NULL, NULL },
@@ -773,7 +788,7 @@ conf_value(struct ctx *x, size_t i)
 		return;
 	if (x->set_line[i] != 0)
 		conf_err(x, x->set_line[i], "%s: %s", p->name, why);
-	else
+	else if (p->def == NULL || p->def[0] != '$')	/* else: that key's */
 		conf_err(x, 0, "%s: %s (%s)", p->name, why, p->def == NULL ?
 		    "from gethostname(); set it in the file" :
 		    "the default");
@@ -888,6 +903,13 @@ valid_slevel(const char *s)
 {
 	return strcmp(s, "none") == 0 || strcmp(s, "may") == 0 ||
 	    strcmp(s, "encrypt") == 0;
+}
+
+/* smtpd_upstream_proxy_protocol: off, or HAProxy's PROXY v1/v2. */
+static int
+valid_uproxy(const char *s)
+{
+	return *s == '\0' || strcmp(s, "haproxy") == 0;
 }
 
 /* A client TLS level; empty means "by the next hop" (see smapd(8)). */

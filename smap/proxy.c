@@ -1,36 +1,32 @@
 /*
- * proxy.c - the HAProxy PROXY protocol header, v1 or v2, read before
- * the greeting from a load balancer that smap trusts to send it.
+ * proxy.c - the PROXY protocol header (HAProxy's v1 or v2), read before
+ * the greeting from a load balancer in smtpd_upstream_proxy_networks.
  *
  * Trusts nothing in it: a v1 line has at most PROXY_V1_MAX bytes and
- * strict fields; a v2 header at most PROXY_V2_MAX (an address block
- * takes up to 216, the TLVs proxies send a few hundred), each address
- * block and TLV checked against its end. The parsers return the length
- * a valid header has at least, so proxy_read never reads past the
- * header: what follows (pipelined SMTP, a TLS ClientHello) stays unread.
+ * strict fields; a v2 header at most PROXY_V2_MAX after its 16, each
+ * address block and TLV checked against its end. The parsers return
+ * the length a valid header has at least, so proxy_read never reads
+ * past the header: what follows (pipelined SMTP, a TLS ClientHello)
+ * stays in the socket, smap's input.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
+#include "log.h"
 #include "proxy.h"
 
 #define V1_MIN	15	/* "PROXY UNKNOWN\r\n" */
 #define V2_HEAD	16	/* signature, version and command, family, size */
 #define V2_SIG	"\r\n\r\n\0\r\nQUIT\n"
 #define BE16(p)	((unsigned)(p)[0] << 8 | (p)[1])
-
-/* fail - give the reason; -1 */
-static int
-fail(const char **why, const char *reason)
-{
-	*why = reason;
-	return -1;
-}
+#define fail(why, reason) (*(why) = (reason), -1)
 
 /* v1_end - one end: address a of family af, port p; NULL or the fault */
 static const char *
@@ -86,23 +82,11 @@ v1(const unsigned char *b, size_t len, struct proxy_hdr *h, const char **why)
 	return (int)i + 2;
 }
 
-/* tlvs - walk the TLVs filling b[0..n); each must end inside it */
-static int
-tlvs(const unsigned char *b, size_t n, const char **why)
-{
-	size_t off;
-
-	for (off = 0; off < n; off += 3 + BE16(b + off + 1))
-		if (n - off < 3 || BE16(b + off + 1) > n - off - 3)
-			return fail(why, "TLV overruns header");
-	return 0;
-}
-
 /* v2 - a v2 header in b[0..len), which starts like its signature */
 static int
 v2(const unsigned char *b, size_t len, struct proxy_hdr *h, const char **why)
 {
-	size_t n, blk;
+	size_t n, blk, off;
 
 	if (len < V2_HEAD)
 		return V2_HEAD;
@@ -121,8 +105,9 @@ v2(const unsigned char *b, size_t len, struct proxy_hdr *h, const char **why)
 		return fail(why, "v2 address block too short");
 	if (len < n || (b[12] & 0xf) == 0)	/* LOCAL: the rest unread */
 		return (int)n;
-	if (tlvs(b + V2_HEAD + blk, n - V2_HEAD - blk, why) < 0)
-		return -1;
+	for (off = V2_HEAD + blk; off < n; off += 3 + BE16(b + off + 1))
+		if (n - off < 3 || BE16(b + off + 1) > n - off - 3)
+			return fail(why, "TLV overruns header");	/* each TLV */
 	if (blk > 0) {
 		h->family = blk == 12 ? AF_INET : AF_INET6;
 		(void)inet_ntop(h->family, b + 16, h->src, sizeof(h->src));
@@ -176,12 +161,54 @@ proxy_read(int fd, int timeout_ms, struct proxy_hdr *h, const char **why)
 		if ((n = poll(&p, 1, (int)left)) == 0)
 			continue;
 		r = n < 0 ? -1 : read(fd, buf + have, need);
-		if (r == 0)
+		if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN))
 			return fail(why, have > 0 ? "truncated header" :
 			    "closed before the header");
-		if (r < 0 && errno != EINTR && errno != EAGAIN)
-			return fail(why, "connection closed");
 		have += r > 0 ? (size_t)r : 0;
 	}
 	return n < 0 ? -1 : 0;
+}
+
+/* closed - did the peer close right after its header (a health
+ * check)? *early: bytes came with the header (not a pregreet) */
+static int
+closed(int fd, int *early)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	ssize_t r;
+	char c;
+
+	if (poll(&p, 1, 0) != 1)
+		return 0;
+	r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	*early = r > 0;
+	return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+/* proxy_peer - the client a trusted proxy names, when the protocol is on */
+int
+proxy_peer(struct peer *p, const struct conf *cf, int fd)
+{
+	struct proxy_hdr h;
+	const char *why = NULL;
+	char via[sizeof(p->addr)];
+
+	if (cf->smtpd_upstream_proxy_protocol[0] == '\0')
+		return 0;
+	memcpy(via, p->addr, sizeof(via));
+	if (!net_match(&cf->smtpd_upstream_proxy_networks, p->family, p->bin))
+		why = "not in smtpd_upstream_proxy_networks";
+	else if (proxy_read(fd, (int)cf->smtpd_upstream_proxy_timeout * 1000,
+	    &h, &why) == 0 && closed(fd, &p->early) && h.local)
+		why = "closed after the header";
+	if (why != NULL && strncmp(why, "closed ", 7) == 0)
+		log_info("health check from unknown[%s]: %s", via, why);
+	else if (why != NULL)
+		log_warn("PROXY header refused from unknown[%s]: %s", via, why);
+	if (why != NULL)
+		return -1;
+	if (!h.local)
+		(void)peer_set(p, h.src, h.sport, &cf->mynetworks);
+	snprintf(p->via, sizeof(p->via), " proxy=[%s]", via);
+	return 0;
 }

@@ -1,12 +1,14 @@
 /*
- * proxy.h - the HAProxy PROXY protocol header, v1 or v2, that a load
- * balancer sends ahead of the client (smtpd_upstream_proxy_protocol).
+ * proxy.h - the PROXY protocol header, v1 or v2, that a load balancer
+ * sends ahead of the client (smtpd_upstream_proxy_protocol = haproxy).
  */
 #ifndef SMAP_PROXY_H
 #define SMAP_PROXY_H
 
 #include <stddef.h>
 #include <netinet/in.h>
+#include "conf.h"
+#include "peer.h"
 
 #define PROXY_V1_MAX	107	/* a v1 line, CRLF included */
 #define PROXY_V2_MAX	1024	/* what a v2 header states after its 16 */
@@ -27,7 +29,11 @@ int proxy_parse(const unsigned char *buf, size_t len, struct proxy_hdr *h,
     size_t *need, const char **why);
 /* Read from fd exactly one header, under one timeout for all of it: 0,
  * or -1 with *why (a parse error, "timeout", "truncated header",
- * "closed before the header": a health check, "connection closed"). */
+ * "closed before the header"). */
 int proxy_read(int fd, int timeout_ms, struct proxy_hdr *h, const char **why);
+/* With the protocol on: the client a header from a peer in
+ * smtpd_upstream_proxy_networks names (LOCAL: the peer) becomes p's; 0,
+ * or -1 after a log line (a refusal, a health check): close, no reply. */
+int proxy_peer(struct peer *p, const struct conf *cf, int fd);
 
 #endif

@@ -17,9 +17,11 @@
 #include <sys/statvfs.h>
 
 #include "addr.h"
+#include "anvil.h"
 #include "data.h"
 #include "layout.h"
 #include "log.h"
+#include "proxy.h"
 #include "relay.h"
 #include "session.h"
 #include "spool.h"
@@ -72,6 +74,17 @@ session_close(struct session *s, const char *why, const char *fmt, ...)
 	(void)io_flush(&s->io);
 	log_info("%s after %s from unknown[%s]", why, s->verb, s->peer.addr);
 	s->quit = 1;
+}
+
+/* limited - 1 after the reply when the client is past a limit (anvil.h) */
+static int
+limited(struct session *s, enum anvil_event ev)
+{
+	const char *reply = anvil_event(s->cf, &s->peer, ev);
+
+	if (reply != NULL)
+		session_reply(s, "%s", reply);
+	return reply != NULL;
 }
 
 /* session_reject_log - "ID: reject: STAGE from ...: reply; from= to= ..." */
@@ -257,7 +270,8 @@ cmd_mail(struct session *s, char *arg)
 		session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return;
 	}
-	if ((p = path_arg(s, arg, "FROM:", "MAIL FROM:<address>")) == NULL)
+	if ((p = path_arg(s, arg, "FROM:", "MAIL FROM:<address>")) == NULL ||
+	    limited(s, ANVIL_MAIL))
 		return;
 	n = addr_parse(p, strlen(p), ADDR_SENDER, &a, &why);
 	if (n < 0 || !PATH_END(p + n)) {
@@ -329,7 +343,8 @@ cmd_rcpt(struct session *s, char *arg)
 	char *p;
 	int n, dup;
 
-	if ((p = path_arg(s, arg, "TO:", "RCPT TO:<address>")) == NULL)
+	if ((p = path_arg(s, arg, "TO:", "RCPT TO:<address>")) == NULL ||
+	    limited(s, ANVIL_RCPT))
 		return;
 	n = addr_parse(p, strlen(p), ADDR_RECIPIENT, &a, &why);
 	dup = n >= 0 && known_rcpt(s, &a);	/* a repeat is kept once */
@@ -708,7 +723,8 @@ log_disconnect(struct session *s)
 static int
 greet(struct session *s)
 {
-	if (io_wait(&s->io, (int)s->cf->smtpd_greet_pause * 1000) > 0) {
+	if (!s->peer.early &&
+	    io_wait(&s->io, (int)s->cf->smtpd_greet_pause * 1000) > 0) {
 		if (io_eof(&s->io))	/* a probe that hung up: not talking */
 			log_info("lost connection after CONNECT from unknown[%s]",
 			    s->peer.addr);
@@ -764,11 +780,15 @@ session_run(struct session *s, const struct conf *cf,
 	s->tls = tls;
 	s->verb = "CONNECT";
 	peer_find(&s->peer, rfd, &cf->mynetworks);
+	if (proxy_peer(&s->peer, cf, rfd) < 0)
+		return;
 	io_init(&s->io, rfd, wfd, (int)cf->smtpd_timeout,
 	    time(NULL) + cf->smtpd_session_deadline);
-	log_info("connect from unknown[%s]", s->peer.addr);
-	if ((!cf->smtpd_tls_wrappermode || tls_start(s) == 0) && greet(s) == 0)
+	log_info("connect from unknown[%s]%s", s->peer.addr, s->peer.via);
+	if ((!cf->smtpd_tls_wrappermode || tls_start(s) == 0) &&
+	    !limited(s, ANVIL_CONN) && greet(s) == 0)
 		session_loop(s);
+	(void)io_flush(&s->io);
 	session_reset(s);
 	if (s->io.ssl != NULL)
 		s->io.tls->close(s->io.ssl);

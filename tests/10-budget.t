@@ -1,14 +1,14 @@
 #!/bin/sh
 # smap's own code must stay small enough to audit in one sitting:
-# under 1,500 non-blank lines of C in smap/, every function short,
+# at most 1,800 non-blank lines of C in smap/, every function short,
 # and no smapd code included from smap (nor the other way round), and
 # smap/smap links neither OpenSSL (smap-tls.so brings it when TLS is on)
 # nor libseccomp (its filter is compiled in when it is built).
 cd "$(dirname "$0")/.." || exit 1
 echo "1..5"
 n=$(cat smap/*.c smap/*.h | grep -cv '^[[:space:]]*$')
-if [ "$n" -lt 1500 ]; then echo "ok 1 - smap/ has $n non-blank lines of C (< 1500)"
-else echo "not ok 1 - smap/ has $n non-blank lines of C (budget 1500)"; fi
+if [ "$n" -le 1800 ]; then echo "ok 1 - smap/ has $n non-blank lines of C (<= 1800)"
+else echo "not ok 1 - smap/ has $n non-blank lines of C (budget 1800)"; fi
 
 # Longest function body: lines from a line "{" at column 0 to "}" at column 0.
 long=$(awk 'FNR==1{inf=0} /^\{/{inf=1; start=FNR; next} /^\}/{ if (inf && FNR-start > max) { max=FNR-start; where=FILENAME":"start } inf=0 } END{print max" "where}' smap/*.c)

@@ -199,7 +199,8 @@ proxy_peer(struct peer *p, const struct conf *cf, int fd)
 	if (!net_match(&cf->smtpd_upstream_proxy_networks, p->family, p->bin))
 		why = "not in smtpd_upstream_proxy_networks";
 	else if (proxy_read(fd, (int)cf->smtpd_upstream_proxy_timeout * 1000,
-	    &h, &why) == 0 && closed(fd, &p->early) && h.local)
+	    &h, &why) == 0 && closed(fd, &p->early) &&
+	    (h.local || strcmp(h.src, via) == 0))	/* the proxy's own */
 		why = "closed after the header";
 	if (why != NULL && strncmp(why, "closed ", 7) == 0)
 		log_info("health check from unknown[%s]: %s", via, why);

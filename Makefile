@@ -157,8 +157,8 @@ lint:
 #                         to SBINDIR and SYSCONFDIR)
 #   $(SYSUSERSDIR)/smap.conf, $(TMPFILESDIR)/smap.conf
 #   $(SYSCONFDIR)/smap/smap.conf   only when there is none: never replaced
-#   $(EXAMPLEDIR)         the sample smap.conf, xinetd, fail2ban, logcheck
-#                         and the Postfix sendmail drop-in: examples to
+#   $(EXAMPLEDIR)         the sample smap.conf, haproxy.cfg, xinetd, fail2ban,
+#                         logcheck and the Postfix sendmail drop-in: examples to
 #                         copy, because each changes what another
 #                         daemon does once it is in /etc
 #   $(SPOOLDIR)           the spool (and $(MAILDIR)), modes of
@@ -208,6 +208,7 @@ install: all
 	$(INSTALL) -m 0644 systemd/smap.tmpfiles $(DESTDIR)$(TMPFILESDIR)/smap.conf
 	$(INSTALL) -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	$(INSTALL) -m 0644 conf/smap.conf $(DESTDIR)$(EXAMPLEDIR)/smap.conf
+	$(INSTALL) -m 0644 conf/haproxy.cfg $(DESTDIR)$(EXAMPLEDIR)/haproxy.cfg
 	$(INSTALL_SED) conf/xinetd.d/smap >$(DESTDIR)$(EXAMPLEDIR)/xinetd.d/smap
 	$(INSTALL) -m 0644 conf/fail2ban/filter.d/smap.conf \
 		$(DESTDIR)$(EXAMPLEDIR)/fail2ban/filter.d/smap.conf
@@ -228,6 +229,7 @@ install: all
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(SPOOLDIR) $(DESTDIR)$(SPOOLDIR)/incoming
 	$(INSTALL) -d -m 1770 $(DESTDIR)$(SPOOLDIR)/incoming/tmp \
 		$(DESTDIR)$(SPOOLDIR)/incoming/new
+	$(INSTALL) -d -m 0700 $(DESTDIR)$(SPOOLDIR)/incoming/anvil
 	$(INSTALL) -d -m 0700 $(DESTDIR)$(SPOOLDIR)/queue \
 		$(DESTDIR)$(SPOOLDIR)/state $(DESTDIR)$(SPOOLDIR)/quarantine \
 		$(DESTDIR)$(SPOOLDIR)/hold $(DESTDIR)$(MAILDIR)

@@ -169,16 +169,16 @@ proxy_read(int fd, int timeout_ms, struct proxy_hdr *h, const char **why)
 	return n < 0 ? -1 : 0;
 }
 
-/* closed - did the peer close right after its header (a health
- * check)? *early: bytes came with the header (not a pregreet) */
+/* closed - did the peer close right after its header, within ms? *early:
+ * bytes came with the header (not a pregreet) */
 static int
-closed(int fd, int *early)
+closed(int fd, int ms, int *early)
 {
 	struct pollfd p = { fd, POLLIN, 0 };
 	ssize_t r;
 	char c;
 
-	if (poll(&p, 1, 0) != 1)
+	if (poll(&p, 1, ms) != 1)
 		return 0;
 	r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 	*early = r > 0;
@@ -192,6 +192,7 @@ proxy_peer(struct peer *p, const struct conf *cf, int fd)
 	struct proxy_hdr h;
 	const char *why = NULL;
 	char via[sizeof(p->addr)];
+	int own;
 
 	if (cf->smtpd_upstream_proxy_protocol[0] == '\0')
 		return 0;
@@ -199,9 +200,11 @@ proxy_peer(struct peer *p, const struct conf *cf, int fd)
 	if (!net_match(&cf->smtpd_upstream_proxy_networks, p->family, p->bin))
 		why = "not in smtpd_upstream_proxy_networks";
 	else if (proxy_read(fd, (int)cf->smtpd_upstream_proxy_timeout * 1000,
-	    &h, &why) == 0 && closed(fd, &p->early) &&
-	    (h.local || strcmp(h.src, via) == 0))	/* the proxy's own */
-		why = "closed after the header";
+	    &h, &why) == 0) {
+		own = h.local || strcmp(h.src, via) == 0;	/* a health check? */
+		if (closed(fd, own ? PROXY_CHECK_MS : 0, &p->early) && own)
+			why = "closed after the header";
+	}
 	if (why != NULL && strncmp(why, "closed ", 7) == 0)
 		log_info("health check from unknown[%s]: %s", via, why);
 	else if (why != NULL)

@@ -12,6 +12,7 @@
 
 #define PROXY_V1_MAX	107	/* a v1 line, CRLF included */
 #define PROXY_V2_MAX	1024	/* what a v2 header states after its 16 */
+#define PROXY_CHECK_MS	50	/* a proxy's own connection closes within */
 
 struct proxy_hdr {
 	int version;		/* 1 or 2 */

@@ -10,18 +10,20 @@
 #     HAProxy takes it out of rotation (DOWN), every later session is
 #     served by the other;
 #   - every message that got a 250 is delivered to Postfix exactly once
-#     (by Message-ID), including those left in the stopped one's spool.
+#     (by Message-ID), including those left in the stopped one's spool;
+#   - conf/haproxy.cfg, the sample, is valid for haproxy -c.
 import os
 import re
 import smtplib
 import socket
+import subprocess
 import sys
 import time
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
-from smaptest import TAP, Server  # noqa: E402
+from smaptest import TAP, Server, REPO  # noqa: E402
 from smapdtest import Smapd, tap_skip, wait_until  # noqa: E402
 from postfix import Postfix, DOMAIN, header  # noqa: E402
 import haproxy  # noqa: E402
@@ -63,6 +65,10 @@ def main(t):
     if why:
         tap_skip(t, why)
         return
+    p = subprocess.run([haproxy.HAPROXY, "-c", "-f", os.path.join(REPO, "conf", "haproxy.cfg")],
+                       capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    t.ok(p.returncode == 0, "conf/haproxy.cfg, the sample: haproxy -c finds it valid",
+         (p.stdout + p.stderr).decode("latin-1")[-1000:])
     conf = {"smtpd_upstream_proxy_protocol": "haproxy", "mynetworks": "127.0.0.1/32", "relay_domains": DOMAIN}
     with Postfix(t) as pf, Server(t, conf=conf, name="a") as a, Server(t, conf=conf, name="b") as b:
         dconf = {"default_transport": "smtp:[127.0.0.1]:%d" % pf.port, "queue_run_delay": "1s"}

@@ -2,10 +2,18 @@
 #
 #   make                 smap/smap (and smapd/smapd once it exists)
 #   make check           build, then run the whole suite under prove
-#   make SAN=1 check     the same with ASan+UBSan (run "make clean" between)
+#   make SAN=1 check     the same with ASan+UBSan (after "make clean")
 #   make install DESTDIR=... PREFIX=...
+#   make uninstall DESTDIR=... PREFIX=...
+#                        removes what install put there but the
+#                        configuration, the spool and the mail
 #
 # Honours CC, CFLAGS, CPPFLAGS, LDFLAGS, LDLIBS from the environment.
+#
+# The build's flavour (hardened, or san for SAN=1) is kept in
+# build.flavour from the first object on: a later make without SAN= keeps
+# it, one that asks for the other flavour stops (make clean first), and
+# make install refuses a san build.
 
 PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
@@ -19,6 +27,14 @@ CFLAGS ?= -O2 -g
 WARN = -std=gnu11 -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wpointer-arith \
 	-Wstrict-prototypes -Wmissing-prototypes -Wvla -Wno-format-nonliteral
 HARDEN = -fstack-protector-strong -fstack-clash-protection -fPIE
+FLAVOUR_STAMP = build.flavour
+BUILT_FLAVOUR := $(shell cat $(FLAVOUR_STAMP) 2>/dev/null)
+ifeq ($(origin SAN),undefined)
+ifeq ($(BUILT_FLAVOUR),san)
+SAN = 1
+endif
+endif
+FLAVOUR = $(if $(filter 1,$(SAN)),san,hardened)
 ifeq ($(SAN),1)
 HARDEN += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 SANLD = -fsanitize=address,undefined
@@ -61,21 +77,30 @@ MODULES = smap/smap-tls.so
 
 all: $(PROGS) $(MODULES)
 
-%.o: %.c
+%.o: %.c $(FLAVOUR_STAMP)
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
+# Written once, by the first object's build; changed only by make clean,
+# so objects of two flavours never mix.
+$(FLAVOUR_STAMP): FORCE
+	@if [ -z "$(BUILT_FLAVOUR)" ]; then echo $(FLAVOUR) >$@; \
+	elif [ "$(BUILT_FLAVOUR)" != $(FLAVOUR) ]; then \
+		echo "make: this tree is built $(BUILT_FLAVOUR) ($(FLAVOUR_STAMP))," \
+		    "not $(FLAVOUR): run 'make clean' first" >&2; exit 1; \
+	fi
+
 common/libcommon.a: $(COMMON_OBJ)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 smap/libsmap.a: $(SMAP_OBJ)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 # smap links no OpenSSL; it loads smap-tls.so only when TLS is on
 # (smap/tls_server.h says why).
 smap/smap: smap/main.o smap/libsmap.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(CDB_LIBS) $(LDLIBS) -ldl
 
-%.pic.o: %.c
+%.pic.o: %.c $(FLAVOUR_STAMP)
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -c -o $@ $<
 
 smap/smap-tls.so: smap/tls_server.pic.o common/tls.pic.o
@@ -99,7 +124,7 @@ common/conf.o tests/unit/t_conf.o: common/paths.h
 FORCE:
 
 smapd/libsmapd.a: $(SMAPD_OBJ)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 smapd/smapd: smapd/main.o smapd/libsmapd.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SECCOMP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
@@ -157,8 +182,9 @@ lint:
 #                         to SBINDIR and SYSCONFDIR)
 #   $(SYSUSERSDIR)/smap.conf, $(TMPFILESDIR)/smap.conf
 #   $(SYSCONFDIR)/smap/smap.conf   only when there is none: never replaced
-#   $(EXAMPLEDIR)         the sample smap.conf, haproxy.cfg, xinetd, fail2ban,
-#                         logcheck and the Postfix sendmail drop-in: examples to
+#   $(EXAMPLEDIR)         the sample smap.conf, haproxy.cfg, xinetd,
+#                         fail2ban, logcheck, logrotate (for maillog_file)
+#                         and the Postfix sendmail drop-in: examples to
 #                         copy, because each changes what another
 #                         daemon does once it is in /etc
 #   $(SPOOLDIR)           the spool (and $(MAILDIR)), modes of
@@ -185,7 +211,15 @@ MAN5 = smap/smap.conf.5 common/smap-spool.5
 INSTALL_SED = sed -e 's|/usr/sbin/|$(SBINDIR)/|g' \
 	-e 's|/etc/smap/|$(SYSCONFDIR)/smap/|g'
 
+# A SAN=1 build links libasan and is for the tests only; the suite
+# installs its own into a temporary DESTDIR with ALLOW_SAN_INSTALL=1.
 install: all
+	@if [ $(FLAVOUR) = san ] && \
+	    ! { [ -n "$(DESTDIR)" ] && [ "$(ALLOW_SAN_INSTALL)" = 1 ]; }; then \
+		echo "make install: this tree is built with SAN=1 (ASan+UBSan," \
+		    "for the tests), which is not to be installed: run" \
+		    "'make clean && make', then 'make install'" >&2; exit 1; \
+	fi
 	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSTEMDUNITDIR) \
 		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
@@ -194,6 +228,7 @@ install: all
 		$(DESTDIR)$(EXAMPLEDIR)/fail2ban/filter.d \
 		$(DESTDIR)$(EXAMPLEDIR)/fail2ban/jail.d \
 		$(DESTDIR)$(EXAMPLEDIR)/logcheck/ignore.d.server \
+		$(DESTDIR)$(EXAMPLEDIR)/logrotate.d \
 		$(DESTDIR)$(EXAMPLEDIR)/smapd.service.d
 	$(INSTALL) -m 0755 $(PROGS) $(DESTDIR)$(SBINDIR)/
 	$(INSTALL) -d $(DESTDIR)$(SHLIBDIR)
@@ -218,7 +253,9 @@ install: all
 		$(DESTDIR)$(EXAMPLEDIR)/logcheck/ignore.d.server/smap
 	$(INSTALL) -m 0644 systemd/smapd.service.d/sendmail-postfix.conf.example \
 		$(DESTDIR)$(EXAMPLEDIR)/smapd.service.d/sendmail-postfix.conf
-	chmod 0644 $(DESTDIR)$(EXAMPLEDIR)/xinetd.d/smap
+	$(INSTALL_SED) conf/logrotate.d/smap >$(DESTDIR)$(EXAMPLEDIR)/logrotate.d/smap
+	chmod 0644 $(DESTDIR)$(EXAMPLEDIR)/xinetd.d/smap \
+		$(DESTDIR)$(EXAMPLEDIR)/logrotate.d/smap
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/smap/smap.conf ]; then \
 		echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/smap/smap.conf" \
 		    "(the new sample is $(DESTDIR)$(EXAMPLEDIR)/smap.conf)"; \
@@ -245,13 +282,43 @@ install: all
 		chown $(SMAPD_USER):$(SMAPD_USER) $(MAILDIR) || exit 1; \
 	fi
 
-.PHONY: install
+# make uninstall DESTDIR=... PREFIX=... (the same as for install) removes
+# what install put in place and the directories that are smap's alone
+# ($(SHLIBDIR), $(DOCDIR)); it keeps $(SYSCONFDIR)/smap/smap.conf, the
+# spool and $(MAILDIR), which hold the admin's settings and mail, and the
+# users. Stop and disable the units first.
+UNINSTALL_FILES = $(addprefix $(SBINDIR)/,smap smapd smapq) \
+	$(SHLIBDIR)/smap-tls.so \
+	$(addprefix $(MANDIR)/man8/,smap.8 smapd.8 smapq.8) \
+	$(addprefix $(MANDIR)/man5/,smap.conf.5 smap-spool.5) \
+	$(addprefix $(SYSTEMDUNITDIR)/,$(UNITS:systemd/%=%)) \
+	$(SYSUSERSDIR)/smap.conf $(TMPFILESDIR)/smap.conf \
+	$(DOCDIR)/README.md \
+	$(addprefix $(EXAMPLEDIR)/,smap.conf xinetd.d/smap \
+	    fail2ban/filter.d/smap.conf fail2ban/jail.d/smap.conf \
+	    logcheck/ignore.d.server/smap logrotate.d/smap \
+	    smapd.service.d/sendmail-postfix.conf)
+UNINSTALL_DIRS = $(addprefix $(EXAMPLEDIR)/,xinetd.d fail2ban/filter.d \
+	    fail2ban/jail.d fail2ban logcheck/ignore.d.server logcheck \
+	    logrotate.d smapd.service.d) \
+	$(EXAMPLEDIR) $(DOCDIR) $(SHLIBDIR)
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(UNINSTALL_FILES))
+	@for d in $(addprefix $(DESTDIR),$(UNINSTALL_DIRS)); do \
+		[ ! -d $$d ] || rmdir $$d 2>/dev/null || \
+		    echo "uninstall: keeping $$d: it holds other files"; \
+	done
+	@echo "uninstall: kept $(DESTDIR)$(SYSCONFDIR)/smap/smap.conf," \
+	    "$(DESTDIR)$(SPOOLDIR) and $(DESTDIR)$(MAILDIR)"
+
+.PHONY: install uninstall
 
 clean:
 	rm -f common/*.o common/*.d common/*.a smap/*.o smap/*.d smap/*.a \
 		smapd/*.o smapd/*.d smapd/*.a tests/unit/*.o tests/unit/*.d \
 		$(UNIT_BIN) $(PROGS) $(MODULES) common/paths.h $(VG_PROGS) tests/nosandbox.[od] \
-		common/sandbox_gen common/sandbox_smap_bpf.h
+		common/sandbox_gen common/sandbox_smap_bpf.h $(FLAVOUR_STAMP)
 
 .PHONY: all tests check check-only check-valgrind lint clean FORCE
 .SECONDARY:

@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "addr.h"
@@ -330,4 +331,17 @@ const char *
 addr_domain(const struct addr *a)
 {
 	return a->at > 0 ? a->text + a->at + 1 : "";
+}
+
+/* addr_bare - a stored path without its angle brackets */
+char *
+addr_bare(char *buf, size_t len, const char *path)
+{
+	size_t n = strlen(path);
+
+	if (n >= 2 && path[0] == '<' && path[n - 1] == '>')
+		snprintf(buf, len, "%.*s", (int)(n - 2), path + 1);
+	else
+		snprintf(buf, len, "%s", path);
+	return buf;
 }

@@ -62,4 +62,9 @@ int addr_check_stored(const char *s, enum addr_kind kind, struct addr *a,
 /* The domain part of a parsed address, or "" when there is none. */
 const char *addr_domain(const struct addr *a);
 
+/* A stored path without its angle brackets ("<a@b>" is "a@b", "<>" is
+ * ""; a string without them is copied as it is) into buf, cut short to
+ * len - 1 bytes. Returns buf. */
+char *addr_bare(char *buf, size_t len, const char *path);
+
 #endif

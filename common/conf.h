@@ -8,12 +8,32 @@
  * value out of range is an error naming the file and line. The file is
  * trusted only as far as root wrote it: its size, line length and list
  * lengths are capped all the same.
+ *
+ * Where it is done: conf_read.c reads the file and expands $name
+ * (conf_load, conf_defaults); conf.c is the table of keys (conf_line,
+ * conf_print, conf_free); conf_types.c checks, parses, prints and
+ * frees each type of value; conf_relay.c refuses settings that make an
+ * open relay and says which are risky (conf_warnings).
  */
 #ifndef SMAP_CONF_H
 #define SMAP_CONF_H
 
 #include <stdio.h>
 #include "net.h"
+
+/* A TLS security level, weakest first: code compares numbers, never
+ * names (">= TLS_ENCRYPT": TLS is required). smtpd_tls_security_level
+ * is none, may or encrypt; smtp_tls_security_level any of them, and ""
+ * (TLS_NEXTHOP) lets the next hop decide: verify for a host name, may
+ * for an [address] or a socket (smapd(8)). Named in conf_types.c. */
+enum tlslevel {
+	TLS_NEXTHOP,		/* "" */
+	TLS_NONE,
+	TLS_MAY,
+	TLS_ENCRYPT,
+	TLS_VERIFY,
+	TLS_FPRINT		/* "fingerprint" */
+};
 
 struct strlist {
 	char **v;
@@ -35,6 +55,8 @@ struct conf {
 	/* relay policy */
 	struct netlist mynetworks;	/* "127.0.0.0/8 [::1]/128" */
 	struct strlist relay_domains;	/* "" */
+	char *relay_recipient_maps;	/* "": every local part is valid */
+	char *recipient_delimiter;	/* "": no address extensions */
 	int allow_open_relay;		/* no: a too wide mynetworks is an error */
 	/* limits */
 	long long message_size_limit;	/* 10240000 */
@@ -75,9 +97,10 @@ struct conf {
 	long long smtp_connect_timeout;	/* 30s */
 	long long smtp_helo_timeout;	/* 300s: greeting, EHLO, MAIL, RCPT */
 	long long smtp_data_done_timeout;	/* 600s: DATA, message, its reply */
+	int smtp_send_xforward_command;	/* yes: XFORWARD when offered */
 	/* TLS: smap as a server */
 	char *shlib_directory;		/* where smap-tls.so is: SHLIBDIR */
-	char *smtpd_tls_security_level;	/* none | may | encrypt */
+	enum tlslevel smtpd_tls_security_level;	/* none | may | encrypt */
 	char *smtpd_tls_cert_file;	/* "" */
 	char *smtpd_tls_key_file;	/* "$smtpd_tls_cert_file" */
 	char *smtpd_tls_CAfile;		/* "": for client certificates */
@@ -85,7 +108,7 @@ struct conf {
 	long long smtpd_starttls_timeout;	/* 60s: the handshake */
 	char *relay_clientcerts;	/* SHA-256 fingerprints that may relay */
 	/* TLS: smapd as a client */
-	char *smtp_tls_security_level;	/* "": verify for a name, may for [addr] */
+	enum tlslevel smtp_tls_security_level;	/* "": by the next hop */
 	char *smtp_tls_CAfile;		/* "" */
 	char *smtp_tls_CApath;		/* "" */
 	char *smtp_tls_cert_file;	/* "": no client certificate */

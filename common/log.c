@@ -91,38 +91,34 @@ log_reopen(void)
 	return 0;
 }
 
-/* log_ident - the program name on later lines */
-void
-log_ident(const char *ident)
+/* log_line - one line under ident, prefixed like a syslog file line
+ * when not syslog */
+static void
+log_line(const char *ident, int prio, const char *fmt, va_list ap)
 {
-	snprintf(log_ident_buf, sizeof(log_ident_buf), "%s", ident);
-	if (log_fd < 0)
-		openlog(log_ident_buf, LOG_PID | LOG_NDELAY, log_fac);
-}
-
-/* log_msg - one line, prefixed like a syslog file line when not syslog */
-void
-log_msg(int prio, const char *fmt, ...)
-{
+	static char as[64];	/* syslog keeps the pointer it is given */
 	char line[2048];
 	struct tm tm;
 	time_t now;
-	va_list ap;
 	int n, m;
 
-	va_start(ap, fmt);
-	if (log_fd < 0) {
+	if (log_fd < 0 && strcmp(ident, log_ident_buf) == 0) {
 		vsyslog(prio, fmt, ap);
-		va_end(ap);
+		return;
+	}
+	if (log_fd < 0) {
+		snprintf(as, sizeof(as), "%s", ident);
+		openlog(as, LOG_PID | LOG_NDELAY, log_fac);
+		vsyslog(prio, fmt, ap);
+		openlog(log_ident_buf, LOG_PID | LOG_NDELAY, log_fac);
 		return;
 	}
 	now = time(NULL);
 	localtime_r(&now, &tm);
 	n = (int)strftime(line, sizeof(line), "%b %e %H:%M:%S ", &tm);
-	n += snprintf(line + n, sizeof(line) - (size_t)n, "%s %s[%ld]: ",
-	    log_host, log_ident_buf, (long)getpid());
+	n += snprintf(line + n, sizeof(line) - (size_t)n, "%s %.63s[%ld]: ",
+	    log_host, ident, (long)getpid());
 	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-	va_end(ap);
 	if (m < 0)
 		m = 0;
 	n += m;
@@ -130,6 +126,28 @@ log_msg(int prio, const char *fmt, ...)
 		n = (int)sizeof(line) - 2;
 	line[n++] = '\n';
 	(void)!write(log_fd, line, (size_t)n);
+}
+
+/* log_msg - one line under the program's ident */
+void
+log_msg(int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_line(log_ident_buf, prio, fmt, ap);
+	va_end(ap);
+}
+
+/* log_msg_as - one line under ident (NULL: the program's) */
+void
+log_msg_as(const char *ident, int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_line(ident != NULL ? ident : log_ident_buf, prio, fmt, ap);
+	va_end(ap);
 }
 
 /* log_esc - printable copy of untrusted bytes, "..." when cut short */

@@ -20,15 +20,21 @@ int log_open(const char *ident, const char *facility, const char *file);
  * renamed it); 0, or -1 with errno (the old file is still written). */
 int log_reopen(void);
 
-/* Change the ident of later lines ("smap/qmgr", "smap/smtp"). */
-void log_ident(const char *ident);
-
 void log_msg(int prio, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* One line under another ident ("smap/smtp", "smap/bounce": the agent
+ * it speaks for), or the one log_open() was given when ident is NULL;
+ * later lines are not changed. */
+void log_msg_as(const char *ident, int prio, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARNING, "warning: " __VA_ARGS__)
 #define log_fatal(...) log_msg(LOG_CRIT, "fatal: " __VA_ARGS__)
+#define log_info_as(id, ...) log_msg_as((id), LOG_INFO, __VA_ARGS__)
+#define log_warn_as(id, ...) log_msg_as((id), LOG_WARNING, "warning: " \
+	__VA_ARGS__)
 
 /* Copy src (len bytes) into dst as printable ASCII: bytes outside
  * 0x20..0x7e and the backslash become \xHH. Always NUL-terminates;

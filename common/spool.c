@@ -76,6 +76,27 @@ spool_out_init(struct spool_out *o, int fd)
 	o->fd = fd;
 	o->err = 0;
 	o->len = 0;
+	o->sink = NULL;
+	o->ctx = NULL;
+}
+
+/* spool_out_to - an empty buffer in front of sink */
+void
+spool_out_to(struct spool_out *o, int (*sink)(void *, const char *, size_t),
+    void *ctx)
+{
+	spool_out_init(o, -1);
+	o->sink = sink;
+	o->ctx = ctx;
+}
+
+/* out_write - n bytes to the file or the sink; keeps the first error */
+static void
+out_write(struct spool_out *o, const char *p, size_t n)
+{
+	if (o->sink == NULL ? spool_write(o->fd, p, n) < 0 :
+	    o->sink(o->ctx, p, n) < 0)
+		o->err = errno != 0 ? errno : EIO;
 }
 
 /* spool_put - buffer n bytes; after an error, only count them */
@@ -87,20 +108,27 @@ spool_put(struct spool_out *o, const char *p, size_t n)
 	if (o->len + n > sizeof(o->buf) && spool_flush(o) < 0)
 		return;
 	if (n > sizeof(o->buf)) {
-		if (spool_write(o->fd, p, n) < 0)
-			o->err = errno;
+		out_write(o, p, n);
 		return;
 	}
 	memcpy(o->buf + o->len, p, n);
 	o->len += n;
 }
 
+/* spool_out_put - spool_put as a put(ctx, p, n) callback */
+int
+spool_out_put(void *o, const char *p, size_t n)
+{
+	spool_put(o, p, n);
+	return ((struct spool_out *)o)->err ? -1 : 0;
+}
+
 /* spool_flush - write the buffer out */
 int
 spool_flush(struct spool_out *o)
 {
-	if (!o->err && o->len > 0 && spool_write(o->fd, o->buf, o->len) < 0)
-		o->err = errno;
+	if (!o->err && o->len > 0)
+		out_write(o, o->buf, o->len);
 	o->len = 0;
 	return o->err ? -1 : 0;
 }

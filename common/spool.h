@@ -55,12 +55,21 @@ struct spool_out {
 	int fd;
 	int err;
 	size_t len;
+	int (*sink)(void *ctx, const char *p, size_t n);	/* or NULL */
+	void *ctx;
 	char buf[65536];
 };
 
 /* Start writing to fd; buffers, then spool_write()s, what it is given. */
 void spool_out_init(struct spool_out *o, int fd);
+/* Start writing through sink(ctx, p, n), which returns 0 or -1 (an SMTP
+ * connection), instead of to a descriptor. */
+void spool_out_to(struct spool_out *o,
+    int (*sink)(void *ctx, const char *p, size_t n), void *ctx);
 void spool_put(struct spool_out *o, const char *p, size_t n);
+/* spool_put() in the shape of msg_copy()'s put: o is the spool_out;
+ * 0, or -1 once a write has failed. */
+int spool_out_put(void *o, const char *p, size_t n);
 /* Write what is buffered: 0, or -1 when any write failed (see o->err). */
 int spool_flush(struct spool_out *o);
 

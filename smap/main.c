@@ -24,9 +24,8 @@
 #include "jail.h"
 #include "log.h"
 #include "layout_setup.h"
-#include "log.h"
 #include "sandbox.h"
-#include "session.h"
+#include "smtpd.h"
 #include "startup.h"
 #include "tls_server.h"
 #include "trusted.h"
@@ -81,7 +80,7 @@ tls_setup(struct startup *st, const struct conf *cf)
 	char path[4096], why[4200], line[4300];
 	int n = st->problems;
 
-	if (strcmp(cf->smtpd_tls_security_level, "none") == 0 &&
+	if (cf->smtpd_tls_security_level == TLS_NONE &&
 	    !cf->smtpd_tls_wrappermode)
 		return NULL;
 	if (cf->smtpd_tls_cert_file[0] == '\0') {
@@ -105,14 +104,36 @@ tls_setup(struct startup *st, const struct conf *cf)
 	return NULL;
 }
 
+/* rcpt_map - relay_recipient_maps, opened once; on failure the session
+ * goes on and answers 451 for the recipients it governs */
+static void
+rcpt_map(struct startup *st, const struct conf *cf, struct opened *o)
+{
+	char line[MAP_WHY_MAX + 64];
+
+	if (cf->relay_recipient_maps[0] == '\0' ||
+	    map_open(&o->rcpt, cf->relay_recipient_maps, o->rcpt_why,
+	    sizeof(o->rcpt_why)) == 0)
+		return;
+	snprintf(line, sizeof(line), "relay_recipient_maps: %s", o->rcpt_why);
+	if (st->logging)	/* a session: 451 for what it governs */
+		log_warn("%s: %s; recipients in relay_domains get 451", st->conf,
+		    line);
+	else
+		startup_say(st, line);
+}
+
 /* check - smap -t: what a session checks before it serves; exit status */
 static int
 check(struct startup *st, const struct conf *cf)
 {
 	int n;
 
+	static struct opened o;
+
 	(void)startup_check(st, cf, SIDE_SMAP);
 	(void)tls_setup(st, cf);
+	rcpt_map(st, cf, &o);
 	n = st->problems;	/* as root, all is readable: ask mail_owner */
 	st->warn = 1;
 	if (geteuid() == 0 && cf->smtpd_tls_cert_file[0] &&
@@ -125,19 +146,19 @@ check(struct startup *st, const struct conf *cf)
 	return st->problems ? EX_CONFIG : 0;
 }
 
-/* start - log, TLS, jail: everything before the first byte is read */
-static const struct tls_server *
-start(struct startup *st, const struct conf *cf)
+/* start - log, TLS, tables, jail: all before the first byte is read */
+static void
+start(struct startup *st, const struct conf *cf, struct opened *o)
 {
 	static char ident[80];
-	const struct tls_server *tls;
 	char err[1024], root[4096];
 
 	snprintf(ident, sizeof(ident), "%s/smtpd", cf->syslog_name);
 	st->ident = ident;
 	startup_log(st, cf);
 	(void)layout_check_config(cf, SIDE_SMAP, startup_say, st);
-	tls = tls_setup(st, cf);
+	o->tls = tls_setup(st, cf);
+	rcpt_map(st, cf, o);
 	if (st->problems > 0)
 		startup_fail(st, EX_CONFIG, "cannot serve: %d problem(s), see "
 		    "above or smap -t", st->problems);
@@ -146,7 +167,6 @@ start(struct startup *st, const struct conf *cf)
 	    sandbox_smap(err, sizeof(err)) < 0)
 		startup_fail(st, EX_OSERR, "cannot enter the jail %s as %s: %s",
 		    root, cf->mail_owner, err);
-	return tls;
 }
 
 int
@@ -154,8 +174,8 @@ main(int argc, char **argv)
 {
 	static struct session s;
 	static struct conf cf;	/* lives as long as the process */
+	static struct opened o;
 	struct startup st = { "smap", "smap/smtpd", "/etc/smap/smap.conf", 0, 0, 0, 0 };
-	const struct tls_server *tls;
 	int ch, mode = 0, peer = 0;
 
 	while ((ch = getopt(argc, argv, "c:tndV")) != -1) {
@@ -178,7 +198,7 @@ main(int argc, char **argv)
 		return check(&st, &cf);
 	if (mode != 0)
 		return conf_print(stdout, &cf, mode == 'd'), 0;
-	tls = start(&st, &cf);
+	start(&st, &cf, &o);
 	if (peer < 0) {		/* nothing left to serve */
 		log_info("lost connection before CONNECT: reset by the peer");
 		return 0;
@@ -186,6 +206,6 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* A backstop beyond every timeout: no session outlives this. */
 	alarm((unsigned)(cf.smtpd_session_deadline + cf.smtpd_timeout + 60));
-	session_run(&s, &cf, tls, STDIN_FILENO, STDOUT_FILENO);
+	session_run(&s, &cf, &o, STDIN_FILENO, STDOUT_FILENO);
 	return 0;
 }

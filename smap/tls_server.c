@@ -85,6 +85,6 @@ close_conn(void *c)
 }
 
 const struct tls_server smap_tls_server = {
-	TLS_SERVER_ABI, init, conn, step, pending, describe, tls_fp_listed,
+	TLS_SERVER_ABI, { step, pending }, init, conn, describe, tls_fp_listed,
 	tls_error, close_conn
 };

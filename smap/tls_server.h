@@ -13,22 +13,19 @@
 #include <stddef.h>
 #include <sys/types.h>
 #include "bounds.h"
+#include "io.h"
 
 #define TLS_SERVER_SYMBOL "smap_tls_server"
-#define TLS_SERVER_ABI 1	/* raise when the table changes */
+#define TLS_SERVER_ABI 2	/* raise when the table changes */
 
 struct tls_server {
 	int abi;
+	struct io_tls io;	/* step and pending, for io.c (io.h) */
 	/* The server context (see tls_server_ctx() in tls.h): 0, or -1 and why. */
 	int (*init)(const char *cert, const char *key, const char *cafile,
 	    int ask_cert, char *why, size_t len);
 	/* A connection on rfd/wfd, or NULL. */
 	void *(*conn)(int rfd, int wfd);
-	/* One step, op 'a' (handshake), 'r' (read) or 'w' (write): bytes (1
-	 * for a finished handshake), 0 at close_notify, or -1 with errno
-	 * EAGAIN and *ev the poll(2) event to wait for, or another errno. */
-	ssize_t (*step)(void *conn, int op, void *buf, size_t n, short *ev);
-	int (*pending)(void *conn);
 	/* See tls_describe(), tls_fp_listed() and tls_error() in tls.h. */
 	int (*describe)(void *conn, char *info, size_t infolen, char *fp,
 	    char *subject, size_t sublen);

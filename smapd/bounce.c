@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "addr.h"
 #include "bounce.h"
 
 #define HEADERS_MAX 65536	/* of the original message, attached */
@@ -68,16 +69,6 @@ add(struct text *t, const char *fmt, ...)
 		}
 	}
 	t->n += (size_t)n;
-}
-
-/* bare - an address without its angle brackets */
-static const char *
-bare(const char *path, char *buf, size_t len)
-{
-	size_t n = strlen(path);
-
-	snprintf(buf, len, "%.*s", n >= 2 ? (int)n - 2 : 0, path + 1);
-	return buf;
 }
 
 /* headers - the original header section, CRLF line ends, capped */
@@ -185,7 +176,7 @@ compose(struct text *t, struct text *h, const struct conf *cf,
 		if (listed(st, i, delay))
 			add(t, "\r\nFinal-Recipient: rfc822; %s\r\nAction: %s\r\n"
 			    "Status: %s\r\nDiagnostic-Code: smtp; %s\r\n",
-			    bare(e->rcpt[i], a, sizeof(a)), delay ? "delayed" : "failed",
+			    addr_bare(a, sizeof(a), e->rcpt[i]), delay ? "delayed" : "failed",
 			    st->r[i].dsn[0] ? st->r[i].dsn : "4.0.0", st->r[i].text);
 	attach(t, h, cf, e, fd, id);
 }

@@ -62,6 +62,7 @@
 #include <unistd.h>
 
 #include "feed.h"
+#include "spool.h"
 
 #define RELAY_BUF	65536
 
@@ -155,7 +156,7 @@ static int
 relay(int w, long long len)
 {
 	static char buf[RELAY_BUF];
-	ssize_t r, n, off;
+	ssize_t r;
 
 	for (;;) {
 		while ((r = read(0, buf, sizeof(buf))) < 0 && errno == EINTR)
@@ -165,12 +166,8 @@ relay(int w, long long len)
 		if (r == 0)
 			return len == 0 ? 0 : -1;
 		len -= (long long)r;
-		for (off = 0; off < r; off += n)
-			if ((n = write(w, buf + off, (size_t)(r - off))) < 0) {
-				if (errno != EINTR)
-					return errno == EPIPE ? 1 : -1;
-				n = 0;
-			}
+		if (spool_write(w, buf, (size_t)r) < 0)
+			return errno == EPIPE ? 1 : -1;
 	}
 }
 

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "layout.h"
 #include "transport.h"
 
 #define NAME_LEN	256	/* NAME_MAX + 1 */
@@ -44,27 +45,8 @@ struct mdir {
 	char why[400];
 };
 
-static int	fail(struct mdir *, const char *, ...)
-		    __attribute__((format(printf, 2, 3)));
-static const char *errtext(int);
-static int	safe_addr(const char *, int);
-static int	split_path(const char *, char *, size_t, char *, size_t);
-static int	subdir(int, const char *, int *);
-static int	open_maildir(const char *, struct mdir *);
-static void	close_maildir(struct mdir *);
-static void	make_name(const char *, char *, size_t);
-static int	put_file(void *, const char *, size_t);
-static int	write_msg(int, const struct delivery *, const char *,
-		    struct mdir *);
-static int	move_noreplace(struct mdir *);
-static int	create_tmp(struct mdir *, const char *);
-static int	deliver_file(struct mdir *, const struct delivery *,
-		    const char *, const char *);
-static void	set_pending(struct delivery *, enum rstatus, const char *,
-		    const char *);
-
 /* fail - record why, return -1 */
-static int
+static int __attribute__((format(printf, 2, 3)))
 fail(struct mdir *m, const char *fmt, ...)
 {
 	va_list ap;
@@ -208,16 +190,6 @@ make_name(const char *host, char *buf, size_t len)
 	buf[n] = '\0';
 }
 
-/* put_file - msg_copy's output: the temporary file, buffered */
-static int
-put_file(void *ctx, const char *p, size_t n)
-{
-	struct spool_out *o = ctx;
-
-	spool_put(o, p, n);
-	return o->err ? -1 : 0;
-}
-
 /* write_msg - the two header lines and the message into fd */
 static int
 write_msg(int fd, const struct delivery *d, const char *rcpt, struct mdir *m)
@@ -233,27 +205,13 @@ write_msg(int fd, const struct delivery *d, const char *rcpt, struct mdir *m)
 		return fail(m, "header too long");
 	spool_out_init(&o, fd);
 	spool_put(&o, head, (size_t)n);
-	if (msg_copy(d, MSG_LF, put_file, &o) < 0 && o.err == 0)
+	if (msg_copy(d, MSG_LF, spool_out_put, &o) < 0 && o.err == 0)
 		return fail(m, "cannot read the queue file: %s",
 		    strerror(errno));
 	if (spool_flush(&o) < 0)
 		return fail(m, "write tmp/%s: %s", m->name, strerror(o.err));
 	if (fchmod(fd, 0600) < 0 || fsync(fd) < 0)
 		return fail(m, "fsync tmp/%s: %s", m->name, strerror(errno));
-	return 0;
-}
-
-/* move_noreplace - tmp/name to new/name; link+unlink where unsupported */
-static int
-move_noreplace(struct mdir *m)
-{
-	if (renameat2(m->tmp, m->name, m->new, m->name, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
-	if (linkat(m->tmp, m->name, m->new, m->name, 0) < 0)
-		return -1;
-	(void)unlinkat(m->tmp, m->name, 0);
 	return 0;
 }
 
@@ -293,7 +251,7 @@ deliver_file(struct mdir *m, const struct delivery *d, const char *rcpt,
 		(void)unlinkat(m->tmp, m->name, 0);
 		return fail(m, "close tmp/%s: %s", m->name, strerror(errno));
 	}
-	if (move_noreplace(m) < 0) {
+	if (layout_move(m->tmp, m->name, m->new, m->name) < 0) {
 		fail(m, "move tmp/%s to new/: %s", m->name, strerror(errno));
 		(void)unlinkat(m->tmp, m->name, 0);
 		return -1;
@@ -305,22 +263,6 @@ deliver_file(struct mdir *m, const struct delivery *d, const char *rcpt,
 		return -1;
 	}
 	return 0;
-}
-
-/* set_pending - one verdict for every recipient still pending */
-static void
-set_pending(struct delivery *d, enum rstatus st, const char *dsn,
-    const char *text)
-{
-	size_t i;
-
-	for (i = 0; i < d->n; i++)
-		if (d->res[i].status == R_PENDING) {
-			d->res[i].status = st;
-			snprintf(d->res[i].dsn, sizeof(d->res[i].dsn), "%s", dsn);
-			snprintf(d->res[i].text, sizeof(d->res[i].text), "%s",
-			    text);
-		}
 }
 
 /* deliver_maildir - one copy into the Maildir; see transport.h */
@@ -340,12 +282,10 @@ deliver_maildir(const struct transport *t, const struct conf *cf,
 	for (i = 0; i < d->n; i++) {
 		a = d->env->rcpt[d->idx[i]];
 		d->res[i].status = R_PENDING;
-		if (!safe_addr(a, 0)) {
-			d->res[i].status = R_BOUNCE;
-			snprintf(d->res[i].dsn, sizeof(d->res[i].dsn), "5.1.3");
-			snprintf(d->res[i].text, sizeof(d->res[i].text),
+		if (!safe_addr(a, 0))
+			result_set(&d->res[i], R_BOUNCE, "5.1.3",
 			    "unsafe address");
-		} else if (rcpt == NULL)
+		else if (rcpt == NULL)
 			rcpt = a;
 	}
 	if (rcpt == NULL)
@@ -353,8 +293,9 @@ deliver_maildir(const struct transport *t, const struct conf *cf,
 	if (open_maildir(t->path, &m) < 0 ||
 	    deliver_file(&m, d, rcpt, cf->myhostname ? cf->myhostname :
 	    "localhost") < 0)
-		set_pending(d, R_DEFER, "4.3.0", m.why);
+		deliver_set(d, SET_UNDECIDED, R_DEFER, "4.3.0", "%s", m.why);
 	else
-		set_pending(d, R_SENT, "2.0.0", "delivered to maildir");
+		deliver_set(d, SET_UNDECIDED, R_SENT, "2.0.0", "delivered to "
+		    "maildir");
 	close_maildir(&m);
 }

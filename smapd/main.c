@@ -298,18 +298,18 @@ check(const struct conf *cf, const struct transport *t, int prepare)
 	return check_smapd(&st, cf, t) ? EX_CONFIG : 0;
 }
 
-int
-main(int argc, char **argv)
+/* options - the command line: the mode (t, P, n, d, V; 0 to run), -c,
+ * -1 (*once) and -f (*flush); a bad one exits with the usage */
+static int
+options(int argc, char **argv, int *once, int *flush)
 {
-	static struct conf cf;
-	static struct qctx q;
-	int ch, once = 0, mode = 0;
+	int ch, mode = 0;
 
 	while ((ch = getopt(argc, argv, "c:1tPfndV")) != -1) {
 		if (ch == 'c')
 			st.conf = optarg;
 		else if (ch == '1' || ch == 'f')
-			*(ch == '1' ? &once : &q.flush) = 1;
+			*(ch == '1' ? once : flush) = 1;
 		else if (ch == '?')
 			mode = '?';
 		else
@@ -318,17 +318,35 @@ main(int argc, char **argv)
 	if (mode == '?' || optind != argc) {
 		fprintf(stderr, "usage: smapd [-c config] "
 		    "[-1 [-f] | -t | -P | -n | -d | -V]\n");
-		return EX_USAGE;
+		exit(EX_USAGE);
 	}
+	return mode;
+}
+
+/* one_shot - -t, -P (check); -n, -d (print the configuration): the
+ * exit status */
+static int
+one_shot(int mode, const struct conf *cf, const struct transport *t)
+{
+	if (mode == 't' || mode == 'P')
+		return check(cf, t, mode == 'P');
+	return conf_print(stdout, cf, mode == 'd'), 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct conf cf;
+	static struct qctx q;
+	int once = 0, mode = options(argc, argv, &once, &q.flush);
+
 	if (mode == 'V')
 		return puts("smapd " SMAP_VERSION) < 0;
 	if (load(&cf, &q.t) < 0)
 		startup_fail(&st, EX_CONFIG, "%s: bad configuration (see above)",
 		    st.conf);
-	if (mode == 't' || mode == 'P')
-		return check(&cf, &q.t, mode == 'P');
 	if (mode != 0)
-		return conf_print(stdout, &cf, mode == 'd'), 0;
+		return one_shot(mode, &cf, &q.t);
 	q.cf = &cf;
 	q.stop = &stop;
 	setup(&cf, &q);

@@ -1,5 +1,6 @@
 /*
- * queueadm.c - smapq's work on the spool (see queueadm.h, smapq(8)).
+ * queueadm.c - smapq's view of the spool (see queueadm.h, smapq(8)):
+ * list, show, the quarantine; queueadm_change.c makes the changes.
  *
  * Runs as smapd_user in spool_directory. TRUSTS NOTHING IN THE SPOOL:
  * only names that are queue ids are looked at; files are opened through
@@ -9,10 +10,10 @@
  * through state_load(); every byte printed from them is escaped (\xHH,
  * or JSON \u00HH). A message is moved or removed only under the flock
  * smapd takes to deliver it (LOCK_EX|LOCK_NB), checked to still name the
- * file, so smapq never changes a message smapd is delivering. Messages
- * still in new/ belong to smapd's pickup and are only listed and shown.
+ * file (queueadm_change.c), so smapq never changes a message smapd is
+ * delivering. Messages still in new/ belong to smapd's pickup and are
+ * only listed and shown.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -23,9 +24,9 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include "addr.h"
 #include "bounds.h"
 #include "layout_queue.h"
-#include "log.h"
 #include "queueadm.h"
 #include "spool.h"
 #include "state.h"
@@ -41,18 +42,18 @@ struct msg {
 	struct state st;
 };
 
-/* exists - is there anything at w/id? */
-static int
-exists(const struct qadm *a, enum ldir w, const char *id)
+/* qadm_exists - is there anything at w/id? */
+int
+qadm_exists(const struct qadm *a, enum ldir w, const char *id)
 {
 	struct stat st;
 
 	return fstatat(a->dirs.fd[w], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-/* state_exists - is state/id a regular file? */
-static int
-state_exists(const struct qadm *a, const char *id)
+/* qadm_state_exists - is state/id a regular file? */
+int
+qadm_state_exists(const struct qadm *a, const char *id)
 {
 	struct stat st;
 
@@ -60,13 +61,13 @@ state_exists(const struct qadm *a, const char *id)
 	    S_ISREG(st.st_mode);
 }
 
-/* fail - say why id was not handled; returns 1 */
-static int
-fail(const struct qadm *a, const char *id, int err)
+/* qadm_fail - say why id was not handled; returns 1 */
+int
+qadm_fail(const struct qadm *a, const char *id, int err)
 {
 	if (err == EWOULDBLOCK)
 		fprintf(a->err, "smapq: %s is being delivered, try again\n", id);
-	else if (err == ENOENT && exists(a, L_NEW, id))
+	else if (err == ENOENT && qadm_exists(a, L_NEW, id))
 		fprintf(a->err, "smapq: %s is waiting in %s/ for smapd, try "
 		    "again\n", id, layout_name(L_NEW));
 	else if (err == ENOENT)
@@ -76,10 +77,10 @@ fail(const struct qadm *a, const char *id, int err)
 	return 1;
 }
 
-/* unreadable - complain about a directory that list_ids could not read
+/* qadm_unreadable - complain about a directory that list_ids could not read
  * (a missing one is empty); 1, or 0 when it is missing */
-static int
-unreadable(const struct qadm *a, const char *dir)
+int
+qadm_unreadable(const struct qadm *a, const char *dir)
 {
 	if (errno == ENOENT)
 		return 0;
@@ -99,7 +100,7 @@ read_msg(const struct qadm *a, int fd, const char *id, struct msg *m,
 		spool_free_envelope(&m->e);
 		return -1;
 	}
-	m->has_state = state_exists(a, id);
+	m->has_state = qadm_state_exists(a, id);
 	if (state_load(&a->dirs, id, m->e.nrcpt, &m->st, why, len) < 0) {
 		state_free(&m->st);
 		spool_free_envelope(&m->e);
@@ -199,15 +200,7 @@ esc_len(const char *s)
 static const char *
 bare(char *buf, size_t len, const char *addr)
 {
-	size_t n = strlen(addr);
-
-	if (strcmp(addr, "<>") == 0)
-		return EMPTY_ADDR;
-	if (n >= 2 && addr[0] == '<' && addr[n - 1] == '>')
-		snprintf(buf, len, "%.*s", (int)(n - 2), addr + 1);
-	else
-		snprintf(buf, len, "%s", addr);
-	return buf;
+	return strcmp(addr, "<>") == 0 ? EMPTY_ADDR : addr_bare(buf, len, addr);
 }
 
 /* put_addr - bare address, escaped */
@@ -330,7 +323,7 @@ list_dir(const struct qadm *a, enum ldir w, unsigned long *count,
 	int fd;
 
 	if (layout_list(&a->dirs, w, SCAN_MAX, &ids, &n) < 0)
-		return unreadable(a, layout_name(w));
+		return qadm_unreadable(a, layout_name(w));
 	for (i = 0; i < n; i++) {
 		if ((fd = open_read(a, w, ids[i], &m)) < 0)
 			continue;
@@ -397,7 +390,6 @@ show_envelope(FILE *fp, const struct msg *m)
 static void
 show_state(FILE *fp, const struct msg *m)
 {
-	static const char *names[] = { "pending", "sent", "deferred", "bounced" };
 	char t[32];
 	size_t i;
 
@@ -413,7 +405,7 @@ show_state(FILE *fp, const struct msg *m)
 
 		fputs("recipient: ", fp);
 		put_esc(fp, m->e.rcpt[i], strlen(m->e.rcpt[i]), 0);
-		fprintf(fp, " %s", names[k >= 0 && k < 4 ? k : 0]);
+		fprintf(fp, " %s", status_names[k >= 0 && k < R_RETURNED ? k : 0]);
 		if (r->text[0] != '\0') {
 			putc(' ', fp);
 			put_esc(fp, r->dsn, strnlen(r->dsn, sizeof(r->dsn)), 0);
@@ -487,10 +479,10 @@ qadm_show(const struct qadm *a, const char *id)
 
 	for (i = 0; i < 3 && fd < 0; i++)
 		if ((fd = open_read(a, order[i], id, &m)) < 0 &&
-		    exists(a, order[i], id))
+		    qadm_exists(a, order[i], id))
 			return 1;	/* there, but bad: open_read said why */
 	if (fd < 0)
-		return fail(a, id, ENOENT);
+		return qadm_fail(a, id, ENOENT);
 	show_envelope(a->out, &m);
 	if (m.w == L_HOLD) {
 		read_why(a, L_HOLD, id, why, sizeof(why));
@@ -503,175 +495,6 @@ qadm_show(const struct qadm *a, const char *id)
 	close(fd);
 	free_msg(&m);
 	return 0;
-}
-
-/* why_name - "ID.why" into buf[64] */
-static const char *
-why_name(char *buf, const char *id)
-{
-	snprintf(buf, 64, "%.*s.why", SPOOL_ID_MAX, id);
-	return buf;
-}
-
-/* move_msg - w1/id to w2/id, never over a file */
-static int
-move_msg(const struct qadm *a, enum ldir from, enum ldir to, const char *id)
-{
-	if (layout_rename(&a->dirs, from, to, id) < 0) {
-		fprintf(a->err, "smapq: %s: move from %s/ to %s/: %s\n", id,
-		    layout_name(from), layout_name(to), strerror(errno));
-		return 1;
-	}
-	return 0;
-}
-
-/* qadm_hold - queue/id to hold/id; a message already held is fine */
-int
-qadm_hold(const struct qadm *a, const char *id)
-{
-	int fd = layout_lock(&a->dirs, L_QUEUE, id), err = errno, rc;
-
-	if (fd < 0) {
-		if (err == ENOENT && exists(a, L_HOLD, id))
-			return 0;
-		return fail(a, id, err);
-	}
-	if ((rc = move_msg(a, L_QUEUE, L_HOLD, id)) == 0)
-		log_info("%s: placed on hold (by smapq)", id);
-	close(fd);
-	return rc;
-}
-
-/* due_now - set next = 0 in state/id of a locked message, if it has one */
-static int
-due_now(const struct qadm *a, int fd, const char *id)
-{
-	struct envelope e;
-	struct state st;
-	char why[256];
-	int rc = 0;
-
-	if (!state_exists(a, id))
-		return 0;
-	if (spool_read_envelope(fd, &e, RCPT_LIMIT_MAX, why, sizeof(why)) < 0) {
-		fprintf(a->err, "smapq: %s: %s\n", id, why);
-		return 1;
-	}
-	if (state_load(&a->dirs, id, e.nrcpt, &st, why, sizeof(why)) < 0) {
-		fprintf(a->err, "smapq: %s\n", why);
-		rc = 1;
-	} else if (st.next != 0) {
-		st.next = 0;
-		if (state_save(&a->dirs, id, &st, NULL) < 0) {
-			fprintf(a->err, "smapq: %s: cannot save its state: %s\n",
-			    id, strerror(errno));
-			rc = 1;
-		}
-	}
-	state_free(&st);
-	spool_free_envelope(&e);
-	return rc;
-}
-
-/* wake - create queue/name, which a running smapd watches */
-static int
-wake(const struct qadm *a, const char *name)
-{
-	int fd;
-
-	fd = openat(a->dirs.fd[L_QUEUE], name, O_WRONLY | O_CREAT | O_NOFOLLOW |
-	    O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0600);
-	if (fd < 0) {
-		fprintf(a->err, "smapq: %s/%s: %s\n", layout_name(L_QUEUE), name,
-		    strerror(errno));
-		return 1;
-	}
-	close(fd);
-	return 0;
-}
-
-/* qadm_release - hold/id back to queue/id, due now */
-int
-qadm_release(const struct qadm *a, const char *id)
-{
-	char path[64];
-	int fd = layout_lock(&a->dirs, L_HOLD, id), err = errno, rc;
-
-	if (fd < 0) {
-		if (err == ENOENT && exists(a, L_QUEUE, id))
-			return 0;	/* not on hold */
-		return fail(a, id, err);
-	}
-	rc = due_now(a, fd, id);
-	if (move_msg(a, L_HOLD, L_QUEUE, id) != 0)
-		rc = 1;
-	else {
-		(void)unlinkat(a->dirs.fd[L_HOLD], why_name(path, id), 0);
-		log_info("%s: released from hold (by smapq)", id);
-	}
-	close(fd);
-	return rc | wake(a, RUN_FILE);
-}
-
-/* qadm_delete - remove queue/id or hold/id, and its state */
-int
-qadm_delete(const struct qadm *a, const char *id)
-{
-	enum ldir w = L_QUEUE;
-	char path[64];
-	int fd = layout_lock(&a->dirs, w, id), err = errno;
-
-	if (fd < 0 && err == ENOENT) {
-		w = L_HOLD;
-		fd = layout_lock(&a->dirs, w, id);
-		err = errno;
-	}
-	if (fd < 0)
-		return fail(a, id, err);
-	if (unlinkat(a->dirs.fd[w], id, 0) < 0) {
-		err = errno;
-		close(fd);
-		return fail(a, id, err);
-	}
-	state_remove(&a->dirs, id);
-	if (w == L_HOLD)
-		(void)unlinkat(a->dirs.fd[L_HOLD], why_name(path, id), 0);
-	(void)layout_sync(a->dirs.fd[w]);
-	(void)layout_sync(a->dirs.fd[L_STATE]);
-	close(fd);
-	log_info("%s: removed (deleted by smapq)", id);
-	return 0;
-}
-
-/* flush_dir - every message of a directory due now; busy ones are
- * being tried already */
-static int
-flush_dir(const struct qadm *a, enum ldir w)
-{
-	size_t i, n;
-	char **ids;
-	int fd, rc = 0;
-
-	if (layout_list(&a->dirs, w, SCAN_MAX, &ids, &n) < 0)
-		return unreadable(a, layout_name(w));
-	for (i = 0; i < n; i++) {
-		if ((fd = layout_lock(&a->dirs, w, ids[i])) < 0)
-			continue;
-		if (due_now(a, fd, ids[i]) != 0)
-			rc = 1;
-		close(fd);
-	}
-	layout_free_list(ids, n);
-	return rc;
-}
-
-/* qadm_flush - everything due now, then wake smapd with queue/.flush */
-int
-qadm_flush(const struct qadm *a)
-{
-	int rc = flush_dir(a, L_QUEUE) | flush_dir(a, L_HOLD);
-
-	return wake(a, FLUSH_FILE) | rc;
 }
 
 /* not_why - a quarantined entry, not its reason */
@@ -716,7 +539,7 @@ qadm_quarantine(const struct qadm *a)
 	char **v;
 
 	if (layout_scan(&a->dirs, L_QUAR, SCAN_MAX, not_why, &v, &n) < 0)
-		return unreadable(a, layout_name(L_QUAR));
+		return qadm_unreadable(a, layout_name(L_QUAR));
 	for (i = 0; i < n; i++)
 		if (fstatat(a->dirs.fd[L_QUAR], v[i], &st, AT_SYMLINK_NOFOLLOW) == 0)
 			print_quarantined(a, v[i], &st);

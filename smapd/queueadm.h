@@ -45,4 +45,17 @@ int qadm_quarantine(const struct qadm *a);
 /* s as a JSON string, quotes included, ASCII only. */
 void qadm_json_string(FILE *fp, const char *s);
 
+/* For queueadm_change.c: is there anything at w/id? Is state/id a
+ * regular file? */
+int qadm_exists(const struct qadm *a, enum ldir w, const char *id);
+int qadm_state_exists(const struct qadm *a, const char *id);
+
+/* For queueadm_change.c: say on a->err why id was not handled (err:
+ * an errno value); returns 1. */
+int qadm_fail(const struct qadm *a, const char *id, int err);
+
+/* For queueadm_change.c: complain about a directory layout_list()
+ * could not read (errno); 1, or 0 when it is missing (then empty). */
+int qadm_unreadable(const struct qadm *a, const char *dir);
+
 #endif

@@ -44,14 +44,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "feed.h"
 #include "log.h"
 #include "transport.h"
@@ -78,32 +77,6 @@ struct child {
 	size_t len;
 	char buf[OUT_MAX + 1];
 };
-
-static int	addr_arg(const char *, int, char *, size_t);
-static void	result(struct rcpt_result *, enum rstatus, const char *,
-		    const char *, ...) __attribute__((format(printf, 4, 5)));
-static void	set_pending(struct delivery *, const struct rcpt_result *);
-static char	**build_argv(struct delivery *, char *);
-static void	free_argv(char **);
-static void	signals_set(struct sigaction *, struct sigaction *);
-static void	signals_restore(const struct sigaction *,
-		    const struct sigaction *);
-static void	run_child(const char *, char **, int, int, int,
-		    const struct child *) __attribute__((noreturn));
-static int	spawn(const char *, char **, struct child *);
-static long long now_ms(void);
-static int	ms_left(const struct child *);
-static void	read_out(struct child *);
-static int	count_msg(void *, const char *, size_t);
-static int	put_msg(void *, const char *, size_t);
-static void	kill_child(struct child *);
-static void	wait_child(struct child *);
-static size_t	dsn_prefix(const char *, char *, size_t);
-static void	exit_verdict(int, const char *, struct rcpt_result *);
-static void	judge(const struct child *, const struct conf *,
-		    struct rcpt_result *);
-static void	run(const struct conf *, char **, struct delivery *,
-		    struct rcpt_result *);
 
 /* Exit statuses of sysexits.h other than 0; EX_TEMPFAIL and EX_OSERR
  * are temporary as in Postfix (sys_exits.c), the rest permanent. */
@@ -142,29 +115,15 @@ addr_arg(const char *a, int null_ok, char *buf, size_t len)
 	return 0;
 }
 
-/* result - fill one result */
+/* free_argv - the recipients of build_argv, then the array */
 static void
-result(struct rcpt_result *r, enum rstatus st, const char *dsn,
-    const char *fmt, ...)
-{
-	va_list ap;
-
-	r->status = st;
-	snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
-	va_start(ap, fmt);
-	vsnprintf(r->text, sizeof(r->text), fmt, ap);
-	va_end(ap);
-}
-
-/* set_pending - the verdict v for every recipient still pending */
-static void
-set_pending(struct delivery *d, const struct rcpt_result *v)
+free_argv(char **argv)
 {
 	size_t i;
 
-	for (i = 0; i < d->n; i++)
-		if (d->res[i].status == R_PENDING)
-			d->res[i] = *v;
+	for (i = FIXED_ARGS; argv[i] != NULL; i++)
+		free(argv[i]);
+	free(argv);
 }
 
 /* build_argv - the command's argv; unsafe recipients are bounced */
@@ -190,23 +149,13 @@ build_argv(struct delivery *d, char *sender)
 		}
 		if (addr_arg(a, 0, s, strlen(a) + 1) < 0) {
 			free(s);
-			result(&d->res[i], R_BOUNCE, "5.1.3", "unsafe address");
+			result_set(&d->res[i], R_BOUNCE, "5.1.3",
+			    "unsafe address");
 			continue;
 		}
 		argv[k++] = s;
 	}
 	return argv;
-}
-
-/* free_argv - the recipients of build_argv, then the array */
-static void
-free_argv(char **argv)
-{
-	size_t i;
-
-	for (i = FIXED_ARGS; argv[i] != NULL; i++)
-		free(argv[i]);
-	free(argv);
 }
 
 /* signals_set - SIGPIPE ignored, SIGCHLD default, for one delivery */
@@ -233,7 +182,7 @@ signals_restore(const struct sigaction *oldpipe,
 }
 
 /* run_child - in the child: pipes to 0, 1, 2, nothing else; the guard */
-static void
+static void __attribute__((noreturn))
 run_child(const char *path, char **argv, int in, int out, int maxfd,
     const struct child *c)
 {
@@ -282,16 +231,6 @@ spawn(const char *path, char **argv, struct child *c)
 	(void)fcntl(c->in, F_SETFL, O_NONBLOCK);
 	(void)fcntl(c->out, F_SETFL, O_NONBLOCK);
 	return 0;
-}
-
-/* now_ms - the monotonic clock in milliseconds */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ms_left - milliseconds until the deadline, 0 when it has passed */
@@ -472,9 +411,9 @@ exit_verdict(int code, const char *line, struct rcpt_result *v)
 			}
 	}
 	if (*text != '\0')
-		result(v, st, dsn, "%s", text);
+		result_set(v, st, dsn, "%s", text);
 	else
-		result(v, st, dsn, "Command died with status %d", code);
+		result_set(v, st, dsn, "Command died with status %d", code);
 }
 
 /* judge - the command's end as one status, code and text */
@@ -488,28 +427,28 @@ judge(const struct child *c, const struct conf *cf, struct rcpt_result *v)
 		n++;
 	log_esc(line, sizeof(line), c->buf, n);
 	if (c->rerr)
-		result(v, R_DEFER, "4.3.0", "cannot read the queue file: %s",
+		result_set(v, R_DEFER, "4.3.0", "cannot read the queue file: %s",
 		    strerror(c->rerr));
 	else if (c->timedout)
-		result(v, R_DEFER, "4.3.0", "Command time limit exceeded "
+		result_set(v, R_DEFER, "4.3.0", "Command time limit exceeded "
 		    "(%llds), killed", cf->smtp_data_done_timeout);
 	else if (c->werr)
-		result(v, R_DEFER, "4.3.0", "cannot write to the command: %s",
+		result_set(v, R_DEFER, "4.3.0", "cannot write to the command: %s",
 		    strerror(c->werr));
 	else if (c->lost)
-		result(v, R_DEFER, "4.3.0", "cannot wait for the command: %s",
+		result_set(v, R_DEFER, "4.3.0", "cannot wait for the command: %s",
 		    strerror(c->lost));
 	else if (WIFSIGNALED(c->status))
-		result(v, R_DEFER, "4.3.0", "Command died with signal %d",
+		result_set(v, R_DEFER, "4.3.0", "Command died with signal %d",
 		    WTERMSIG(c->status));
 	else if (!WIFEXITED(c->status))
-		result(v, R_DEFER, "4.3.0", "Command ended oddly (%#x)",
+		result_set(v, R_DEFER, "4.3.0", "Command ended oddly (%#x)",
 		    (unsigned)c->status);
 	else if (WEXITSTATUS(c->status) == 0 && c->epipe)
-		result(v, R_DEFER, "4.3.0", "Command exited before reading "
+		result_set(v, R_DEFER, "4.3.0", "Command exited before reading "
 		    "the whole message");
 	else if (WEXITSTATUS(c->status) == 0)
-		result(v, R_SENT, "2.0.0", "%s", line[0] ? line :
+		result_set(v, R_SENT, "2.0.0", "%s", line[0] ? line :
 		    "delivered via sendmail");
 	else
 		exit_verdict(WEXITSTATUS(c->status), line, v);
@@ -527,12 +466,12 @@ run(const struct conf *cf, char **argv, struct delivery *d,
 	c.in = c.out = -1;
 	c.deadline = now_ms() + cf->smtp_data_done_timeout * 1000;
 	if (msg_copy(d, MSG_LF, count_msg, &c) < 0) {
-		result(v, R_DEFER, "4.3.0", "cannot read the queue file: %s",
+		result_set(v, R_DEFER, "4.3.0", "cannot read the queue file: %s",
 		    strerror(errno));
 		return;
 	}
 	if (spawn(cf->sendmail_path, argv, &c) < 0) {
-		result(v, R_DEFER, "4.3.0", "cannot start %s: %s",
+		result_set(v, R_DEFER, "4.3.0", "cannot start %s: %s",
 		    cf->sendmail_path, strerror(errno));
 		return;
 	}
@@ -578,14 +517,14 @@ deliver_sendmail(const struct transport *t, const struct conf *cf,
 	if (argv[FIXED_ARGS] == NULL)
 		;		/* every recipient was unsafe and bounced */
 	else if (access(cf->sendmail_path, X_OK) < 0) {
-		result(&v, R_DEFER, "4.3.0", "cannot execute %s: %s",
+		result_set(&v, R_DEFER, "4.3.0", "cannot execute %s: %s",
 		    cf->sendmail_path, strerror(errno));
-		set_pending(d, &v);
+		deliver_set(d, SET_UNDECIDED, v.status, v.dsn, "%s", v.text);
 	} else {
 		signals_set(&oldpipe, &oldchld);
 		run(cf, argv, d, &v);
 		signals_restore(&oldpipe, &oldchld);
-		set_pending(d, &v);
+		deliver_set(d, SET_UNDECIDED, v.status, v.dsn, "%s", v.text);
 	}
 	free_argv(argv);
 }

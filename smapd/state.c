@@ -21,9 +21,6 @@
 #include "spool.h"
 #include "state.h"
 
-static const char *st_names[] = { "pending", "sent", "deferred", "bounced",
-	"returned" };	/* returned: bounced, and the DSN went out */
-
 /* number - "NAME digits" at the start of line; the rest after one space */
 static const char *
 number(const char *line, const char *name, long long *v)
@@ -52,17 +49,17 @@ parse_rcpt(const char *line, struct state *st)
 	if ((p = number(line, "rcpt ", &idx)) == NULL || idx < 0 ||
 	    (size_t)idx >= st->n)
 		return -1;
-	for (k = 1; k < 5; k++) {
-		n = strlen(st_names[k]);
-		if (strncmp(p, st_names[k], n) == 0 && p[n] == ' ')
+	for (k = 1; k <= R_RETURNED; k++) {
+		n = strlen(status_names[k]);
+		if (strncmp(p, status_names[k], n) == 0 && p[n] == ' ')
 			break;
 	}
-	if (k == 5 || (sp = strchr(p + n + 1, ' ')) == NULL ||
+	if (k > R_RETURNED || (sp = strchr(p + n + 1, ' ')) == NULL ||
 	    (size_t)(sp - (p + n + 1)) >= sizeof(st->r[0].dsn))
 		return -1;
-	st->r[idx].status = k == R_DEFER ? R_PENDING : k == 4 ? R_BOUNCE :
-	    (enum rstatus)k;
-	st->r[idx].notified = k == 4;
+	st->r[idx].status = k == R_DEFER ? R_PENDING : k == R_RETURNED ?
+	    R_BOUNCE : (enum rstatus)k;
+	st->r[idx].notified = k == R_RETURNED;
 	snprintf(st->r[idx].dsn, sizeof(st->r[idx].dsn), "%.*s",
 	    (int)(sp - (p + n + 1)), p + n + 1);
 	snprintf(st->r[idx].text, sizeof(st->r[idx].text), "%s", sp + 1);
@@ -157,9 +154,9 @@ write_state(FILE *fp, const struct state *st)
 		printable(dsn);
 		if (strchr(dsn, ' ') != NULL)
 			snprintf(dsn, sizeof(dsn), "4.0.0");
-		fprintf(fp, "rcpt %zu %s %s %s\n", i, st->r[i].status == R_PENDING ?
-		    "deferred" : st->r[i].notified ? "returned" :
-		    st_names[st->r[i].status], dsn, text);
+		fprintf(fp, "rcpt %zu %s %s %s\n", i, status_names[
+		    st->r[i].status == R_PENDING ? R_DEFER :
+		    st->r[i].notified ? R_RETURNED : st->r[i].status], dsn, text);
 	}
 }
 

@@ -44,33 +44,26 @@ why_name(const char *name)
 	return n > 4 && strcmp(name + n - 4, ".why") == 0;
 }
 
-/* removed - unlink w/name and say so ("removed ...") */
-static void
-removed(struct qctx *q, enum ldir w, const char *name, const char *why)
-{
-	char esc[80];
+/* The verdict on one entry of a directory: why it goes ("" to remove it
+ * without a line of its own), or NULL to keep it. */
+typedef const char *judge_fn(const struct qctx *, const char *,
+    const struct stat *);
 
-	if (unlinkat(q->dirs.fd[w], name, 0) == 0 && why != NULL)
-		log_info("%s/%s: %s", layout_name(w),
-		    log_esc(esc, sizeof(esc), name, strlen(name)), why);
+/* stale - tmp/: a file smap left a day ago */
+static const char *
+stale(const struct qctx *q, const char *name, const struct stat *st)
+{
+	(void)q;
+	(void)name;
+	return S_ISREG(st->st_mode) && st->st_mtime < time(NULL) - STALE ?
+	    "removed stale temporary file" : NULL;
 }
 
-/* clean_dir - files in w that keep() names, older than STALE */
-static void
-clean_dir(struct qctx *q, enum ldir w, int (*keep)(const char *))
+/* stale_own - queue/: a temporary file of smapd's own, a day old */
+static const char *
+stale_own(const struct qctx *q, const char *name, const struct stat *st)
 {
-	struct stat st;
-	char **v;
-	size_t i, n;
-	time_t old = time(NULL) - STALE;
-
-	if (layout_scan(&q->dirs, w, SCAN_MAX, keep, &v, &n) < 0)
-		return;
-	for (i = 0; i < n && !*q->stop; i++)
-		if (fstatat(q->dirs.fd[w], v[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISREG(st.st_mode) && st.st_mtime < old)
-			removed(q, w, v[i], "removed stale temporary file");
-	layout_free_list(v, n);
+	return tmp_name(name) ? stale(q, name, st) : NULL;
 }
 
 /* queued - is the message a state/ name belongs to in queue/ or hold/?
@@ -91,44 +84,46 @@ queued(const struct qctx *q, const char *name)
 	    fstatat(q->dirs.fd[L_QUEUE], id, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-/* clean_state - state/ of messages that are gone */
-static void
-clean_state(struct qctx *q)
+/* orphan - state/: the state of a message that is gone */
+static const char *
+orphan(const struct qctx *q, const char *name, const struct stat *st)
 {
-	struct stat st;
-	char **v;
-	size_t i, n;
-	time_t old = time(NULL) - STALE;
-
-	if (layout_scan(&q->dirs, L_STATE, SCAN_MAX, layout_any_name, &v, &n) < 0)
-		return;
-	for (i = 0; i < n && !*q->stop; i++) {
-		if (fstatat(q->dirs.fd[L_STATE], v[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(st.st_mode) || queued(q, v[i]))
-			continue;
-		if (tmp_name(v[i]) || st.st_mtime < old)
-			removed(q, L_STATE, v[i], "removed, its message is gone");
-	}
-	layout_free_list(v, n);
+	if (!S_ISREG(st->st_mode) || queued(q, name))
+		return NULL;
+	return tmp_name(name) || st->st_mtime < time(NULL) - STALE ?
+	    "removed, its message is gone" : NULL;
 }
 
-/* expire_quarantine - entries older than quarantine_lifetime (by the
- * time they were moved there), with their .why */
-static void
-expire_quarantine(struct qctx *q)
+/* expired - quarantine/: older than quarantine_lifetime (by the time it
+ * was moved there), with its .why */
+static const char *
+expired(const struct qctx *q, const char *name, const struct stat *st)
 {
-	struct stat st;
-	char **v;
-	size_t i, n;
-	time_t old = time(NULL) - (time_t)q->cf->quarantine_lifetime;
+	if (S_ISDIR(st->st_mode) ||
+	    st->st_ctime >= time(NULL) - (time_t)q->cf->quarantine_lifetime)
+		return NULL;
+	return why_name(name) ? "" : "removed after quarantine_lifetime";
+}
 
-	if (layout_scan(&q->dirs, L_QUAR, SCAN_MAX, layout_any_name, &v, &n) < 0)
+/* clean - remove what judge() condemns in w, and say so */
+static void
+clean(struct qctx *q, enum ldir w, judge_fn *judge)
+{
+	const char *why;
+	char **v, esc[80];
+	struct stat st;
+	size_t i, n;
+
+	if (layout_scan(&q->dirs, w, SCAN_MAX, layout_any_name, &v, &n) < 0)
 		return;
-	for (i = 0; i < n && !*q->stop; i++)
-		if (fstatat(q->dirs.fd[L_QUAR], v[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    !S_ISDIR(st.st_mode) && st.st_ctime < old)
-			removed(q, L_QUAR, v[i], why_name(v[i]) ? NULL :
-			    "removed after quarantine_lifetime");
+	for (i = 0; i < n && !*q->stop; i++) {
+		if (fstatat(q->dirs.fd[w], v[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    (why = judge(q, v[i], &st)) == NULL ||
+		    unlinkat(q->dirs.fd[w], v[i], 0) < 0 || why[0] == '\0')
+			continue;
+		log_info("%s/%s: %s", layout_name(w), log_esc(esc, sizeof(esc),
+		    v[i], strlen(v[i])), why);
+	}
 	layout_free_list(v, n);
 }
 
@@ -136,8 +131,8 @@ expire_quarantine(struct qctx *q)
 void
 sweep(struct qctx *q)
 {
-	clean_dir(q, L_TMP, layout_any_name);
-	clean_dir(q, L_QUEUE, tmp_name);
-	clean_state(q);
-	expire_quarantine(q);
+	clean(q, L_TMP, stale);
+	clean(q, L_QUEUE, stale_own);
+	clean(q, L_STATE, orphan);
+	clean(q, L_QUAR, expired);
 }

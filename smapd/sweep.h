@@ -4,7 +4,7 @@
 #ifndef SMAPD_SWEEP_H
 #define SMAPD_SWEEP_H
 
-#include "queue.h"
+#include "qmgr.h"
 
 /* Remove what a killed smap or smapd left: tmp/ files and smapd's own
  * temporary files a day old, the state of messages no longer queued or

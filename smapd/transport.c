@@ -1,6 +1,7 @@
 /*
  * transport.c - what every transport shares: parsing default_transport,
- * reading the message out of the spool file, setting results.
+ * reading the message out of the spool file, setting results, the words
+ * for them.
  *
  * Trusts the envelope (re-checked by spool_read_envelope) but reads the
  * message bytes with a hard bound: exactly env->size bytes.
@@ -13,6 +14,9 @@
 #include <unistd.h>
 
 #include "transport.h"
+
+const char *const status_names[R_RETURNED + 1] = { "pending", "sent",
+	"deferred", "bounced", "returned" };
 
 /* parse_port - digits 1..65535 */
 static int
@@ -92,6 +96,20 @@ transport_parse(const char *spec, struct transport *t, char *why, size_t len)
 	return -1;
 }
 
+/* result_set - one recipient's verdict */
+void
+result_set(struct rcpt_result *r, enum rstatus st, const char *dsn,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	r->status = st;
+	snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
+	va_start(ap, fmt);
+	vsnprintf(r->text, sizeof(r->text), fmt, ap);
+	va_end(ap);
+}
+
 /* deliver_set - one verdict for every (or every undecided) recipient */
 void
 deliver_set(struct delivery *d, enum setwhich which, enum rstatus st,
@@ -104,13 +122,9 @@ deliver_set(struct delivery *d, enum setwhich which, enum rstatus st,
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	for (i = 0; i < d->n; i++) {
-		if (which == SET_UNDECIDED && d->res[i].status != R_PENDING)
-			continue;
-		d->res[i].status = st;
-		snprintf(d->res[i].dsn, sizeof(d->res[i].dsn), "%s", dsn);
-		snprintf(d->res[i].text, sizeof(d->res[i].text), "%s", text);
-	}
+	for (i = 0; i < d->n; i++)
+		if (which == SET_ALL || d->res[i].status == R_PENDING)
+			result_set(&d->res[i], st, dsn, "%s", text);
 }
 
 /* Output side of msg_copy: a buffer in front of put(). */

@@ -18,6 +18,12 @@
 
 enum rstatus { R_PENDING, R_SENT, R_DEFER, R_BOUNCE };
 
+/* The word for each status, as the log ("status=sent"), state files and
+ * smapq write it; at R_RETURNED, a state file's word for a bounce whose
+ * DSN went out. */
+#define R_RETURNED 4
+extern const char *const status_names[R_RETURNED + 1];
+
 struct rcpt_result {
 	enum rstatus status;
 	char dsn[16];		/* "2.0.0", "4.4.1", "5.1.1" */
@@ -32,6 +38,8 @@ struct delivery {
 	const size_t *idx;	/* indexes into env->rcpt to deliver now */
 	size_t n;		/* how many */
 	struct rcpt_result *res;	/* n results, one per idx[i] */
+	const char *ident;	/* the transport's log identity, for what it
+				 * logs ("smap/smtp"); NULL: the program's */
 	char relay[320];	/* for the log: "host[addr]:port", "local" */
 	double setup;		/* seconds spent connecting (DNS, greeting,
 				 * EHLO, TLS, AUTH): delays= c */
@@ -69,6 +77,10 @@ void deliver_maildir(const struct transport *t, const struct conf *cf,
 
 /* Close a cached SMTP/LMTP connection (QUIT), e.g. at the end of a run. */
 void smtp_close_cached(void);
+
+/* Set one recipient's result: status, enhanced code, text (printf). */
+void result_set(struct rcpt_result *r, enum rstatus st, const char *dsn,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Set results to the same status, code and text: every one (SET_ALL),
  * or only those still R_PENDING (SET_UNDECIDED). */

@@ -7,6 +7,12 @@
 # the smap built here (SHLIBDIR is fixed when smap is built: installing
 # with another PREFIX rebuilds, which this test must not do to the tree
 # the rest of the suite runs), so SHLIBDIR is passed as built.
+# The build's flavour (build.flavour): a hardened tree installs programs
+# and a module that do not link libasan; a SAN=1 tree is refused with a
+# plain message and nothing installed, then installed here with
+# ALLOW_SAN_INSTALL=1 (tools/check runs this file in both). "make
+# uninstall" with the same DESTDIR and PREFIX leaves only the config and
+# the spool directories.
 import os
 import pwd
 import re
@@ -51,6 +57,15 @@ def built_shlibdir():
 SHLIBDIR = built_shlibdir()
 
 
+def built_flavour():
+    with open(os.path.join(REPO, "build.flavour")) as f:
+        return f.read().strip()
+
+
+FLAVOUR = built_flavour()
+SAN_ALLOWED = ["ALLOW_SAN_INSTALL=1"] if FLAVOUR == "san" else []
+
+
 def expected(prefix):
     """{path relative to DESTDIR: mode} for every file, and the dirs."""
     p = prefix.lstrip("/")
@@ -70,6 +85,7 @@ def expected(prefix):
         p + "/share/doc/smap/examples/fail2ban/filter.d/smap.conf": 0o644,
         p + "/share/doc/smap/examples/fail2ban/jail.d/smap.conf": 0o644,
         p + "/share/doc/smap/examples/logcheck/ignore.d.server/smap": 0o644,
+        p + "/share/doc/smap/examples/logrotate.d/smap": 0o644,
         p + "/share/doc/smap/examples/smapd.service.d/sendmail-postfix.conf": 0o644,
         pc("sysusersdir", "/usr/lib/sysusers.d") + "/smap.conf": 0o644,
         pc("tmpfilesdir", "/usr/lib/tmpfiles.d") + "/smap.conf": 0o644,
@@ -104,7 +120,7 @@ def tree(root):
 
 def install(t, dest, prefix, desc):
     rc, out = run(["make", "-s", "-C", REPO, "install", "DESTDIR=" + dest, "PREFIX=" + prefix,
-                   "SHLIBDIR=" + SHLIBDIR])
+                   "SHLIBDIR=" + SHLIBDIR] + SAN_ALLOWED)
     t.ok(rc == 0, "%s: make install DESTDIR=%s PREFIX=%s exits 0" % (desc, "TMP", prefix), out[-2000:])
     return out
 
@@ -180,12 +196,78 @@ def test_local(t, dest):
                "PREFIX=/usr/local: xinetd example server = /usr/local/sbin/smap")
 
 
+def needed(path):
+    """The DT_NEEDED libraries of an ELF file (readelf -d)."""
+    rc, out = run(["readelf", "-d", path])
+    if rc != 0:
+        raise RuntimeError("readelf -d %s: %s" % (path, out[-500:]))
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^]]+)\]", out)
+
+
+def test_flavour(t, dest):
+    """hardened: no libasan in what is installed; san: refused."""
+    if FLAVOUR == "san":
+        rc, out = run(["make", "-s", "-C", REPO, "install", "DESTDIR=" + dest, "PREFIX=/usr",
+                       "SHLIBDIR=" + SHLIBDIR])
+        t.ok(rc != 0, "SAN=1 tree: make install DESTDIR=TMP fails", out[-1000:])
+        t.like(out, r"make install: this tree is built with SAN=1 \(ASan\+UBSan, for the "
+               r"tests\), which is not to be installed: run 'make clean && make', then "
+               r"'make install'", "and says why, and what to do")
+        got, gdirs = tree(dest) if os.path.isdir(dest) else ({}, {})
+        t.is_(sorted(got) + sorted(gdirs), [], "and installs nothing")
+        return
+    t.is_(FLAVOUR, "hardened", "the tree is built hardened (build.flavour)")
+    install(t, dest, "/usr", "hardened tree")
+    elves = [os.path.join(dest, "usr/sbin", p) for p in sorted(os.listdir(os.path.join(dest, "usr/sbin")))]
+    elves.append(os.path.join(dest, SHLIBDIR.lstrip("/"), "smap-tls.so"))
+    for path in elves:
+        libs = needed(path)
+        rel = os.path.relpath(path, dest)
+        t.ok(libs and not any("asan" in n or "ubsan" in n for n in libs),
+             "%s: NEEDED has no libasan/libubsan" % rel, repr(libs))
+        rc, out = run(["ldd", path])
+        t.ok(rc == 0 and "libc.so" in out and "asan" not in out,
+             "%s: ldd shows no libasan" % rel, out[-1000:])
+
+
+def test_uninstall(t, dest):
+    install(t, dest, "/usr", "before uninstall")
+    conf = os.path.join(dest, "etc/smap/smap.conf")
+    with open(conf, "ab") as f:
+        f.write(b"\n# edited by the admin\nmyhostname = kept.example.org\n")
+    with open(conf, "rb") as f:
+        edited = f.read()
+    _, wdirs = expected("/usr")
+    for n in ("a", "b"):
+        with open(os.path.join(dest, "var/spool/smap/queue", n), "w") as f:
+            f.write("mail\n")
+    argv = ["make", "-s", "-C", REPO, "uninstall", "DESTDIR=" + dest, "PREFIX=/usr",
+            "SHLIBDIR=" + SHLIBDIR]
+    rc, out = run(argv)
+    t.ok(rc == 0, "make uninstall DESTDIR=TMP PREFIX=/usr exits 0", out[-2000:])
+    t.like(out, r"uninstall: kept \S+/etc/smap/smap\.conf, \S+/var/spool/smap and \S+/var/mail/smap",
+           "and says what it kept")
+    got, gdirs = tree(dest)
+    t.is_(sorted(got), ["etc/smap/smap.conf", "var/spool/smap/queue/a", "var/spool/smap/queue/b"],
+          "left: the config and what the spool held, no other file")
+    with open(conf, "rb") as f:
+        t.ok(f.read() == edited, "the edited config is untouched")
+    mine = sorted(d for d in gdirs if "smap" in d)
+    t.is_(mine, sorted(["etc/smap"] + list(wdirs)), "smap's directories left: etc/smap and the spool")
+    for path, mode in sorted(wdirs.items()):
+        t.is_(oct(gdirs.get(path, 0)), oct(mode), "kept %s, mode %o" % (path, mode))
+    rc, out = run(argv)
+    t.ok(rc == 0, "a second make uninstall: exit 0", out[-1000:])
+
+
 def main(t):
     base = tempfile.mkdtemp(prefix="smaptest.install.")
     os.chmod(base, 0o755)    # smapd -t checks the spool as smapd_user
     try:
         t.run("usr", test_usr, t, os.path.join(base, "usr"))
         t.run("local", test_local, t, os.path.join(base, "local"))
+        t.run("flavour", test_flavour, t, os.path.join(base, "flavour"))
+        t.run("uninstall", test_uninstall, t, os.path.join(base, "uninstall"))
     finally:
         if not os.environ.get("SMAPTEST_KEEP"):
             shutil.rmtree(base, ignore_errors=True)

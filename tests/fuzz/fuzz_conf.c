@@ -1,5 +1,5 @@
 /*
- * fuzz_conf - libFuzzer harness for common/conf.c: conf_load on a memfd
+ * fuzz_conf - libFuzzer harness for common/conf*.c: conf_load on a memfd
  * holding the input (via /proc/self/fd/N), then conf_warnings and
  * conf_free. LeakSanitizer reports anything conf_free leaves behind.
  */

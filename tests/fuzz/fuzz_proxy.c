@@ -1,5 +1,5 @@
 /*
- * fuzz_proxy - libFuzzer harness for smap/proxy.c: proxy_parse on the
+ * fuzz_proxy - libFuzzer harness for common/proxy.c: proxy_parse on the
  * raw bytes, whole and fed as proxy_read feeds it (each time the bytes
  * it asks for, or what is left). Asserts the documented invariants:
  * both ways agree, a header is taken exactly (never a byte past its

@@ -24,7 +24,7 @@
 
 #include "conf.h"
 #include "log.h"
-#include "session.h"
+#include "smtpd.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);

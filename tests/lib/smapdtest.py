@@ -149,13 +149,14 @@ def state(srv, sid):
     return out
 
 
-def send(srv, messages, sender="a@b.example", helo="client.test", timeout=20):
+def send(srv, messages, sender="a@b.example", helo="client.test", timeout=20, host="127.0.0.1"):
     """Send [(rcpts, message bytes)] through smap in one SMTP session
-    (smtplib dot-stuffs). Returns [(queue id, monotonic time of 250)]."""
+    (smtplib dot-stuffs) from host ("::1": over IPv6, to a Server that
+    listens there). Returns [(queue id, monotonic time of 250)]."""
     out = []
     s = smtplib.SMTP(timeout=timeout)
     try:
-        s.connect("127.0.0.1", srv.port)
+        s.connect(host, srv.port)
         s.local_hostname = helo
         s.ehlo()
         for rcpts, data in messages:

@@ -10,6 +10,8 @@ What it gives a test file:
                                 and incoming/new, smapd's queue/ ...), a config,
                                 systemd-socket-activate on a free port of
                                 127.0.0.1 running one smap per connection;
+                                listen=("127.0.0.1", "::1"): the same port
+                                on each of these loopback addresses;
                                 stopped by PID on exit, smap's stderr checked
                                 for sanitizer reports (one TAP line).
   c = srv.client()              raw socket client (reader thread, every wait
@@ -30,6 +32,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -612,11 +615,19 @@ def free_port():
         s.close()
 
 
-def listening(port):
-    """Is something listening on 127.0.0.1:port? (/proc/net/tcp, no connect)"""
-    want = "0100007F:%04X" % port
+def proc_net_addr(addr):
+    """addr as /proc/net/tcp (IPv4) or tcp6 shows it: each 32-bit word of
+    the address in hex, in host byte order."""
+    raw = socket.inet_pton(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)
+    return "".join("%08X" % struct.unpack("=I", raw[i:i + 4])[0] for i in range(0, len(raw), 4))
+
+
+def listening(port, addr="127.0.0.1"):
+    """Is something listening on addr:port? (/proc/net/tcp or tcp6, no
+    connect)"""
+    want = "%s:%04X" % (proc_net_addr(addr), port)
     try:
-        with open("/proc/net/tcp") as f:
+        with open("/proc/net/tcp6" if ":" in addr else "/proc/net/tcp") as f:
             for line in f:
                 parts = line.split()
                 if len(parts) > 3 and parts[1] == want and parts[3] == "0A":
@@ -684,11 +695,14 @@ class Server:
     conf: overrides for the config; a value None removes the key.
     wrapper: argv put in front of the smap command (e.g. setpriv ...).
     spool: use this path as spool_directory (not created) instead of the
-    fresh one; make_spool=False skips creating tmp/ and new/."""
+    fresh one; make_spool=False skips creating tmp/ and new/.
+    listen: the loopback addresses ("127.0.0.1", "::1") that the one port
+    is listened on; clients connect to the first by default."""
 
     def __init__(self, t, conf=None, name="smap", wrapper=None, spool=None,
-                 make_spool=True, extra_conf=""):
+                 make_spool=True, extra_conf="", listen=("127.0.0.1",)):
         self.t = t
+        self.listen = tuple(listen)
         self.name = name
         self.overrides = dict(conf or {})
         self.wrapper = list(wrapper or [])
@@ -751,7 +765,10 @@ class Server:
         for attempt in range(5):
             port = free_port()
             err = open(self.errfile, "ab")
-            argv = [SSA, "-a", "--inetd", "-l", "127.0.0.1:%d" % port] + env_args + \
+            where = []
+            for a in self.listen:
+                where += ["-l", ("[%s]:%d" if ":" in a else "%s:%d") % (a, port)]
+            argv = [SSA, "-a", "--inetd"] + where + env_args + \
                 self.wrapper + VALGRIND + [SMAP_BIN, "-c", self.conffile]
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=err,
@@ -759,7 +776,7 @@ class Server:
             err.close()
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
-                if listening(port):
+                if all(listening(port, a) for a in self.listen):
                     self.port = port
                     return self
                 if self.proc.poll() is not None:
@@ -772,6 +789,7 @@ class Server:
     # -- access
 
     def client(self, **kw):
+        kw.setdefault("host", self.listen[0])
         return Client(self.port, **kw)
 
     def stderr(self):

@@ -1,5 +1,5 @@
 /*
- * t_conf.c - unit tests of conf.c: golden configs, bad values, bounds,
+ * t_conf.c - unit tests of conf*.c: golden configs, bad values, bounds,
  * the sample configuration, and domain_match().
  *
  * Usage: t_conf [golden-dir [sample-conf]], by default "tests/golden"

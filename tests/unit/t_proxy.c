@@ -1,5 +1,5 @@
 /*
- * t_proxy.c - unit tests for smap/proxy.c: the PROXY protocol parser
+ * t_proxy.c - unit tests for common/proxy.c: the PROXY protocol parser
  * and the reader that takes exactly one header off a socket.
  *
  * Usage: t_proxy   (needs nothing but a socketpair; prints TAP)
@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../smap/proxy.h"
+#include "proxy.h"
 #include "tap.h"
 
 #define B(s)	(const unsigned char *)(s), sizeof(s) - 1

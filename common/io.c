@@ -1,5 +1,5 @@
 /*
- * io.c - smap's connection I/O: bounded, timed reads and writes.
+ * io.c - bounded, timed I/O on one connection (see io.h).
  *
  * Trusts nothing it reads. Both descriptors are made non-blocking so
  * that no read or write can outlast the timeout or the deadline.
@@ -10,17 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "io.h"
-
-/* now_ms - the monotonic clock in milliseconds */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 /* io_init - set up buffers and make the descriptors non-blocking */
 void
@@ -159,16 +150,16 @@ io_pending(struct io *io)
 	return (io->ssl && io->tls->pending(io->ssl)) || io_wait(io, 0) > 0;
 }
 
-/* io_starttls - the server side of the handshake, bounded by ms */
+/* io_starttls - the handshake, bounded by ms */
 int
-io_starttls(struct io *io, const struct tls_server *tls, int ms)
+io_starttls(struct io *io, const struct io_tls *tls, void *ssl, int ms)
 {
 	time_t end = time(NULL) + (ms + 999) / 1000;
 	short ev = POLLIN;
 	ssize_t r;
 
 	io->tls = tls;
-	if ((io->ssl = tls->conn(io->rfd, io->wfd)) == NULL)
+	if ((io->ssl = ssl) == NULL)
 		return -1;
 	while ((r = tls->step(io->ssl, 'a', NULL, 0, &ev)) != 1) {
 		if (r != -1 || errno != EAGAIN ||

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# 39-proxy.t - threat model section 8: the PROXY protocol in smap
+# 53-proxy.t - threat model section 8: the PROXY protocol in smap
 # (smtpd_upstream_proxy_protocol = haproxy), on raw sockets from 127.0.0.1.
 #   - the header's client is the client for everything: the relay
 #     decision (outside mynetworks: 554; inside: relayed), every log line,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# 67-scale-out.t - more than one smap behind a load balancer: HAProxy on
+# 70-scale-out.t - more than one smap behind a load balancer: HAProxy on
 # loopback balancing (round robin) over two smap instances, each with
 # its own listener, spool and smapd daemon, both handing off to one
 # Postfix; send-proxy-v2 on the server lines, check-send-proxy health

@@ -1,18 +1,16 @@
 /*
  * proxy.h - the PROXY protocol header, v1 or v2, that a load balancer
- * sends ahead of the client (smtpd_upstream_proxy_protocol = haproxy).
+ * sends ahead of the client (HAProxy's send-proxy, send-proxy-v2): its
+ * parser and a reader that takes exactly one off a socket.
  */
 #ifndef SMAP_PROXY_H
 #define SMAP_PROXY_H
 
 #include <stddef.h>
 #include <netinet/in.h>
-#include "conf.h"
-#include "peer.h"
 
 #define PROXY_V1_MAX	107	/* a v1 line, CRLF included */
 #define PROXY_V2_MAX	1024	/* what a v2 header states after its 16 */
-#define PROXY_CHECK_MS	50	/* a proxy's own connection closes within */
 
 struct proxy_hdr {
 	int version;		/* 1 or 2 */
@@ -32,9 +30,5 @@ int proxy_parse(const unsigned char *buf, size_t len, struct proxy_hdr *h,
  * or -1 with *why (a parse error, "timeout", "truncated header",
  * "closed before the header"). */
 int proxy_read(int fd, int timeout_ms, struct proxy_hdr *h, const char **why);
-/* With the protocol on: the client a header from a peer in
- * smtpd_upstream_proxy_networks names (LOCAL: the peer) becomes p's; 0,
- * or -1 after a log line (a refusal, a health check): close, no reply. */
-int proxy_peer(struct peer *p, const struct conf *cf, int fd);
 
 #endif

@@ -1,5 +1,7 @@
 /*
- * io.h - smap's connection I/O: bounded reads, timed writes.
+ * io.h - bounded, timed I/O on one connection, plain or through a TLS
+ * layer: smap's session (commands, message data, replies) and
+ * smap-sendmail's submission to smap (commands out, replies in).
  *
  * The peer controls every byte. A whole command line, or a whole line of
  * message data, must arrive within smtpd_timeout of the first wait for
@@ -15,10 +17,20 @@
 
 #include <stddef.h>
 #include <time.h>
+#include <sys/types.h>
 #include "bounds.h"
-#include "tls_server.h"
 
 enum io_status { IO_OK, IO_LONG, IO_EOF, IO_TIMEOUT, IO_ERROR };
+
+/* A TLS layer under the connection (smap-tls.so's: tls_server.h). step
+ * makes one handshake ('a'), read ('r') or write ('w') call: bytes (1
+ * for a finished handshake), 0 at close_notify, or -1 with errno EAGAIN
+ * and *ev the poll(2) event to wait for, or another errno. pending:
+ * decrypted bytes waiting inside it. */
+struct io_tls {
+	ssize_t (*step)(void *conn, int op, void *buf, size_t n, short *ev);
+	int (*pending)(void *conn);
+};
 
 struct io {
 	int rfd, wfd;
@@ -27,7 +39,7 @@ struct io {
 	long long end_ms;	/* the same, on the monotonic clock */
 	long long rec_end;	/* end of the line being read, ditto */
 	enum io_status err;	/* why the last call failed */
-	const struct tls_server *tls;
+	const struct io_tls *tls;
 	void *ssl;		/* after STARTTLS: all I/O goes through it */
 	size_t ipos, ilen, olen;
 	char in[16384];
@@ -51,9 +63,10 @@ enum io_status io_getline(struct io *io, char *line, size_t *len);
  * what is buffered, never ending between CR and LF; at the start of a
  * line (bol) at least 3 bytes or a whole line. */
 enum io_status io_getchunk(struct io *io, int bol, const char **p, size_t *len);
-/* Make the TLS handshake on the connection within ms milliseconds;
- * from then on all I/O is encrypted. 0, or -1 (the session must end). */
-int io_starttls(struct io *io, const struct tls_server *tls, int ms);
+/* Make the TLS handshake over ssl (tls's connection on these fds) within
+ * ms milliseconds; from then on all I/O goes through it. 0, or -1 (the
+ * session must end). */
+int io_starttls(struct io *io, const struct io_tls *tls, void *ssl, int ms);
 /* Queue a reply line (CRLF added); sent by io_flush or the next read. */
 void io_reply(struct io *io, const char *line);
 int io_flush(struct io *io);

@@ -1,13 +1,15 @@
 /*
- * proxy.c - the PROXY protocol header (HAProxy's v1 or v2), read before
- * the greeting from a load balancer in smtpd_upstream_proxy_networks.
+ * proxy.c - the PROXY protocol header (HAProxy's v1 or v2) that a load
+ * balancer sends ahead of its client: parsed, and read off a socket
+ * exactly, under one timeout. Who may send one, and what the session
+ * makes of it, is smap/upstream.c's.
  *
  * Trusts nothing in it: a v1 line has at most PROXY_V1_MAX bytes and
  * strict fields; a v2 header at most PROXY_V2_MAX after its 16, each
  * address block and TLV checked against its end. The parsers return
  * the length a valid header has at least, so proxy_read never reads
  * past the header: what follows (pipelined SMTP, a TLS ClientHello)
- * stays in the socket, smap's input.
+ * stays in the socket, for the session.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,11 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-#include <sys/socket.h>
 
-#include "log.h"
+#include "clock.h"
 #include "proxy.h"
 
 #define V1_MIN	15	/* "PROXY UNKNOWN\r\n" */
@@ -134,16 +134,6 @@ proxy_parse(const unsigned char *buf, size_t len, struct proxy_hdr *h,
 	return *need > 0 ? 0 : n;
 }
 
-/* now_ms - the monotonic clock in milliseconds */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 /* proxy_read - read exactly one header from fd before the deadline */
 int
 proxy_read(int fd, int timeout_ms, struct proxy_hdr *h, const char **why)
@@ -169,50 +159,3 @@ proxy_read(int fd, int timeout_ms, struct proxy_hdr *h, const char **why)
 	return n < 0 ? -1 : 0;
 }
 
-/* closed - did the peer close right after its header, within ms? *early:
- * bytes came with the header (not a pregreet) */
-static int
-closed(int fd, int ms, int *early)
-{
-	struct pollfd p = { fd, POLLIN, 0 };
-	ssize_t r;
-	char c;
-
-	if (poll(&p, 1, ms) != 1)
-		return 0;
-	r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-	*early = r > 0;
-	return r == 0 || (r < 0 && errno == ECONNRESET);
-}
-
-/* proxy_peer - the client a trusted proxy names, when the protocol is on */
-int
-proxy_peer(struct peer *p, const struct conf *cf, int fd)
-{
-	struct proxy_hdr h;
-	const char *why = NULL;
-	char via[sizeof(p->addr)];
-	int own;
-
-	if (cf->smtpd_upstream_proxy_protocol[0] == '\0')
-		return 0;
-	memcpy(via, p->addr, sizeof(via));
-	if (!net_match(&cf->smtpd_upstream_proxy_networks, p->family, p->bin))
-		why = "not in smtpd_upstream_proxy_networks";
-	else if (proxy_read(fd, (int)cf->smtpd_upstream_proxy_timeout * 1000,
-	    &h, &why) == 0) {
-		own = h.local || strcmp(h.src, via) == 0;	/* a health check? */
-		if (closed(fd, own ? PROXY_CHECK_MS : 0, &p->early) && own)
-			why = "closed after the header";
-	}
-	if (why != NULL && strncmp(why, "closed ", 7) == 0)
-		log_info("health check from unknown[%s]: %s", via, why);
-	else if (why != NULL)
-		log_warn("PROXY header refused from unknown[%s]: %s", via, why);
-	if (why != NULL)
-		return -1;
-	if (!h.local)
-		(void)peer_set(p, h.src, h.sport, &cf->mynetworks);
-	snprintf(p->via, sizeof(p->via), " proxy=[%s]", via);
-	return 0;
-}

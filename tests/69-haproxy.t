@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# 66-haproxy.t - smap behind a real HAProxy 2.6 (tests/lib/haproxy.py),
+# 69-haproxy.t - smap behind a real HAProxy 2.6 (tests/lib/haproxy.py),
 # with send-proxy (v1) and send-proxy-v2, clients on 127.0.0.1 and ::1,
 # handing off through smapd to a real Postfix (tests/lib/postfix.py)
 # that trusts XFORWARD from loopback. The client's address from the

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# 39-limits.t - threat model sections 5 and 8: per-client limits that hold
+# 54-limits.t - threat model sections 5 and 8: per-client limits that hold
 # across smap processes (smap/anvil.c, Postfix's names and meanings),
 # against real sessions. Clients are named by PROXY v1 headers sent from
 # 127.0.0.1 (the proxy), so that any address can be a client.

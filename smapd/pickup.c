@@ -1,0 +1,319 @@
+/*
+ * pickup.c - new/ into queue/ (see pickup.h).
+ *
+ * Every file in new/ is hostile: it is opened with O_NOFOLLOW and
+ * O_NONBLOCK, must be a regular file with one link owned by mail_owner,
+ * must parse with spool_read_envelope(), must carry its own name as its
+ * id, and must pass the relay policy again (relay.h): smap may have
+ * been made to write anything. Anything else is moved to quarantine/
+ * with the reason beside it. Two smapd processes may run at once: a
+ * file is claimed with flock (checked to still name it) and copied
+ * into a file of smapd's own; one of them only queues it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include "addr.h"
+#include "log.h"
+#include "pickup.h"
+#include "relay.h"
+#include "spool.h"
+#include "tls.h"
+
+#define PICK_MAX 256		/* files copied in before queue/ is fsync'd */
+
+/* A file being picked up: the original in new/ (open, claimed with
+ * flock) and smapd's copy in queue/. */
+struct picked {
+	int fd, copy;
+	struct stat st;
+};
+
+/* trusted_client - may the client recorded in e relay (mynetworks, or a
+ * certificate listed in relay_clientcerts)? */
+static int
+trusted_client(const struct conf *cf, const struct envelope *e)
+{
+	unsigned char bin[16];
+	char fp[TLS_FP_LEN];
+	int fam;
+
+	if (net_addr_parse(e->client, &fam, bin) == 0 &&
+	    net_match(&cf->mynetworks, fam, bin))
+		return 1;
+	if (e->ccert[0] == '\0')
+		return 0;
+	snprintf(fp, sizeof(fp), "%.*s", (int)strcspn(e->ccert, " "), e->ccert);
+	return tls_fp_listed(fp, cf->relay_clientcerts);
+}
+
+/* relay_recheck - the relay policy once more; NULL when it holds */
+static const char *
+relay_recheck(const struct conf *cf, const struct envelope *e, char *why,
+    size_t len)
+{
+	int trusted = trusted_client(cf, e);
+	const char *bad;
+	struct addr a;
+	size_t i;
+
+	for (i = 0; i < e->nrcpt; i++) {
+		if (addr_check_stored(e->rcpt[i], ADDR_RECIPIENT, &a, &bad) < 0)
+			return bad;
+		if (relay_allowed(cf, &a, trusted))
+			continue;
+		snprintf(why, len, "relay policy: recipient %.300s is outside "
+		    "relay_domains and client %s is not in mynetworks",
+		    e->rcpt[i], e->client);
+		return why;
+	}
+	return NULL;
+}
+
+/* check_src - the checks of the open file in new/; NULL when it may be
+ * copied in */
+static const char *
+check_src(const struct qctx *q, int fd, struct stat *st)
+{
+	if (fstat(fd, st) < 0)
+		return strerror(errno);
+	if (!S_ISREG(st->st_mode))
+		return "not a regular file";
+	if (st->st_nlink != 1)
+		return "more than one hard link";
+	if (st->st_uid != q->spool_uid)
+		return "wrong owner";
+	if (st->st_size > q->cf->message_size_limit + 65536LL + SPOOL_LINE_MAX *
+	    (long long)(q->cf->smtpd_recipient_limit + 16))
+		return "file too large";
+	return NULL;
+}
+
+/* check_copy - the checks of smapd's own copy; NULL when it may be queued
+ * (e is then filled in) */
+static const char *
+check_copy(const struct qctx *q, int fd, const char *name, struct envelope *e,
+    char *why, size_t len)
+{
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return strerror(errno);
+	if (spool_read_envelope(fd, e, (size_t)q->cf->smtpd_recipient_limit,
+	    why, len) < 0)
+		return why;
+	if (strcmp(e->id, name) != 0) {
+		spool_free_envelope(e);
+		return "id record does not match the file name";
+	}
+	if (relay_recheck(q->cf, e, why, len) != NULL) {
+		spool_free_envelope(e);
+		return why;
+	}
+	return NULL;
+}
+
+/* what_is - the name's kind, owner and links as lstat sees them: a
+ * reason even for a file smapd may not open; NULL when it looks right.
+ * The checks of the open file (check_file) are the ones that count. */
+static const char *
+what_is(const struct qctx *q, const char *name, int *dir)
+{
+	struct stat ls;
+
+	*dir = 0;
+	if (fstatat(q->dirs.fd[L_NEW], name, &ls, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? "" : strerror(errno);
+	if (S_ISLNK(ls.st_mode))
+		return "symbolic link";
+	if (S_ISDIR(ls.st_mode))
+		return (*dir = 1), "not a regular file: a directory";
+	if (!S_ISREG(ls.st_mode))
+		return "not a regular file";
+	if (ls.st_nlink != 1)
+		return "more than one hard link";
+	return ls.st_uid != q->spool_uid ? "wrong owner" : NULL;
+}
+
+/* copy_in - size bytes of the open file into queue/ID.tmp, a file of
+ * smapd's own (smap keeps no hold on it, whatever descriptors it kept);
+ * its fd, or -1 with errno */
+static int
+copy_in(const struct qctx *q, int src, const char *id, off_t size)
+{
+	static char buf[65536];
+	off_t off = 0;
+	ssize_t n = 0;
+	int fd = layout_create_own(&q->dirs, L_QUEUE, id);
+
+	while (fd >= 0 && off < size) {
+		n = pread(src, buf, size - off < (off_t)sizeof(buf) ?
+		    (size_t)(size - off) : sizeof(buf), off);
+		if (n <= 0 || spool_write(fd, buf, (size_t)n) < 0)
+			break;
+		off += n;
+	}
+	if (fd >= 0 && off < size) {	/* made durable when it is queued */
+		if (n == 0)
+			errno = EIO;	/* the file shrank under us */
+		layout_discard(&q->dirs, L_QUEUE, fd, id);
+		return -1;
+	}
+	return fd;
+}
+
+/* claim - new/name opened and locked by this smapd alone (another smapd,
+ * or smap, holding its lock means: not now), still that name: fd, or -1
+ * with why ("" to leave it) */
+static int
+claim(struct qctx *q, const char *name, const char **why)
+{
+	int fd = layout_open_file(&q->dirs, L_NEW, name);
+
+	if (fd < 0) {
+		*why = errno == ENOENT ? "" : errno == ELOOP ? "symbolic link" :
+		    errno == EINVAL ? "not a regular file" : strerror(errno);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 ||
+	    !layout_still_named(&q->dirs, L_NEW, fd, name)) {
+		*why = "";	/* another smapd is taking it, or took it */
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* check_new - claim new/name, copy it in, check the copy; NULL when it
+ * may be queued (p: the original, still claimed, and the copy), "" when
+ * it is to stay where it is for now, else why it is refused */
+static const char *
+check_new(struct qctx *q, const char *name, struct envelope *e, int *dir,
+    struct picked *p)
+{
+	static char why[512];
+	const char *bad;
+
+	p->fd = p->copy = -1;
+	if (!qid_ok(name))
+		return "file name is not a queue id";
+	if ((bad = what_is(q, name, dir)) != NULL ||
+	    (p->fd = claim(q, name, &bad)) < 0)
+		return bad;
+	if ((bad = check_src(q, p->fd, &p->st)) == NULL &&
+	    (p->copy = copy_in(q, p->fd, name, p->st.st_size)) < 0) {
+		log_warn("%s: cannot copy into %s/, left for later: %s", name,
+		    layout_name(L_QUEUE), strerror(errno));
+		bad = "";
+	}
+	if (bad == NULL && (bad = check_copy(q, p->copy, name, e, why,
+	    sizeof(why))) != NULL)
+		layout_discard(&q->dirs, L_QUEUE, p->copy, name);
+	if (bad != NULL) {
+		close(p->fd);
+		p->fd = -1;
+	}
+	return bad;
+}
+
+/* refuse - quarantine what pickup refused; a directory (which smapd may
+ * not move: it is smap's) is removed if empty, else left and named */
+static void
+refuse(struct qctx *q, const char *name, const char *why, int dir)
+{
+	char esc[300];
+
+	if (!dir) {
+		quarantine(q, L_NEW, name, why);
+		return;
+	}
+	log_esc(esc, sizeof(esc), name, strlen(name));
+	if (unlinkat(q->dirs.fd[L_NEW], name, AT_REMOVEDIR) == 0)
+		log_warn("%s: removed from %s: an empty directory", esc,
+		    layout_name(L_NEW));
+	else
+		log_warn("%s/%s: a directory that smapd may not move: %s (remove "
+		    "it as root)", layout_name(L_NEW), esc, strerror(errno));
+}
+
+/* pick_one - new/name copied to queue/name, or moved to quarantine/;
+ * 1 when queued (p: the original, removed once queue/ is durable) */
+static int
+pick_one(struct qctx *q, const char *name, struct picked *p)
+{
+	struct envelope e = { 0 };
+	int dir = 0;
+	const char *bad = check_new(q, name, &e, &dir, p);
+
+	if (bad != NULL) {
+		if (*bad != '\0')
+			refuse(q, name, bad, dir);
+		return 0;
+	}
+	if (layout_publish(&q->dirs, L_QUEUE, p->copy, name, PUB_NOSYNC) < 0) {
+		if (errno == EEXIST)
+			quarantine(q, L_NEW, name, "duplicate queue id");
+		else
+			log_warn("%s: cannot queue: %s", name, strerror(errno));
+		close(p->fd);
+		spool_free_envelope(&e);
+		return 0;
+	}
+	log_info("%s: from=%s, size=%lld, nrcpt=%zu (queue active)", name,
+	    e.sender, e.size, e.nrcpt);
+	spool_free_envelope(&e);
+	return 1;
+}
+
+/* unlink_picked - the originals of what was copied in, now that queue/
+ * is durable; only if the name is still the file that was copied; their
+ * claims end */
+static void
+unlink_picked(struct qctx *q, char **v, struct picked *p, size_t n)
+{
+	struct stat now;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (fstatat(q->dirs.fd[L_NEW], v[i], &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    now.st_dev == p[i].st.st_dev && now.st_ino == p[i].st.st_ino)
+			(void)unlinkat(q->dirs.fd[L_NEW], v[i], 0);
+		close(p[i].fd);
+	}
+}
+
+/* pickup - copy what smap committed to queue/, PICK_MAX at a time (each
+ * original stays claimed until queue/ is durable); the ids queued */
+char **
+pickup(struct qctx *q, size_t *n)
+{
+	static struct picked p[PICK_MAX];
+	char **names, **v;
+	size_t i, k = 0, all, done = 0;
+
+	*n = 0;
+	if (layout_scan(&q->dirs, L_NEW, SCAN_MAX, layout_any_name, &names, &all) < 0) {
+		log_warn("open %s: %s", layout_name(L_NEW), strerror(errno));
+		return NULL;
+	}
+	v = names;
+	for (i = 0; i < all; i++) {
+		if (!*q->stop && pick_one(q, names[i], &p[k - done]))
+			v[k++] = names[i];
+		else
+			free(names[i]);
+		if (k - done == PICK_MAX || (i + 1 == all && k > done)) {
+			sync_dir(q, L_QUEUE);	/* durable in queue/, then */
+			unlink_picked(q, v + done, p, k - done);	/* gone */
+			done = k;
+		}
+	}
+	if (all > 0)
+		sync_dir(q, L_NEW);
+	*n = k;
+	return v;
+}

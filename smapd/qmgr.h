@@ -1,0 +1,46 @@
+/*
+ * qmgr.h - smapd's queue manager: what one run carries (struct qctx)
+ * and what its parts share.
+ *
+ * The parts call one way: queue.c (the run) -> pickup.c (new/ to
+ * queue/) and deliver.c (one message, one attempt) -> retry.c (what the
+ * attempt decides) -> qmgr.c (fsync and quarantine, said in the log).
+ * The queue manager's own lines are logged under the ident main.c
+ * opened the log with (smap/qmgr); a transport's under its agent's
+ * (agent.h), a notification's under smap/bounce.
+ */
+#ifndef SMAPD_QMGR_H
+#define SMAPD_QMGR_H
+
+#include <signal.h>
+#include <sys/types.h>
+#include "bounds.h"
+#include "conf.h"
+#include "layout_queue.h"
+#include "transport.h"
+
+#define MADE_MAX 8	/* DSNs one delivery can queue (failure, delay) */
+
+struct qctx {
+	const struct conf *cf;
+	struct transport t;
+	struct spooldirs dirs;	/* opened once, below spool_directory */
+	uid_t spool_uid;	/* mail_owner: who writes new/ */
+	int flush;		/* deliver everything now, ignoring backoff */
+	volatile sig_atomic_t *stop;
+	long long active, deferred;	/* counts after the last run */
+	int down;		/* the backend could not be reached in this run */
+	char made[MADE_MAX][SPOOL_ID_MAX + 1];	/* DSNs queued, to try now */
+	size_t nmade;
+	char down_text[512];	/* why: the rest of the run defers with it */
+};
+
+/* fsync one of the spool directories, saying so in the log if it fails. */
+void sync_dir(const struct qctx *q, enum ldir w);
+
+/* Move w/name to quarantine/ with why beside it, and say so in the log
+ * (name escaped: it may be anything). */
+void quarantine(const struct qctx *q, enum ldir w, const char *name,
+    const char *why);
+
+#endif

@@ -294,7 +294,7 @@ UNINSTALL_FILES = $(addprefix $(SBINDIR)/,smap smapd smapq) \
 	$(addprefix $(SYSTEMDUNITDIR)/,$(UNITS:systemd/%=%)) \
 	$(SYSUSERSDIR)/smap.conf $(TMPFILESDIR)/smap.conf \
 	$(DOCDIR)/README.md \
-	$(addprefix $(EXAMPLEDIR)/,smap.conf xinetd.d/smap \
+	$(addprefix $(EXAMPLEDIR)/,smap.conf haproxy.cfg xinetd.d/smap \
 	    fail2ban/filter.d/smap.conf fail2ban/jail.d/smap.conf \
 	    logcheck/ignore.d.server/smap logrotate.d/smap \
 	    smapd.service.d/sendmail-postfix.conf)

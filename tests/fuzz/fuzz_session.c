@@ -198,7 +198,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * greeting that it is. */
 	setenv("TCPREMOTEIP", size % 2 ? "192.0.2.7" : "127.0.0.1", 1);
 	skip_pregreet = size % 16 != 15;
-	session_run(&s, &cf, NULL, sv[1], sv[1]);
+	session_run(&s, &cf, &(const struct opened){ 0 }, sv[1], sv[1]);
 	skip_pregreet = 0;
 	(void)shutdown(sv[1], SHUT_WR);
 

@@ -44,22 +44,6 @@ static const char E_ROUTE[] = "Source route not allowed here";
 /* Local-part characters besides letters, digits and the dot (addr.h). */
 static const char LOCAL_SPECIALS[] = "'#*+-/=?^_{}~";
 
-static int	fail(const char **, const char *);
-static int	ascii_lower(int);
-static int	case_equal(const char *, size_t, const char *);
-static int	local_char(unsigned char);
-static int	ldh_char(unsigned char);
-static int	check_local(const char *, size_t, const char **);
-static int	check_labels(const char *, size_t, const char **);
-static int	check_literal(const char *, size_t, const char **);
-static int	check_domain(const char *, size_t, int, const char **);
-static int	skip_route(const char *, size_t, size_t *, const char **);
-static int	check_mailbox(const char *, size_t, enum addr_kind, size_t *,
-		    const char **);
-static void	store(struct addr *, const char *, size_t, size_t);
-static int	parse_path(const char *, size_t, enum addr_kind, int,
-		    struct addr *, const char **);
-
 /* Set the reason and return -1. */
 static int
 fail(const char **why, const char *reason)

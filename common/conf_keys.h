@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "conf.h"
+struct conf;
 
 /* The number of keys. */
 size_t conf_nkeys(void);

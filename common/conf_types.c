@@ -24,7 +24,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "conf.h"
 #include "conf_types.h"
 #include "map.h"
 #include "net.h"

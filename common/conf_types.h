@@ -12,6 +12,25 @@
 #include <stddef.h>
 #include <stdio.h>
 
+/* A TLS security level, weakest first: code compares numbers, never
+ * names (">= TLS_ENCRYPT": TLS is required). smtpd_tls_security_level
+ * is none, may or encrypt; smtp_tls_security_level any of them, and ""
+ * (TLS_NEXTHOP) lets the next hop decide: verify for a host name, may
+ * for an [address] or a socket (smapd(8)). Named in conf_types.c. */
+enum tlslevel {
+	TLS_NEXTHOP,		/* "" */
+	TLS_NONE,
+	TLS_MAY,
+	TLS_ENCRYPT,
+	TLS_VERIFY,
+	TLS_FPRINT		/* "fingerprint" */
+};
+
+struct strlist {
+	char **v;
+	size_t n;
+};
+
 enum ptype {
 	T_STR,		/* any text without control characters */
 	T_HOST,		/* a hostname: LDH labels and dots */

@@ -20,8 +20,7 @@
 
 #include "bounds.h"
 #include "layout.h"
-#include "layout_setup.h"
-#include "layout_table.h"
+#include "layout_check.h"
 
 
 static const struct layout_row rows[] = {

@@ -18,7 +18,6 @@
 #include "bounds.h"
 #include "layout.h"
 #include "layout_setup.h"
-#include "layout_table.h"
 
 
 /* make_row - mkdir, chown, chmod one directory; 0 or -1 after saying why */

@@ -20,14 +20,6 @@
 /* Longest text we accept: "[" IPv6 with embedded IPv4 "]/128". */
 #define NET_TEXT_MAX 64
 
-static int net_is_mapped(const unsigned char a[16]);
-static void net_unmap(int *family, unsigned char addr[16]);
-static int net_prefix_parse(const char *s, int max);
-static int net_host_bits_clear(const unsigned char a[16], int bits, int prefix);
-static int net_prefix_eq(const unsigned char *a, const unsigned char *b,
-    int prefix);
-static int net_split(char *buf, char **addr, char **plen);
-
 static const unsigned char mapped_prefix[12] = {
 	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
 };

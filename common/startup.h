@@ -10,7 +10,7 @@
 #define SMAP_STARTUP_H
 
 #include "conf.h"
-#include "layout_setup.h"
+#include "layout_check.h"
 
 #define EX_USAGE 64
 #define EX_OSERR 71

@@ -22,8 +22,8 @@
 
 #include "conf.h"
 #include "jail.h"
+#include "layout_check.h"
 #include "log.h"
-#include "layout_setup.h"
 #include "sandbox.h"
 #include "smtpd.h"
 #include "startup.h"

@@ -41,10 +41,7 @@ struct text {
 };
 
 /* add - append formatted text */
-static void
-add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
+static void __attribute__((format(printf, 2, 3)))
 add(struct text *t, const char *fmt, ...)
 {
 	va_list ap;

@@ -22,11 +22,7 @@
 static const struct transport *checked;	/* for the child of startup_as() */
 
 /* problem - one line, formatted */
-static void
-problem(struct startup *st, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
+static void __attribute__((format(printf, 2, 3)))
 problem(struct startup *st, const char *fmt, ...)
 {
 	char line[4400];

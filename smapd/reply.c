@@ -23,13 +23,6 @@
 
 #include "reply.h"
 
-static int	bad(struct reply_parser *);
-static int	dsn_len(const char *, size_t, int);
-static size_t	strip_dsn(const struct reply *, const char **, size_t);
-static void	add_text(struct reply *, const char *, size_t);
-static int	end_line(struct reply_parser *, struct reply *);
-static int	take(struct reply_parser *, char, struct reply *);
-
 /* reply_init - an empty parser, ready for the first byte of a reply */
 void
 reply_init(struct reply_parser *p)

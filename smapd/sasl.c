@@ -26,13 +26,6 @@ struct entry {
 	size_t keylen, vallen;
 };
 
-static int	file_ok(int, const char *, char *, size_t);
-static int	slurp(const char *, char *, size_t *, char *, size_t);
-static int	blank(char);
-static int	parse_line(const char *, size_t, struct entry *);
-static int	find(const char *, size_t, const char *const *, size_t,
-		    struct entry *, const char *, char *, size_t);
-
 /* file_ok - the opened file is ours, private, regular and small */
 static int
 file_ok(int fd, const char *path, char *why, size_t len)

@@ -5,8 +5,9 @@
 # smap/smap links neither OpenSSL (smap-tls.so brings it when TLS is on)
 # nor libseccomp (its filter is compiled in when it is built); smap(8)
 # lists every common/ file smap and smap-tls.so link (from their
-# debugging information) with its line count (SMAP_MAN_WRITE=1 rewrites
-# the list).
+# debugging information) with its line count, each within a tenth, so
+# that a small change elsewhere does not fail here (SMAP_MAN_WRITE=1
+# rewrites the list).
 cd "$(dirname "$0")/.." || exit 1
 echo "1..6"
 n=$(cat smap/*.c smap/*.h | grep -cv '^[[:space:]]*$')
@@ -45,12 +46,21 @@ linked() {
 		done
 	done
 }
+# near - $have names the files of $want, each count within a tenth of it
+near() {
+	printf '%s\n' "$have" | awk -F'\t' -v want="$want" 'BEGIN { n = split(want, w, "\n") }
+	    { split(w[NR], f, "\t"); d = $2 - f[2]; if (d < 0) d = -d
+	      if ($1 != f[1] || $3 != f[3] || d * 10 > f[2]) bad = 1 }
+	    END { exit bad || NR != n }'
+}
 want=$(linked)
 have=$(sed -n '/^\.\\" linked: begin/,/^\.\\" linked: end/p' smap/smap.8 | sed '1d;$d')
 if [ -z "$want" ]; then
 	echo "ok 6 # SKIP smap/smap has no debugging information (CFLAGS without -g)"
 elif [ "$want" = "$have" ]; then
 	echo "ok 6 - smap(8) lists the $(echo "$want" | wc -l) common/ files smap links, with their lines"
+elif [ -z "${SMAP_MAN_WRITE:-}" ] && near; then
+	echo "ok 6 - smap(8) lists the $(echo "$want" | wc -l) common/ files smap links, their lines within a tenth"
 elif [ -n "${SMAP_MAN_WRITE:-}" ]; then
 	printf '%s\n' "$want" >smap/smap.8.list
 	awk '/^\.\\" linked: begin/ { print; while ((getline l <"smap/smap.8.list") > 0) print l; skip = 1; next }

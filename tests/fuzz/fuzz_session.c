@@ -54,6 +54,7 @@ __wrap_io_wait(struct io *io, int ms)
 #define REPLIES_MAX	(2 * 1024 * 1024)
 
 static struct conf cf;
+static const struct opened none;	/* no STARTTLS, no recipient map */
 static struct session s;
 static char spooldir[256];
 static char *replies;
@@ -198,7 +199,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * greeting that it is. */
 	setenv("TCPREMOTEIP", size % 2 ? "192.0.2.7" : "127.0.0.1", 1);
 	skip_pregreet = size % 16 != 15;
-	session_run(&s, &cf, &(const struct opened){ 0 }, sv[1], sv[1]);
+	session_run(&s, &cf, &none, sv[1], sv[1]);
 	skip_pregreet = 0;
 	(void)shutdown(sv[1], SHUT_WR);
 

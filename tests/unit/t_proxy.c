@@ -12,7 +12,8 @@
  * Reader: each good header, split at every byte boundary (a child
  * writes the second piece only once the first has been read), gives the
  * same result, and the pipelined bytes written after it are left in the
- * socket exactly; a half header times out within the bound, also when
+ * socket exactly; each bad header split so is refused for its reason;
+ * a half header times out within the bound, also when
  * it trickles in; signals do not break a read; a peer that closes, one
  * that stops halfway, one that sends no CRLF and one that is no proxy
  * are refused after reading no more than they must.
@@ -458,6 +459,53 @@ test_split(void)
 	}
 }
 
+/* bad_split - proxy_read of b written in two pieces cut bytes apart;
+ * 1 when it is refused with b's reason */
+static int
+bad_split(const struct bad *b, size_t cut)
+{
+	struct proxy_hdr h;
+	const char *why = "-";
+	int sv[2], rc, st;
+	pid_t pid;
+
+	pair(sv);
+	fflush(stdout);	/* the child must not write it again */
+	if ((pid = fork()) < 0)
+		tap_fatal("fork");
+	if (pid == 0) {
+		close(sv[0]);
+		split_child(sv[1], b->b, b->len, cut, "", 0);
+	}
+	close(sv[1]);
+	rc = proxy_read(sv[0], 5000, &h, &why);
+	close(sv[0]);	/* a child still writing gets EPIPE */
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			tap_fatal("waitpid");
+	if (rc == -1 && strcmp(why, b->why) == 0)
+		return 1;
+	tap_diag("%s cut at %zu: %d %s", b->name, cut, rc, rc ? why : "");
+	return 0;
+}
+
+/* test_split_bad - each bad header split at every byte boundary: the
+ * same refusal, whatever the piece it shows in */
+static void
+test_split_bad(void)
+{
+	size_t i, cut, step, n;
+	int ok;
+
+	for (i = 0; i < NBAD; i++) {
+		step = bads[i].len > 128 ? 37 : 1;
+		for (ok = 1, n = 0, cut = 1; cut < bads[i].len; cut += step, n++)
+			ok &= bad_split(&bads[i], cut);
+		tap_ok(ok, "proxy_read refuses %s split at %zu boundaries: \"%s\"",
+		    bads[i].name, n, bads[i].why);
+	}
+}
+
 /* test_pipelined - a header and a TLS ClientHello in one write: the
  * ClientHello is left in the socket, byte for byte */
 static void
@@ -634,6 +682,7 @@ main(void)
 	test_parse_good();
 	test_parse_bad();
 	test_split();
+	test_split_bad();
 	test_pipelined();
 	test_timeout();
 	test_eintr();

@@ -8,7 +8,8 @@
 #include "conf.h"
 #include "peer.h"
 
-#define PROXY_CHECK_MS	50	/* a proxy's own connection closes within */
+#define PROXY_CHECK_MS	500	/* a proxy's own connection that closes
+				 * within this is a health check */
 
 /* With the protocol on: the client a header from a peer in
  * smtpd_upstream_proxy_networks names (LOCAL: the peer) becomes p's; 0,

@@ -45,7 +45,9 @@ proxy_peer(struct peer *p, const struct conf *cf, int fd)
 	if (cf->smtpd_upstream_proxy_protocol[0] == '\0')
 		return 0;
 	memcpy(via, p->addr, sizeof(via));
-	if (!net_match(&cf->smtpd_upstream_proxy_networks, p->family, p->bin))
+	if (p->family == 0 && closed(fd, 0, &own))	/* reset: no address */
+		why = "closed before the header (reset)";
+	else if (!net_match(&cf->smtpd_upstream_proxy_networks, p->family, p->bin))
 		why = "not in smtpd_upstream_proxy_networks";
 	else if (proxy_read(fd, (int)cf->smtpd_upstream_proxy_timeout * 1000,
 	    &h, &why) == 0) {

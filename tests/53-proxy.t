@@ -186,8 +186,10 @@ def test_local(t, srv):
 def test_health(t, srv):
     """A peer that closes at once: before the header, right after a
     LOCAL header, after a header naming the proxy itself (what HAProxy's
-    v1 checks send), with FIN or with a reset: one quiet line each."""
+    v1 checks send), with FIN or with a reset (also one that takes the
+    peer's address with it before smap looks): one quiet line each."""
     cases = [("closed before the header", b"", False, "closed before the header"),
+             ("reset before the header", b"", True, "closed before the header"),
              ("v2 LOCAL, then FIN", V2_LOCAL, False, "closed after the header"),
              ("v2 LOCAL, then reset", V2_LOCAL, True, "closed after the header"),
              ("v1 naming the proxy, then reset", v1("127.0.0.1", 50000), True, "closed after the header")]
@@ -205,7 +207,9 @@ def test_health(t, srv):
             time.sleep(0.02)
         new = [l for l in srv.log().splitlines() if l not in before]
         good = len(new) == 1 and (("health check from unknown[127.0.0.1]: " + why) in new[0] or
-                                  (rst and "lost connection before CONNECT: reset by the peer" in new[0]))
+                                  (rst and "lost connection before CONNECT: reset by the peer" in new[0]) or
+                                  (rst and "health check from unknown[unknown]: closed before the header "
+                                   "(reset)" in new[0]))
         t.ok(good and "warning" not in new[0], "health check, %s: one quiet line" % name, "new lines: %r" % new)
 
 

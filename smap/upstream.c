@@ -40,12 +40,15 @@ proxy_peer(struct peer *p, const struct conf *cf, int fd)
 	struct proxy_hdr h;
 	const char *why = NULL;
 	char via[sizeof(p->addr)];
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
 	int own;
 
 	if (cf->smtpd_upstream_proxy_protocol[0] == '\0')
 		return 0;
 	memcpy(via, p->addr, sizeof(via));
-	if (p->family == 0 && closed(fd, 0, &own))	/* reset: no address */
+	if (p->family == 0 && getpeername(fd, (struct sockaddr *)&ss, &len) < 0 &&
+	    errno == ENOTCONN)	/* reset, its address gone, before we looked */
 		why = "closed before the header (reset)";
 	else if (!net_match(&cf->smtpd_upstream_proxy_networks, p->family, p->bin))
 		why = "not in smtpd_upstream_proxy_networks";

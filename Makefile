@@ -215,9 +215,9 @@ lint:
 #                         adjusted to SBINDIR and SYSCONFDIR)
 #   $(SYSUSERSDIR)/smap.conf, $(TMPFILESDIR)/smap.conf
 #   $(SYSCONFDIR)/smap/smap.conf   only when there is none: never replaced
-#   $(EXAMPLEDIR)         the sample smap.conf, xinetd, fail2ban, logcheck,
-#                         logrotate (for maillog_file) and the Postfix
-#                         sendmail drop-in: examples to
+#   $(EXAMPLEDIR)         the sample smap.conf, haproxy.cfg, xinetd,
+#                         fail2ban, logcheck, logrotate (for maillog_file)
+#                         and the Postfix sendmail drop-in: examples to
 #                         copy, because each changes what another
 #                         daemon does once it is in /etc
 #   $(SPOOLDIR)           the spool (and $(MAILDIR)), modes of
@@ -277,6 +277,7 @@ install: all
 	$(INSTALL) -m 0644 systemd/smap.tmpfiles $(DESTDIR)$(TMPFILESDIR)/smap.conf
 	$(INSTALL) -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	$(INSTALL) -m 0644 conf/smap.conf $(DESTDIR)$(EXAMPLEDIR)/smap.conf
+	$(INSTALL) -m 0644 conf/haproxy.cfg $(DESTDIR)$(EXAMPLEDIR)/haproxy.cfg
 	$(INSTALL_SED) conf/xinetd.d/smap >$(DESTDIR)$(EXAMPLEDIR)/xinetd.d/smap
 	$(INSTALL) -m 0644 conf/fail2ban/filter.d/smap.conf \
 		$(DESTDIR)$(EXAMPLEDIR)/fail2ban/filter.d/smap.conf
@@ -299,6 +300,7 @@ install: all
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(SPOOLDIR) $(DESTDIR)$(SPOOLDIR)/incoming
 	$(INSTALL) -d -m 1770 $(DESTDIR)$(SPOOLDIR)/incoming/tmp \
 		$(DESTDIR)$(SPOOLDIR)/incoming/new
+	$(INSTALL) -d -m 0700 $(DESTDIR)$(SPOOLDIR)/incoming/anvil
 	$(INSTALL) -d -m 0700 $(DESTDIR)$(SPOOLDIR)/queue \
 		$(DESTDIR)$(SPOOLDIR)/state $(DESTDIR)$(SPOOLDIR)/quarantine \
 		$(DESTDIR)$(SPOOLDIR)/hold $(DESTDIR)$(SPOOLDIR)/journal \
@@ -327,7 +329,7 @@ UNINSTALL_FILES = $(addprefix $(SBINDIR)/,smap smapd smapq smap-sendmail) \
 	$(addprefix $(SYSTEMDUNITDIR)/,$(UNITS:systemd/%=%)) \
 	$(SYSUSERSDIR)/smap.conf $(TMPFILESDIR)/smap.conf \
 	$(DOCDIR)/README.md \
-	$(addprefix $(EXAMPLEDIR)/,smap.conf xinetd.d/smap \
+	$(addprefix $(EXAMPLEDIR)/,smap.conf haproxy.cfg xinetd.d/smap \
 	    fail2ban/filter.d/smap.conf fail2ban/jail.d/smap.conf \
 	    logcheck/ignore.d.server/smap logrotate.d/smap \
 	    smapd.service.d/sendmail-postfix.conf)
@@ -368,7 +370,7 @@ FUZZ_CC ?= clang
 FUZZTIME ?= 60
 FUZZ_DIR = tests/fuzz
 FUZZ_BUILD = $(FUZZ_DIR)/build
-FUZZ_NAMES = addr conf spool reply session
+FUZZ_NAMES = addr conf spool reply session proxy
 FUZZ_BINS = $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_CPPFLAGS = -iquote common -iquote smap -iquote smapd -D_GNU_SOURCE
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer $(SSL_CFLAGS) $(CAP_CFLAGS)

@@ -53,6 +53,17 @@ struct conf {
 	long long smtpd_timeout;	/* 300s */
 	long long smtpd_session_deadline;	/* 3600s */
 	long long smtpd_greet_pause;	/* 0s */
+	/* a load balancer in front (PROXY protocol) */
+	char *smtpd_upstream_proxy_protocol;	/* "": off; haproxy */
+	long long smtpd_upstream_proxy_timeout;	/* 5s */
+	struct netlist smtpd_upstream_proxy_networks;	/* loopback */
+	/* per-client limits across sessions (smap/anvil.c); 0 = off */
+	long long smtpd_client_connection_count_limit;	/* 50 at once */
+	long long smtpd_client_connection_rate_limit;	/* 0 per time unit */
+	long long smtpd_client_message_rate_limit;	/* 0 */
+	long long smtpd_client_recipient_rate_limit;	/* 0 */
+	long long anvil_rate_time_unit;	/* 60s */
+	struct netlist smtpd_client_event_limit_exceptions;	/* $mynetworks */
 	/* smapd: who, where to, how often */
 	char *smapd_user;		/* "smapd": never mail_owner */
 	char *default_transport;	/* "maildir:/var/mail/smap/" */

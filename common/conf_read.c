@@ -542,7 +542,8 @@ conf_value(struct ctx *x, size_t i)
 		return;
 	if (x->key[i].set_line != 0)
 		conf_err(x, x->key[i].set_line, "%s: %s", name, why);
-	else
+	else if (conf_key_default(i) == NULL ||	/* $key: that key's error */
+	    conf_key_default(i)[0] != '$')
 		conf_err(x, 0, "%s: %s (%s)", name, why,
 		    conf_key_default(i) == NULL ? "from gethostname(); set it "
 		    "in the file" : "the default");

@@ -142,6 +142,13 @@ valid_facility(const char *s)
 	return 0;
 }
 
+/* valid_uproxy - is s a proxy protocol smap reads: HAProxy's v1/v2? */
+static int
+valid_uproxy(const char *s)
+{
+	return strcmp(s, "haproxy") == 0;
+}
+
 /* valid_any - any text is fine (control bytes are refused before) */
 static int
 valid_any(const char *s)
@@ -163,6 +170,8 @@ static const struct {
 	[T_USER] = { valid_user, "is not a valid user name" },
 	[T_FACILITY] = { valid_facility, "is not a syslog facility (use "
 	    "mail, daemon, user or local0 to local7)" },
+	[T_UPROXY] = { valid_uproxy, "is not a proxy protocol (use haproxy, "
+	    "or nothing)" },
 };
 
 /* The levels each side takes: smap's none to encrypt, smapd's all. */
@@ -623,6 +632,7 @@ static const struct {
 	[T_MAP] = { parse_text, print_text, free_text },
 	[T_USER] = { parse_text, print_text, free_text },
 	[T_FACILITY] = { parse_text, print_text, free_text },
+	[T_UPROXY] = { parse_text, print_text, free_text },
 	[T_SLEVEL] = { parse_level, print_level, free_none },
 	[T_CLEVEL] = { parse_level, print_level, free_none },
 	[T_INT] = { parse_int, print_int, free_none },

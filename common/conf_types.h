@@ -40,6 +40,7 @@ enum ptype {
 	T_FACILITY,	/* a syslog facility name */
 	T_SLEVEL,	/* smtpd_tls_security_level: none, may, encrypt */
 	T_CLEVEL,	/* smtp_tls_security_level: "", none ... fingerprint */
+	T_UPROXY,	/* smtpd_upstream_proxy_protocol: "" or haproxy */
 	T_INT,		/* an integer */
 	T_SIZE,		/* bytes, an integer */
 	T_TIME,		/* seconds; units s m h d w */

@@ -7,6 +7,7 @@
  *     incoming/               root           0755  smap's chroot: only
  *       tmp/                  smapd:smap     1770    what smap writes
  *       new/                  smapd:smap     1770
+ *       anvil/                smap           0700    and its limits table
  *     queue/ state/ hold/     smapd          0700  smapd's, out of
  *     quarantine/                                  smap's sight
  * (smap = mail_owner, smapd = smapd_user, never the same user; the
@@ -36,6 +37,8 @@
 #define LAYOUT_INCOMING "incoming"	/* smap's chroot */
 #define LAYOUT_TMP "tmp"		/* below incoming/ */
 #define LAYOUT_NEW "new"
+#define LAYOUT_ANVIL "anvil"		/* below incoming/: smap's alone */
+#define ANVIL_TABLE LAYOUT_ANVIL "/clients"	/* smap/anvil.c's counts */
 #define FLUSH_FILE ".flush"	/* queue/.flush (smapq flush): try everything now */
 #define RUN_FILE ".run"		/* queue/.run: a full queue run now */
 

@@ -31,6 +31,8 @@ static const struct layout_row rows[] = {
 	    SIDE_SMAP },
 	{ LAYOUT_INCOMING "/" LAYOUT_NEW, O_SMAPD, O_SMAP, 01770, 01770, 0007,
 	    SIDE_SMAP },
+	{ LAYOUT_INCOMING "/" LAYOUT_ANVIL, O_SMAP, O_SMAP, 0700, 0700, 0077,
+	    SIDE_SMAP },
 	{ "queue", O_SMAPD, O_SMAPD, 0700, 0700, 0077, SIDE_ALL },
 	{ "state", O_SMAPD, O_SMAPD, 0700, 0700, 0077, SIDE_ALL },
 	{ "hold", O_SMAPD, O_SMAPD, 0700, 0700, 0077, SIDE_ALL },

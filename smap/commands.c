@@ -186,7 +186,8 @@ cmd_mail(struct session *s, char *arg)
 		session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return;
 	}
-	if ((p = path(s, arg, ADDR_SENDER, &a)) == NULL)
+	if ((p = path(s, arg, ADDR_SENDER, &a)) == NULL ||
+	    session_limited(s, ANVIL_MAIL))
 		return;
 	snprintf(s->tx.sender, sizeof(s->tx.sender), "<%s>", a.text);	/* for logs */
 	if (mail_params(s, p) < 0 || !room(s)) {
@@ -271,7 +272,8 @@ cmd_rcpt(struct session *s, char *arg)
 	char *p;
 	int dup, known;
 
-	if ((p = path(s, arg, ADDR_RECIPIENT, &a)) == NULL)
+	if ((p = path(s, arg, ADDR_RECIPIENT, &a)) == NULL ||
+	    session_limited(s, ANVIL_RCPT))
 		return;
 	dup = known_rcpt(s, &a);	/* a repeat is kept once */
 	if (p[strspn(p, " ")] != '\0')

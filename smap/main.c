@@ -35,19 +35,26 @@
 #endif
 
 /* connected - fd 0 a connected socket (a client waits), 0 when it is no
- * socket at all; a listening one (Accept=no) cannot be served */
+ * socket at all, -1 when its peer is gone already (reset: a health
+ * check); a listening one (Accept=no) cannot be served */
 static int
 connected(struct startup *st)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
+	int on = 1;
 
 	if (getpeername(STDIN_FILENO, (struct sockaddr *)&ss, &len) == 0)
 		return 1;
-	if (errno == ENOTCONN)
-		startup_fail(st, EX_USAGE, "standard input is a socket with no "
-		    "peer: a listening socket? (systemd needs Accept=yes, "
-		    "systemd-socket-activate --accept)");
+	if (errno != ENOTCONN)
+		return 0;
+	len = sizeof(on);
+	if (getsockopt(STDIN_FILENO, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 &&
+	    !on)
+		return -1;
+	startup_fail(st, EX_USAGE, "standard input is a socket with no peer: "
+	    "a listening socket? (systemd needs Accept=yes, "
+	    "systemd-socket-activate --accept)");
 	return 0;
 }
 
@@ -169,7 +176,7 @@ main(int argc, char **argv)
 	static struct conf cf;	/* lives as long as the process */
 	static struct opened o;
 	struct startup st = { "smap", "smap/smtpd", "/etc/smap/smap.conf", 0, 0, 0, 0 };
-	int ch, mode = 0;
+	int ch, mode = 0, peer = 0;
 
 	while ((ch = getopt(argc, argv, "c:tndV")) != -1) {
 		if (ch == 'c')
@@ -185,13 +192,17 @@ main(int argc, char **argv)
 	}
 	if (mode == 'V')
 		return puts("smap " SMAP_VERSION) < 0;
-	st.client = mode == 0 && connected(&st);
+	st.client = mode == 0 && (peer = connected(&st)) != 0;
 	startup_load(&st, &cf);
 	if (mode == 't')
 		return check(&st, &cf);
 	if (mode != 0)
 		return conf_print(stdout, &cf, mode == 'd'), 0;
 	start(&st, &cf, &o);
+	if (peer < 0) {		/* nothing left to serve */
+		log_info("lost connection before CONNECT: reset by the peer");
+		return 0;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	/* A backstop beyond every timeout: no session outlives this. */
 	alarm((unsigned)(cf.smtpd_session_deadline + cf.smtpd_timeout + 60));

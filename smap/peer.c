@@ -57,6 +57,24 @@ from_env(struct peer *p)
 	return -1;
 }
 
+/* peer_set - the client is addr (text), port; canonical, judged */
+int
+peer_set(struct peer *p, const char *addr, unsigned port,
+    const struct netlist *mynetworks)
+{
+	if (net_addr_parse(addr, &p->family, p->bin) < 0) {
+		snprintf(p->addr, sizeof(p->addr), "unknown");
+		p->family = 0;
+		p->port = p->trusted = 0;
+		return -1;
+	}
+	/* Canonical text, with ::ffff:a.b.c.d unmapped. */
+	inet_ntop(p->family, p->bin, p->addr, sizeof(p->addr));
+	p->port = port;
+	p->trusted = net_match(mynetworks, p->family, p->bin);
+	return 0;
+}
+
 /* peer_find - address, port, and whether mynetworks covers it */
 void
 peer_find(struct peer *p, int fd, const struct netlist *mynetworks)
@@ -64,14 +82,5 @@ peer_find(struct peer *p, int fd, const struct netlist *mynetworks)
 	memset(p, 0, sizeof(*p));
 	if (from_socket(p, fd) < 0 && from_env(p) < 0)
 		p->addr[0] = '\0';
-	if (p->addr[0] == '\0' ||
-	    net_addr_parse(p->addr, &p->family, p->bin) < 0) {
-		snprintf(p->addr, sizeof(p->addr), "unknown");
-		p->family = 0;
-		p->port = 0;
-		return;
-	}
-	/* Canonical text, with ::ffff:a.b.c.d unmapped. */
-	inet_ntop(p->family, p->bin, p->addr, sizeof(p->addr));
-	p->trusted = net_match(mynetworks, p->family, p->bin);
+	(void)peer_set(p, p->addr, p->port, mynetworks);
 }

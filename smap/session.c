@@ -44,6 +44,17 @@ session_close(struct session *s, const char *why, const char *fmt, ...)
 	s->quit = 1;
 }
 
+/* session_limited - 1 after the reply when the client is past a limit */
+int
+session_limited(struct session *s, enum anvil_event ev)
+{
+	const char *reply = anvil_event(s->cf, &s->peer, ev);
+
+	if (reply != NULL)
+		session_reply(s, "%s", reply);
+	return reply != NULL;
+}
+
 /* session_reject_log - "ID: reject: STAGE from ...: reply; from= to= ..." */
 void
 session_reject_log(struct session *s, const char *stage, const char *to,

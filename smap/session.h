@@ -9,6 +9,7 @@
 #ifndef SMAP_SESSION_H
 #define SMAP_SESSION_H
 
+#include "anvil.h"
 #include "conf.h"
 #include "io.h"
 #include "bounds.h"
@@ -57,6 +58,9 @@ void session_close(struct session *s, const char *why, const char *fmt, ...)
 /* "ID: reject: STAGE from ...: <last reply>; from=<> [to=<to>] ..." */
 void session_reject_log(struct session *s, const char *stage, const char *to,
     size_t tolen);
+/* Count event ev of the client (anvil.h): 1 after the reply when it is
+ * past a limit, else 0. */
+int session_limited(struct session *s, enum anvil_event ev);
 /* Forget the transaction (back to S_HELO when past it). */
 void session_reset(struct session *s);
 /* After a refused DATA the text may follow: what is pipelined behind it

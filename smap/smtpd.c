@@ -13,6 +13,7 @@
 
 #include "commands.h"
 #include "log.h"
+#include "upstream.h"
 #include "smtpd.h"
 
 #define UNKNOWN_ROW (smtp_ncmds - 1)	/* the table's last row */
@@ -129,7 +130,8 @@ log_disconnect(struct session *s)
 static int
 greet(struct session *s)
 {
-	if (io_wait(&s->io, (int)s->cf->smtpd_greet_pause * 1000) > 0) {
+	if (!s->peer.early &&	/* bytes behind a PROXY header: not talking */
+	    io_wait(&s->io, (int)s->cf->smtpd_greet_pause * 1000) > 0) {
 		if (io_eof(&s->io))	/* a probe that hung up: not talking */
 			log_info("lost connection after CONNECT from unknown[%s]",
 			    s->peer.addr);
@@ -186,11 +188,15 @@ session_run(struct session *s, const struct conf *cf,
 	s->opened = o;
 	s->verb = "CONNECT";
 	peer_find(&s->peer, rfd, &cf->mynetworks);
+	if (proxy_peer(&s->peer, cf, rfd) < 0)
+		return;
 	io_init(&s->io, rfd, wfd, (int)cf->smtpd_timeout,
 	    time(NULL) + cf->smtpd_session_deadline);
-	log_info("connect from unknown[%s]", s->peer.addr);
-	if ((!cf->smtpd_tls_wrappermode || session_tls(s) == 0) && greet(s) == 0)
+	log_info("connect from unknown[%s]%s", s->peer.addr, s->peer.via);
+	if ((!cf->smtpd_tls_wrappermode || session_tls(s) == 0) &&
+	    !session_limited(s, ANVIL_CONN) && greet(s) == 0)
 		session_loop(s);
+	(void)io_flush(&s->io);	/* a refusal before the loop */
 	session_reset(s);
 	if (s->io.ssl != NULL)
 		s->tls->close(s->io.ssl);

@@ -6,7 +6,9 @@
 #     one system call: smap's allow-list kills (SIGSYS) on execve, an
 #     AF_INET socket, executable memory; smapd's deny-list lets sockets,
 #     fork and execve through and answers EPERM to ptrace, mount, umount2,
-#     unshare, setuid; without no_new_privs smapd installs no filter.
+#     unshare, setuid; without no_new_privs smapd installs no filter;
+#   - the PROXY header and the limits table (smap/anvil.c) work under the
+#     filter: fcntl's open-file locks are allowed, flock(2) is not.
 import os
 import signal
 import subprocess
@@ -83,10 +85,34 @@ def test_session(t):
         t.unlike(srv.log(), r"cannot enter the jail|seccomp", "no seccomp error logged")
 
 
+def test_proxy_limits(t):
+    """A PROXY header names a client outside mynetworks; its second
+    connection is past smtpd_client_connection_rate_limit = 1: the table
+    is read, locked and written under the filter."""
+    if VALGRIND:
+        t.skip("make check-valgrind: smap runs without its filter")
+        return
+    conf = {"smtpd_upstream_proxy_protocol": "haproxy", "mynetworks": "127.0.0.1/32",
+            "smtpd_client_connection_rate_limit": "1"}
+    with Server(t, name="seccomp proxy", conf=conf) as srv:
+        codes = []
+        for _ in range(2):
+            c = srv.client()
+            c.send(b"PROXY TCP4 198.51.100.9 127.0.0.1 4000 25\r\n")
+            codes.append(c.reply().code)
+            c.close()
+            srv.wait_sessions(5)
+        t.is_(codes, [220, 421], "under the filter: the second connection of 198.51.100.9 gets 421")
+        t.like(srv.log(), r"connect from unknown\[198\.51\.100\.9\] proxy=\[127\.0\.0\.1\]",
+               "under the filter: the header's client is logged")
+        t.unlike(srv.log(), r"anvil/clients: |cannot enter the jail", "no table warning")
+
+
 def test_probe_smap(t):
-    for name in ("getpid", "write", "socket_unix"):
+    # ofd_lock: the lock of the limits table (smap/anvil.c); flock is not needed
+    for name in ("getpid", "write", "socket_unix", "ofd_lock"):
         survives(t, "smap", name)
-    for name in ("execve", "socket_inet", "mmap_exec", "fork", "mount", "setuid"):
+    for name in ("execve", "socket_inet", "mmap_exec", "fork", "mount", "setuid", "flock"):
         killed(t, "smap", name)
 
 
@@ -116,6 +142,7 @@ def main(t):
         t.skip("the session test needs root")
         return
     t.run("session", test_session, t)
+    t.run("proxy and limits", test_proxy_limits, t)
 
 
 TAP(watchdog=80).main(main)

@@ -80,6 +80,7 @@ def expected(prefix):
         p + "/share/man/man5/smap-spool.5": 0o644,
         p + "/share/doc/smap/README.md": 0o644,
         p + "/share/doc/smap/examples/smap.conf": 0o644,
+        p + "/share/doc/smap/examples/haproxy.cfg": 0o644,
         p + "/share/doc/smap/examples/xinetd.d/smap": 0o644,
         p + "/share/doc/smap/examples/fail2ban/filter.d/smap.conf": 0o644,
         p + "/share/doc/smap/examples/fail2ban/jail.d/smap.conf": 0o644,
@@ -102,6 +103,7 @@ def expected(prefix):
         files[unitdir() + "/" + u] = 0o644
     dirs = {"var/spool/smap": 0o755, "var/spool/smap/incoming": 0o755,
             "var/spool/smap/incoming/tmp": 0o1770, "var/spool/smap/incoming/new": 0o1770,
+            "var/spool/smap/incoming/anvil": 0o700,
             "var/spool/smap/queue": 0o700, "var/spool/smap/state": 0o700,
             "var/spool/smap/quarantine": 0o700, "var/spool/smap/hold": 0o700,
             "var/spool/smap/journal": 0o700, "var/mail/smap": 0o700}

@@ -89,6 +89,8 @@ def make_log(t, srv, maildir):
           [220, 250, 250, 554, 554, 221], "abuser: two relay attempts refused")
     t.is_(dialog(port, ["EHLO bot", "MAIL FROM:<-oQ/tmp/x@b.example>", "QUIT"]),
           [220, 250, 501, 221], "abuser: option-like sender refused")
+    t.is_(dialog(port, ["EHLO bot", "MAIL FROM:<a@b.example>", "RCPT TO:<u@example.com>", "QUIT"]),
+          [220, 250, 250, 450, 221], "abuser: past smtpd_client_recipient_rate_limit (2)")
     t.is_(dialog(port, ["FOO", "FOO", "FOO"]), [220, 500, 500, 500, 421], "abuser: too many errors")
     t.is_(dialog(port, ["EHLO early"], greet=False), [554], "abuser: talks before the greeting")
     t.is_(dialog(port, ["GET / HTTP/1.0"]), [220, 521], "abuser: an HTTP request")
@@ -141,14 +143,14 @@ def test_fail2ban(t, logfile, tmpdir):
         m = re.search(r"Lines: (\d+) lines, (\d+) ignored, (\d+) matched, (\d+) missed", out)
         t.ok(m is not None, "%s: fail2ban-regex summary line" % name, out[-2000:])
         if m:
-            t.is_(int(m.group(3)), 6,
-                  "%s: 6 lines matched (2 relay, bad sender, errors, pregreet, HTTP)" % name)
+            t.is_(int(m.group(3)), 7,
+                  "%s: 7 lines matched (2 relay, bad sender, rate, errors, pregreet, HTTP)" % name)
         rc, ips = run([tool, "-o", "ip", logfile, path])
         ips = [l.strip() for l in ips.splitlines() if l.strip()]
-        t.is_(ips, [BAD_IP] * 6, "%s: every match is the abuser's address %s" % (name, BAD_IP))
+        t.is_(ips, [BAD_IP] * 7, "%s: every match is the abuser's address %s" % (name, BAD_IP))
         rc, msgs = run([tool, "-o", "msg", logfile, path])
         for what in ("Relay access denied", "501 5.1.7", "too many errors after", "pregreet after CONNECT",
-                     "HTTP request after GET"):
+                     "HTTP request after GET", "Recipient address rate limit exceeded: 3 from"):
             t.like(msgs, re.escape(what), "%s: matches %s" % (name, what))
         t.unlike(msgs, r"552 5\.3\.4|unknown\[127\.0\.0\.1\]", "%s: nothing of the honest client" % name)
 
@@ -168,9 +170,38 @@ def test_logcheck(t, log):
     routine = re.compile(r"(: connect from |: disconnect from |: client=|\(queue (new|active)\)$|: removed$|"
                          r"status=sent)")
     t.is_([l for l in egrep_kept if routine.search(l)], [], "logcheck: every routine line is hidden")
-    for what in ("Relay access denied", "501 5.1.7", "552 5.3.4", "too many errors", "pregreet", "HTTP request"):
+    for what in ("Relay access denied", "501 5.1.7", "552 5.3.4", "too many errors", "pregreet", "HTTP request",
+                 "Recipient address rate limit exceeded"):
         t.ok(any(what in l for l in egrep_kept), "logcheck: still reports: %s" % what)
     t.note("lines logcheck reports: %d of %d" % (len(egrep_kept), len(log.splitlines())))
+
+
+def test_logcheck_proxy(t):
+    """Behind a proxy: the connect line naming it and the health checks
+    are routine; a refused header is not."""
+    with open(LOGCHECK) as f:
+        rules = [l.rstrip("\n") for l in f if l.strip() and not l.startswith("#")]
+    conf = {"smtpd_upstream_proxy_protocol": "haproxy", "smtpd_upstream_proxy_timeout": "1s"}
+    with Server(t, name="logs proxy", conf=conf) as srv:
+        for data in (b"PROXY TCP4 198.51.100.7 127.0.0.1 4000 25\r\nQUIT\r\n", b"",
+                     b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00", b"GET / HTTP/1.0\r\n"):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            if data:
+                s.sendall(data)
+            if data.endswith(b"QUIT\r\n") or data.startswith(b"GET"):
+                s.settimeout(5)
+                try:
+                    while s.recv(1000):
+                        pass
+                except OSError:     # reset: the header was refused unread
+                    pass
+            s.close()
+            srv.wait_sessions(5)
+        log = srv.log().splitlines()
+    kept = [l for l in log if not any(posix_match(r, l) for r in rules)]
+    t.ok(len(log) == 5 and kept == [l for l in log if "PROXY header refused" in l] and len(kept) == 1,
+         "logcheck: the proxy's connect line and health checks hidden, a refused header reported",
+         "log: %r" % log, "kept: %r" % kept)
 
 
 POSIX = {"[:digit:]": "0-9", "[:xdigit:]": "0-9A-Fa-f", "[:alnum:]": "0-9A-Za-z",
@@ -188,7 +219,8 @@ def main(t):
         t.skip("needs root")
         return
     conf = {"mynetworks": "127.0.0.1/32", "relay_domains": "example.com",
-            "smtpd_hard_error_limit": "3", "smtpd_greet_pause": "1s"}
+            "smtpd_hard_error_limit": "3", "smtpd_greet_pause": "1s",
+            "smtpd_client_recipient_rate_limit": "2"}
     with Server(t, name="logs", conf=conf) as srv:
         maildir = os.path.join(srv.dir, "Maildir")
         os.mkdir(maildir, 0o700)
@@ -203,6 +235,7 @@ def main(t):
         t.run("pflogsumm", test_pflogsumm, t, saved)
         t.run("fail2ban", test_fail2ban, t, saved, srv.dir)
         t.run("logcheck", test_logcheck, t, log)
+    t.run("logcheck proxy", test_logcheck_proxy, t)
 
 
 TAP(watchdog=85).main(main)

@@ -28,6 +28,7 @@ import time
 
 from smaptest import (HOSTNAME, VALGRIND, SMAPD_BIN, proc_alive, sanitizer_hits, smap_ids,
                       smapd_ids)
+SMAPQ_BIN = os.path.abspath(os.environ.get("SMAPQ_BIN") or os.path.join(os.path.dirname(SMAPD_BIN), "smapq"))
 
 _counter = [0]
 _lock = threading.Lock()
@@ -235,6 +236,14 @@ class Smapd:
         p = subprocess.run(VALGRIND + [SMAPD_BIN, "-c", conffile or self.conffile, "-t"], capture_output=True,
                            timeout=20, stdin=subprocess.DEVNULL, env=self._env())
         return p.returncode, p.stderr.decode("latin-1")
+
+    def key_off(self):
+        """smapq journal-key, as the admin does after install: the first
+        journal key leaves the host (smapd warns while it is there);
+        the key line, or None"""
+        p = subprocess.run([SMAPQ_BIN, "-c", self.conffile, "journal-key"], capture_output=True,
+                           timeout=20, stdin=subprocess.DEVNULL, env=self._env())
+        return p.stdout.decode("latin-1") if p.returncode == 0 else None
 
     def once(self, flush=True, timeout=40, prefix=()):
         """One queue run (smapd -1 [-f]); its exit status (stderr: .stderr())."""

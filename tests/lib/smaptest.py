@@ -913,6 +913,11 @@ class Server:
                 except subprocess.TimeoutExpired:
                     pass
 
+    def stop_listening(self):
+        """Accept no more connections (systemd-socket-activate stopped by
+        its PID); the spool, the log and running sessions are left be."""
+        self._stop_ssa()
+
     def stop(self, check=True):
         if self.stopped:
             return

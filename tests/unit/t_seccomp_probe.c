@@ -9,14 +9,17 @@
  * tests/12-seccomp.t runs it and expects, per filter and call, either
  * death by SIGSYS or the printed result (EPERM for smapd's deny-list).
  * CALL: getpid, write, socket_unix, socket_inet, execve, mmap_exec,
- * ptrace, mount, umount2, unshare, setuid, fork.
+ * ptrace, mount, umount2, unshare, setuid, fork, ofd_lock and flock
+ * (on a temporary file opened before the filter: smap/anvil.c's lock).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -25,6 +28,8 @@
 #include <sys/wait.h>
 
 #include "sandbox.h"
+
+static int tmpfd = -1;		/* a regular file, opened before the filter */
 
 #ifdef __SANITIZE_ADDRESS__
 #define ASAN 1
@@ -70,6 +75,13 @@ call(const char *name)
 		return symlink("/", "/nonexistent/smap-probe");
 	if (strcmp(name, "fchown") == 0)
 		return fchown(STDOUT_FILENO, 0, 0);
+	if (strcmp(name, "ofd_lock") == 0) {
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+		    .l_start = 0, .l_len = 1 };
+		return fcntl(tmpfd, F_OFD_SETLK, &fl);
+	}
+	if (strcmp(name, "flock") == 0)
+		return flock(tmpfd, LOCK_EX | LOCK_NB);
 	if (strcmp(name, "fork") == 0) {
 		if ((pid = fork()) == 0)
 			_exit(0);
@@ -94,6 +106,7 @@ main(int argc, char **argv)
 		perror("no_new_privs");
 		return 1;
 	}
+	tmpfd = fileno(tmpfile());
 	if (strcmp(argv[1], "smap") == 0)
 		rc = sandbox_smap(why, sizeof(why));
 	else

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# 69-spool-fsync.t - spool_fsync = file (Postfix's level: one fsync of the
+# 75-spool-fsync.t - spool_fsync = file (Postfix's level: one fsync of the
 # file, after it is renamed into new/):
 #   - smap -t and sessions take it on ext4 (data=ordered, data=journal),
 #     XFS and btrfs, and refuse it (78; 421) on ext4 data=writeback, ext4

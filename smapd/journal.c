@@ -150,7 +150,8 @@ last_line(int fd, off_t *size, char *buf)
 		errno = EINVAL;
 		return fail("the last record is longer than a record may be");
 	}
-	memmove(buf, buf + start, (size_t)(end - 1 - start));
+	if (start > 0)		/* the record to the front of buf */
+		memmove(buf, buf + start, (size_t)(end - 1 - start));
 	return end - 1 - start;
 }
 

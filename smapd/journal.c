@@ -126,7 +126,7 @@ static ssize_t
 last_line(int fd, off_t *size, char *buf)
 {
 	off_t off = *size > JOURNAL_LINE_MAX ? *size - JOURNAL_LINE_MAX : 0;
-	ssize_t n = pread(fd, buf, (size_t)(*size - off), off), end, start;
+	ssize_t n = pread(fd, buf, (size_t)(*size - off), off), end, start, i;
 
 	if (n != *size - off)
 		return n < 0 ? fail("read") : (errno = EIO, fail("read"));
@@ -150,8 +150,8 @@ last_line(int fd, off_t *size, char *buf)
 		errno = EINVAL;
 		return fail("the last record is longer than a record may be");
 	}
-	if (start > 0)		/* the record to the front of buf */
-		memmove(buf, buf + start, (size_t)(end - 1 - start));
+	for (i = 0; start > 0 && i < end - 1 - start; i++)
+		buf[i] = buf[start + i];	/* the record to the front */
 	return end - 1 - start;
 }
 

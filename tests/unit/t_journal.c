@@ -267,10 +267,11 @@ test_parse_bad(void)
 static void
 child(void (*fn)(void))
 {
-	pid_t pid = fork();
+	pid_t pid;
 	int status = 0;
 
-	if (pid < 0)
+	(void)fflush(stdout);	/* valgrind's exit flushes the child's copy */
+	if ((pid = fork()) < 0)
 		tap_fatal("fork");
 	if (pid == 0) {
 		fn();

@@ -67,6 +67,7 @@ event(const char *addr, enum anvil_event ev, struct kid *held)
 	pid_t pid;
 	char c;
 
+	(void)fflush(stdout);	/* valgrind's exit flushes the child's copy */
 	if (pipe(res) < 0 || pipe(rel) < 0 || (pid = fork()) < 0)
 		tap_fatal("pipe/fork");
 	if (pid == 0) {

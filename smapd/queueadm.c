@@ -26,10 +26,13 @@
 
 #include "addr.h"
 #include "bounds.h"
+#include "jail.h"
 #include "layout_queue.h"
 #include "queueadm.h"
 #include "spool.h"
 #include "state.h"
+
+#define EX_OSERR 71
 
 #define HEADERS_MAX 65536	/* bytes of a message that show reads */
 #define EMPTY_ADDR "MAILER-DAEMON"	/* Postfix's name for <> */
@@ -602,5 +605,25 @@ qadm_quarantine(const struct qadm *a)
 		fprintf(a->out, "-- %zu in quarantine (kept for quarantine_lifetime)"
 		    "\n", n);
 	layout_free_list(v, n);
+	return 0;
+}
+
+/* qadm_enter - smapd_user (when root), in the spool; see queueadm.h */
+int
+qadm_enter(const struct conf *cf)
+{
+	char why[512];
+
+	if (geteuid() == 0 && jail_enter(NULL, cf->smapd_user, 0, why,
+	    sizeof(why)) < 0) {
+		fprintf(stderr, "smapq: cannot become %s: %s\n", cf->smapd_user,
+		    why);
+		return EX_OSERR;
+	}
+	if (chdir(cf->spool_directory) < 0) {
+		fprintf(stderr, "smapq: %s: %s\n", cf->spool_directory,
+		    strerror(errno));
+		return EX_OSERR;
+	}
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include "layout_queue.h"
 #include "route.h"
+#include "conf.h"
 
 struct qadm {
 	FILE *out;		/* listings */
@@ -46,6 +47,10 @@ int qadm_flush(const struct qadm *a);
 
 /* What quarantine/ holds: name, size, when, reason (or JSON lines). */
 int qadm_quarantine(const struct qadm *a);
+
+/* As root, become smapd_user; then into spool_directory. 0, or
+ * EX_OSERR said on stderr. */
+int qadm_enter(const struct conf *cf);
 
 /* s as a JSON string, quotes included, ASCII only. */
 void qadm_json_string(FILE *fp, const char *s);

@@ -114,6 +114,7 @@ setup(struct conf *cf, struct qadm *a, int logs)
 {
 	static char err[8192];
 	char why[512];
+	int rc;
 
 	if (conf_load(cf, conf_path, err, sizeof(err)) != 0) {
 		fputs(err, stderr);
@@ -126,17 +127,8 @@ setup(struct conf *cf, struct qadm *a, int logs)
 		    strerror(errno));
 		return EX_CONFIG;
 	}
-	if (geteuid() == 0 && jail_enter(NULL, cf->smapd_user, 0, why,
-	    sizeof(why)) < 0) {
-		fprintf(stderr, "smapq: cannot become %s: %s\n", cf->smapd_user,
-		    why);
-		return EX_OSERR;
-	}
-	if (chdir(cf->spool_directory) < 0) {
-		fprintf(stderr, "smapq: %s: %s\n", cf->spool_directory,
-		    strerror(errno));
-		return EX_OSERR;
-	}
+	if ((rc = qadm_enter(cf)) != 0)
+		return rc;
 	/* A directory that cannot be opened is reported where it is used,
 	 * unless this user may not read the queue at all: that, once. */
 	if (layout_open(&a->dirs, why, sizeof(why)) < 0 &&

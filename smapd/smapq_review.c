@@ -43,6 +43,7 @@
 #include "journal.h"
 #include "log.h"
 #include "paths.h"		/* generated: SMAP_SBIN_DIR */
+#include "queueadm.h"
 #include "review.h"
 
 #define EX_USAGE 64
@@ -265,17 +266,8 @@ setup(struct args *a, struct review *rv, struct conf *cf)
 
 	if (rc != 0)
 		return rc;
-	if (geteuid() == 0 && jail_enter(NULL, cf->smapd_user, 0, why,
-	    sizeof(why)) < 0) {
-		fprintf(stderr, "smapq: cannot become %s: %s\n", cf->smapd_user,
-		    why);
-		return EX_OSERR;
-	}
-	if (chdir(cf->spool_directory) < 0) {
-		fprintf(stderr, "smapq: %s: %s\n", cf->spool_directory,
-		    strerror(errno));
-		return EX_OSERR;
-	}
+	if ((rc = qadm_enter(cf)) != 0)
+		return rc;
 	(void)layout_open(&rv->dirs, why, sizeof(why));	/* census says */
 	rv->jfd = open(JOURNAL_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC);

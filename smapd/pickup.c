@@ -27,13 +27,15 @@
 #include "spool.h"
 #include "tls.h"
 
-#define PICK_MAX 256		/* files copied in before queue/ is fsync'd */
+#define PICK_MAX 128		/* files copied in before queue/ is fsync'd */
 
 /* A file being picked up: the original in new/ (open, claimed with
- * flock) and smapd's copy in queue/. */
+ * flock), smapd's copy in queue/ (checked, not yet fsync'd or named),
+ * and its envelope. */
 struct picked {
 	int fd, copy;
 	struct stat st;
+	struct envelope e;
 };
 
 /* trusted_client - may the client recorded in e relay (mynetworks, or a
@@ -241,34 +243,43 @@ refuse(struct qctx *q, const char *name, const char *why, int dir)
 		    "it as root)", layout_name(L_NEW), esc, strerror(errno));
 }
 
-/* pick_one - new/name copied to queue/name, or moved to quarantine/;
- * 1 when queued (p: the original, removed once queue/ is durable) */
+/* pick_one - new/name copied to queue/name.tmp and checked (1: p holds
+ * the original, the copy and its envelope, for queue_batch), or moved
+ * to quarantine/, or left (0) */
 static int
 pick_one(struct qctx *q, const char *name, struct picked *p)
 {
-	struct envelope e = { 0 };
 	int dir = 0;
-	const char *bad = check_new(q, name, &e, &dir, p);
+	const char *bad;
 
-	if (bad != NULL) {
-		if (*bad != '\0')
-			refuse(q, name, bad, dir);
-		return 0;
-	}
-	if (layout_publish(&q->dirs, L_QUEUE, p->copy, name, PUB_NOSYNC) < 0) {
+	memset(&p->e, 0, sizeof(p->e));
+	if ((bad = check_new(q, name, &p->e, &dir, p)) == NULL)
+		return 1;
+	if (*bad != '\0')
+		refuse(q, name, bad, dir);
+	return 0;
+}
+
+/* publish_one - the checked copy of p fsync'd and named queue/name; 1
+ * when queued, else 0 (the original closed, left or quarantined) */
+static int
+publish_one(struct qctx *q, const char *name, struct picked *p)
+{
+	int rc = layout_publish(&q->dirs, L_QUEUE, p->copy, name, PUB_NOSYNC);
+
+	if (rc < 0) {
 		if (errno == EEXIST)
 			quarantine(q, L_NEW, name, "duplicate queue id");
 		else
 			log_warn("%s: cannot queue: %s", name, strerror(errno));
 		close(p->fd);
-		spool_free_envelope(&e);
-		return 0;
+	} else {
+		log_info("%s: from=%s, size=%lld, nrcpt=%zu (queue active)", name,
+		    p->e.sender, p->e.size, p->e.nrcpt);
+		journal_accepted(&p->e);
 	}
-	log_info("%s: from=%s, size=%lld, nrcpt=%zu (queue active)", name,
-	    e.sender, e.size, e.nrcpt);
-	journal_accepted(&e);
-	spool_free_envelope(&e);
-	return 1;
+	spool_free_envelope(&p->e);
+	return rc == 0;
 }
 
 /* unlink_picked - the originals of what was copied in, now that queue/
@@ -286,6 +297,33 @@ unlink_picked(struct qctx *q, char **v, struct picked *p, size_t n)
 			(void)unlinkat(q->dirs.fd[L_NEW], v[i], 0);
 		close(p[i].fd);
 	}
+}
+
+/* queue_batch - n checked copies queued: their writeback started
+ * together, so that each one's fsync finds its data on the way (one
+ * journal commit for many on ext4 and XFS, rather than one each), then
+ * each fsync'd and named, the journal's records and queue/ made
+ * durable, and only then the originals removed. v and p are compacted
+ * to what was queued; its count. */
+static size_t
+queue_batch(struct qctx *q, char **v, struct picked *p, size_t n)
+{
+	size_t i, m = 0;
+
+	for (i = 0; i < n; i++)
+		(void)sync_file_range(p[i].copy, 0, 0, SYNC_FILE_RANGE_WRITE);
+	for (i = 0; i < n; i++) {
+		if (!publish_one(q, v[i], &p[i])) {
+			free(v[i]);
+			continue;
+		}
+		v[m] = v[i];
+		p[m++] = p[i];
+	}
+	journal_sync();		/* the records before the moves */
+	sync_dir(q, L_QUEUE);	/* durable in queue/, then */
+	unlink_picked(q, v, p, m);	/* gone */
+	return m;
 }
 
 /* pickup - copy what smap committed to queue/, PICK_MAX at a time (each
@@ -308,12 +346,8 @@ pickup(struct qctx *q, size_t *n)
 			v[k++] = names[i];
 		else
 			free(names[i]);
-		if (k - done == PICK_MAX || (i + 1 == all && k > done)) {
-			journal_sync();	/* the records before the moves */
-			sync_dir(q, L_QUEUE);	/* durable in queue/, then */
-			unlink_picked(q, v + done, p, k - done);	/* gone */
-			done = k;
-		}
+		if (k - done == PICK_MAX || (i + 1 == all && k > done))
+			done = k = done + queue_batch(q, v + done, p, k - done);
 	}
 	if (all > 0)
 		sync_dir(q, L_NEW);

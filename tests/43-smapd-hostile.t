@@ -5,6 +5,9 @@
 # fields, names that are no queue id, an id that is not the name). Each
 # is quarantined with a reason and a warning; valid messages placed at
 # the same time are delivered (maildir: transport, no backend needed).
+# Round 3: 300 valid files at once (pickup takes them 128 at a time),
+# a truncated one and one whose id is already in queue/ among them:
+# each valid one delivered once, the two quarantined, new/ empty.
 import os
 import re
 import stat
@@ -275,6 +278,36 @@ def main(t):
             rc = d.stop()
             t.is_(rc, [0], "round 2: smapd exits 0 on SIGTERM")
         t.note("reasons given: " + "; ".join(sorted(set(w or "?" for w in quarantined(srv).values()))))
+        batches(t, srv, d, md)
+
+
+def batches(t, srv, d, md):
+    """Round 3: more files than one pickup batch, two bad ones among them."""
+    tags = ["batch-%d" % i for i in range(300)]
+    for tag in tags:
+        gid = new_id()
+        place(srv, gid, spool_bytes(gid, good_msg(tag)))
+    short = new_id()
+    place(srv, short, spool_bytes(short, good_msg("batch-short"))[:-20])
+    dup = new_id()
+    uid, gid = smapd_ids()
+    qpath = spool_path(srv, "queue", dup)
+    with open(qpath, "wb") as f:
+        f.write(spool_bytes(dup, good_msg("batch-dup-queued")))
+    os.chown(qpath, uid, gid)
+    os.chmod(qpath, 0o600)
+    place(srv, dup, spool_bytes(dup, good_msg("batch-dup-new")))
+    before = set(delivered(md))
+    t.is_(d.once(flush=True, timeout=60), 0, "round 3: smapd -1 over 302 files in new/ exits 0")
+    got = [m for _, m in [(n, header(dd, "Message-ID")) for n, dd in read_maildir(md)] if m not in before]
+    want = sorted("<%s@b.example>" % tag for tag in tags + ["batch-dup-queued"])
+    t.is_(sorted(got), want, "round 3: each of the 300 and the one already queued delivered exactly once")
+    q = quarantined(srv)
+    t.ok(q.get(dup) and "duplicate queue id" in q[dup], "round 3: the second file of a queued id "
+         "quarantined as a duplicate", q.get(dup))
+    t.ok(q.get(short) is not None, "round 3: the truncated one quarantined", q.get(short))
+    t.ok(not listdir(srv.newdir()) and not queue_ids(srv), "round 3: new/ and queue/ empty",
+         "%s %s" % (listdir(srv.newdir())[:5], queue_ids(srv)[:5]))
 
 
 if __name__ == "__main__":

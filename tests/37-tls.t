@@ -25,7 +25,7 @@ import warnings
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from smaptest import (TAP, Server, SMAP_BIN, VALGRIND, HOSTNAME, CRLF, Reply, REPLY_LINE_RE,  # noqa: E402
+from smaptest import (TAP, Server, SMAP_BIN, SLOW, HOSTNAME, CRLF, Reply, REPLY_LINE_RE,  # noqa: E402
                       SessionResult, DATE_RE, lines, msg, reply_matches, check_log_clean)
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -991,8 +991,8 @@ def test_protocols(t, srv, C):
                 p.stdin.flush()
             except OSError:
                 pass
-            time.sleep(pause * (8 if VALGRIND else 1))    # memcheck is slow
-        out = p.communicate(timeout=10 * (8 if VALGRIND else 1))[0]
+            time.sleep(pause * SLOW)
+        out = p.communicate(timeout=10 * SLOW)[0]
     except subprocess.TimeoutExpired:
         p.kill()
         out = p.communicate()[0]

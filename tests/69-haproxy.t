@@ -25,7 +25,7 @@ import time
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
-from smaptest import TAP, Server, HOSTNAME, received_re  # noqa: E402
+from smaptest import TAP, Server, HOSTNAME, SLOW, received_re  # noqa: E402
 from smapdtest import Smapd, tap_skip, wait_until  # noqa: E402
 from postfix import Postfix, DOMAIN  # noqa: E402
 import haproxy  # noqa: E402
@@ -37,10 +37,10 @@ def smtp_via(hp, src, dst):
     """An smtplib session to HAProxy's frontend on dst from source src."""
     fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_STREAM)
-    s.settimeout(10)
+    s.settimeout(10 * SLOW)
     s.bind((src, 0))
     s.connect((dst, hp.port))
-    c = smtplib.SMTP(timeout=10)
+    c = smtplib.SMTP(timeout=10 * SLOW)
     c.sock = s
     c.file = None
     code, _ = c.getreply()
@@ -153,11 +153,11 @@ def test_wrapper(t, d):
         for src, dst in CLIENTS:
             fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
             raw = socket.socket(fam, socket.SOCK_STREAM)
-            raw.settimeout(10)
+            raw.settimeout(10 * SLOW)
             raw.bind((src, 0))
             raw.connect((dst, hp.port))
             s = ctx.wrap_socket(raw, server_hostname=HOSTNAME)
-            c = smtplib.SMTP(timeout=10)
+            c = smtplib.SMTP(timeout=10 * SLOW)
             c.sock = s
             c.file = None
             code, _ = c.getreply()

@@ -23,7 +23,7 @@ import time
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
-from smaptest import TAP, Server, REPO  # noqa: E402
+from smaptest import TAP, Server, REPO, SLOW  # noqa: E402
 from smapdtest import Smapd, tap_skip, wait_until  # noqa: E402
 from postfix import Postfix, DOMAIN, header  # noqa: E402
 import haproxy  # noqa: E402
@@ -31,8 +31,8 @@ import haproxy  # noqa: E402
 
 def send_one(port, tag, src="127.0.0.66"):
     """One session through HAProxy: the queue id of its 250, or None."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(src, 0))
-    c = smtplib.SMTP(timeout=10)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW, source_address=(src, 0))
+    c = smtplib.SMTP(timeout=10 * SLOW)
     c.sock = s
     c.file = None
     try:
@@ -98,7 +98,7 @@ def main(t):
             t.ok(all(later), "10 more sessions: each accepted", later)
             t.is_((served(a), served(b)), (na, nb + 10), "... all by b")
             sent = [x for x in ids + later if x]
-            got = wait_until(lambda: len(pf.messages("a")) >= len(sent), 30)
+            got = wait_until(lambda: len(pf.messages("a")) >= len(sent), 30 * SLOW)
             msgs = pf.messages("a")
             mids = sorted(header(data, "Message-ID") for _, data in msgs)
             want = sorted("<%s@client.example>" % tag for tag in

@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 import time
 
-from smaptest import free_port, listening
+from smaptest import SLOW, free_port, listening
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -62,12 +62,15 @@ def skip():
 
 class HAProxy:
     """servers: [(name, port, options)] of one backend, balanced round
-    robin, each checked (TCP, check-send-proxy) every inter ms."""
+    robin, each checked (TCP, check-send-proxy) every inter ms. Under
+    memcheck each check starts an instrumented smap: the interval, the
+    check's timeout and the waits for a state are SLOW times longer, so
+    that checks do not take the CPU the sessions under test need."""
 
     def __init__(self, t, servers, inter=200, fall=2, extra_server="", name="haproxy"):
         self.t = t
         self.servers = list(servers)
-        self.inter = inter
+        self.inter = inter * SLOW
         self.fall = fall
         self.extra_server = extra_server
         self.name = name
@@ -98,7 +101,7 @@ class HAProxy:
             "    timeout connect 2s",
             "    timeout client 30s",
             "    timeout server 30s",
-            "    timeout check 1s",
+            "    timeout check %ds" % SLOW,
             "    retries 2",
             "    option redispatch",
             "frontend smtp",
@@ -195,7 +198,7 @@ class HAProxy:
 
     def wait_states(self, want, timeout=10.0):
         """Wait until every server named in want has that status."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * SLOW
         while True:
             got = self.states()
             if all(got.get(k) == v for k, v in want.items()):

@@ -26,7 +26,7 @@ import subprocess
 import threading
 import time
 
-from smaptest import (HOSTNAME, VALGRIND, SMAPD_BIN, proc_alive, sanitizer_hits, smap_ids,
+from smaptest import (HOSTNAME, SLOW, VALGRIND, SMAPD_BIN, proc_alive, sanitizer_hits, smap_ids,
                       smapd_ids)
 SMAPQ_BIN = os.path.abspath(os.environ.get("SMAPQ_BIN") or os.path.join(os.path.dirname(SMAPD_BIN), "smapq"))
 
@@ -268,7 +268,7 @@ class Smapd:
                                          close_fds=True)
         self.procs.append(self.proc)
         if wait:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 10 * SLOW
             while time.monotonic() < deadline:
                 if len(re.findall(r"smap/qmgr\[\d+\]: started, delivering by", self.srv.log())) > n:
                     break

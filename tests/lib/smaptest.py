@@ -60,6 +60,9 @@ VALGRIND = [shutil.which("valgrind") or "/usr/bin/valgrind", "--quiet", "--vgdb=
             "--leak-check=full", "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite",
             "--error-exitcode=99"] if os.environ.get("SMAPTEST_VALGRIND") else []
 VALGRIND_RE = re.compile(r"^==\d+== ")
+# memcheck runs a program some 20 times slower: bounds that wait for smap
+# or smapd (and intervals that start them) are multiplied by SLOW.
+SLOW = 8 if VALGRIND else 1
 
 
 def sanitizer_hits(err):
@@ -89,8 +92,7 @@ class TAP:
         sys.stdout.reconfigure(line_buffering=True)
         if watchdog:
             signal.signal(signal.SIGALRM, self._alarm)
-            # memcheck runs a program some 20 times slower
-            signal.alarm(int(watchdog) * (8 if os.environ.get("SMAPTEST_VALGRIND") else 1))
+            signal.alarm(int(watchdog) * SLOW)
 
     def _alarm(self, signum, frame):
         raise Watchdog("test file exceeded its time budget")

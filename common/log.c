@@ -150,11 +150,23 @@ log_msg_as(const char *ident, int prio, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* log_hex - "\\xNN" for c, the escape of every byte shown as hex */
+size_t
+log_hex(char *dst, unsigned char c)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	dst[0] = '\\';
+	dst[1] = 'x';
+	dst[2] = hex[c >> 4];
+	dst[3] = hex[c & 15];
+	return 4;
+}
+
 /* log_esc - printable copy of untrusted bytes, "..." when cut short */
 char *
 log_esc(char *dst, size_t dstlen, const char *src, size_t len)
 {
-	static const char hex[] = "0123456789abcdef";
 	size_t i, o = 0;
 
 	if (dstlen < 4) {
@@ -171,14 +183,10 @@ log_esc(char *dst, size_t dstlen, const char *src, size_t len)
 			o += 3;
 			break;
 		}
-		if (plain) {
+		if (plain)
 			dst[o++] = (char)c;
-			continue;
-		}
-		dst[o++] = '\\';
-		dst[o++] = 'x';
-		dst[o++] = hex[c >> 4];
-		dst[o++] = hex[c & 15];
+		else
+			o += log_hex(dst + o, c);
 	}
 	dst[o] = '\0';
 	return dst;

@@ -41,6 +41,9 @@ void log_msg_as(const char *ident, int prio, const char *fmt, ...)
  * truncates (ending in "...") when dst is too small. Returns dst. */
 char *log_esc(char *dst, size_t dstlen, const char *src, size_t len);
 
+/* c as the four bytes "\\xNN" at dst (no NUL); 4 */
+size_t log_hex(char *dst, unsigned char c);
+
 /* Syslog facility code by name, or -1. */
 int log_facility(const char *name);
 

@@ -20,6 +20,8 @@
 #include <openssl/hmac.h>
 
 #include "journal.h"
+#include "lines.h"
+#include "log.h"
 
 #define DAY_SECS 86400
 #define TIME_LEN 27		/* 2026-11-23T05:00:00.000000Z */
@@ -70,26 +72,12 @@ jday_name(long day, char *buf)
 		snprintf(buf, JDAY_LEN, "0000-00-00");
 }
 
-/* digits - n decimal digits at s as a number, or -1 */
-static long
-digits(const char *s, size_t n)
-{
-	long v = 0;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	return v;
-}
-
 /* civil - "YYYY-MM-DD" at s into tm (midnight); 0 or -1 */
 static int
 civil(const char *s, struct tm *tm)
 {
-	long y = digits(s, 4), m = digits(s + 5, 2), d = digits(s + 8, 2);
+	long y = lines_digits(s, 4), m = lines_digits(s + 5, 2),
+	    d = lines_digits(s + 8, 2);
 
 	if (y < 1970 || y > 9999 || m < 1 || m > 12 || d < 1 || d > 31 ||
 	    s[4] != '-' || s[7] != '-')
@@ -247,7 +235,6 @@ plain(unsigned char c)
 int
 jput(char *dst, size_t cap, const char *name, const char *value, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	size_t at = strlen(dst), o, i, start;
 
 	if (at + strlen(name) + 2 + 1 >= cap)
@@ -265,14 +252,10 @@ jput(char *dst, size_t cap, const char *name, const char *value, size_t n)
 			o += 3;
 			break;
 		}
-		if (w == 1) {
+		if (w == 1)
 			dst[o++] = (char)c;
-			continue;
-		}
-		dst[o++] = '\\';
-		dst[o++] = 'x';
-		dst[o++] = hex[c >> 4];
-		dst[o++] = hex[c & 15];
+		else
+			o += log_hex(dst + o, c);
 	}
 	if (o == start && o + 2 < cap)
 		dst[o++] = '-';
@@ -325,8 +308,8 @@ jrec_line(char *buf, size_t len, const struct jkey *k,
 static int
 parse_time(const char *s, struct jrec *r)
 {
-	long hh = digits(s + 11, 2), mm = digits(s + 14, 2),
-	    ss = digits(s + 17, 2), us = digits(s + 20, 6);
+	long hh = lines_digits(s + 11, 2), mm = lines_digits(s + 14, 2),
+	    ss = lines_digits(s + 17, 2), us = lines_digits(s + 20, 6);
 	struct tm tm;
 	time_t t;
 
@@ -371,7 +354,7 @@ parse_head(char *b, size_t n, struct jrec *r, size_t *at, const char **why)
 	char *ev;
 
 	*why = "a bad record number";
-	if (sp == 0 || sp > 10 || b[0] == '0' || (r->seq = digits(b, sp)) < 0)
+	if (sp == 0 || sp > 10 || b[0] == '0' || (r->seq = lines_digits(b, sp)) < 0)
 		return -1;
 	*why = "a bad time";
 	if (sp + 1 + TIME_LEN + 1 > n || b[sp + 1 + TIME_LEN] != ' ' ||

@@ -97,3 +97,18 @@ lines_next(struct lines *l, const char **p, size_t *n)
 			return L_ERR;
 	}
 }
+
+/* lines_digits - n digits at s, or -1 */
+long
+lines_digits(const char *s, size_t n)
+{
+	long v = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}

@@ -1,7 +1,8 @@
 /*
  * lines.h - a line reader for files smapq reviews (journal days, logs):
  * every line capped, the bytes read optionally capped too, nothing
- * assumed about what the bytes are (lines.c).
+ * assumed about what the bytes are (lines.c); and the numbers of their
+ * fixed-width fields.
  */
 #ifndef SMAPD_LINES_H
 #define SMAPD_LINES_H
@@ -33,5 +34,9 @@ void lines_init(struct lines *l, int fd, size_t max, off_t limit);
 
 /* The next line: *p and *n are set for L_LINE and L_PARTIAL. */
 enum lstatus lines_next(struct lines *l, const char **p, size_t *n);
+
+/* The n decimal digits at s (n <= 18) as a number, or -1 if one is
+ * not a digit: for the fixed-width fields of a line. */
+long lines_digits(const char *s, size_t n);
 
 #endif

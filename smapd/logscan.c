@@ -127,21 +127,6 @@ logs_close(struct logs *lg)
 	}
 }
 
-/* num - n digits at s, or -1 */
-static long
-num(const char *s, size_t n)
-{
-	long v = 0;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + s[i] - '0';
-	}
-	return v;
-}
-
 /* iso_offset - "Z", "+HH:MM", "+HHMM" at s: seconds east, its length */
 static int
 iso_offset(const char *s, size_t n, long *east, size_t *len)
@@ -150,11 +135,11 @@ iso_offset(const char *s, size_t n, long *east, size_t *len)
 
 	if (n >= 1 && s[0] == 'Z')
 		return (*east = 0), (*len = 1), 0;
-	if (n < 5 || (s[0] != '+' && s[0] != '-') || (h = num(s + 1, 2)) < 0)
+	if (n < 5 || (s[0] != '+' && s[0] != '-') || (h = lines_digits(s + 1, 2)) < 0)
 		return -1;
-	if (s[3] == ':' && n >= 6 && (m = num(s + 4, 2)) >= 0)
+	if (s[3] == ':' && n >= 6 && (m = lines_digits(s + 4, 2)) >= 0)
 		*len = 6;
-	else if ((m = num(s + 3, 2)) >= 0)
+	else if ((m = lines_digits(s + 3, 2)) >= 0)
 		*len = 5;
 	else
 		return -1;
@@ -174,12 +159,12 @@ iso_time(const char *s, size_t n, size_t *len)
 	if (n < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
 	    s[13] != ':' || s[16] != ':')
 		return -1;
-	tm.tm_year = (int)num(s, 4) - 1900;
-	tm.tm_mon = (int)num(s + 5, 2) - 1;
-	tm.tm_mday = (int)num(s + 8, 2);
-	tm.tm_hour = (int)num(s + 11, 2);
-	tm.tm_min = (int)num(s + 14, 2);
-	tm.tm_sec = (int)num(s + 17, 2);
+	tm.tm_year = (int)lines_digits(s, 4) - 1900;
+	tm.tm_mon = (int)lines_digits(s + 5, 2) - 1;
+	tm.tm_mday = (int)lines_digits(s + 8, 2);
+	tm.tm_hour = (int)lines_digits(s + 11, 2);
+	tm.tm_min = (int)lines_digits(s + 14, 2);
+	tm.tm_sec = (int)lines_digits(s + 17, 2);
 	if (tm.tm_year < 70 || tm.tm_mon < 0 || tm.tm_mday < 1 || tm.tm_hour < 0 ||
 	    tm.tm_min < 0 || tm.tm_sec < 0)
 		return -1;
@@ -209,10 +194,10 @@ bsd_time(const char *s, size_t n, long long now)
 		;
 	if (tm.tm_mon == 12)
 		return -1;
-	tm.tm_mday = (int)num(s + 4 + (s[4] == ' '), s[4] == ' ' ? 1 : 2);
-	tm.tm_hour = (int)num(s + 7, 2);
-	tm.tm_min = (int)num(s + 10, 2);
-	tm.tm_sec = (int)num(s + 13, 2);
+	tm.tm_mday = (int)lines_digits(s + 4 + (s[4] == ' '), s[4] == ' ' ? 1 : 2);
+	tm.tm_hour = (int)lines_digits(s + 7, 2);
+	tm.tm_min = (int)lines_digits(s + 10, 2);
+	tm.tm_sec = (int)lines_digits(s + 13, 2);
 	tm.tm_year = nt.tm_year;
 	tm.tm_isdst = -1;
 	if (tm.tm_mday < 1 || tm.tm_hour < 0 || tm.tm_min < 0 || tm.tm_sec < 0)
@@ -296,7 +281,7 @@ head_parse(const char *s, size_t n, struct jhead *h)
 	    memcmp(m, " mac=", 5) != 0 || jday_parse(day, &h->day) < 0 ||
 	    junhex(m + 5, JMAC_LEN, h->mac) < 0)
 		return -1;
-	h->records = (long)num(r, k);
+	h->records = (long)lines_digits(r, k);
 	return 0;
 }
 

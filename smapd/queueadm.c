@@ -36,6 +36,8 @@
 
 #define HEADERS_MAX 65536	/* bytes of a message that show reads */
 #define EMPTY_ADDR "MAILER-DAEMON"	/* Postfix's name for <> */
+/* a time in local time as asctime() and mailq show it */
+#define WHEN(buf, t) qadm_time(buf, sizeof(buf), t, 0, "%a %b %e %H:%M:%S")
 
 struct msg {
 	enum ldir w;
@@ -216,15 +218,15 @@ put_addr(FILE *fp, const char *addr)
 	put_esc(fp, b, strlen(b), 0);
 }
 
-/* when - "Wkd Mon DD HH:MM:SS" in local time, as asctime() has it */
-static const char *
-when(char *buf, size_t len, long long t)
+/* qadm_time - t as fmt has it (strftime), in UTC or local time */
+const char *
+qadm_time(char *buf, size_t len, long long t, int utc, const char *fmt)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
 
-	if (localtime_r(&tt, &tm) == NULL ||
-	    strftime(buf, len, "%a %b %e %H:%M:%S", &tm) == 0)
+	if ((utc ? gmtime_r(&tt, &tm) : localtime_r(&tt, &tm)) == NULL ||
+	    strftime(buf, len, fmt, &tm) == 0)
 		snprintf(buf, len, "%lld", t);
 	return buf;
 }
@@ -278,7 +280,7 @@ print_text(FILE *fp, const struct msg *m, const struct routes *rt)
 	snprintf(id, sizeof(id), "%s%s", m->e.id, m->w == L_HOLD ? "!" :
 	    m->locked ? "*" : "");
 	fprintf(fp, "%-11s %7lld %-20.20s ", id, m->e.size,
-	    when(t, sizeof(t), m->e.arrival));
+	    WHEN(t, m->e.arrival));
 	put_addr(fp, m->e.sender);
 	putc('\n', fp);
 	for (i = 0; i < m->e.nrcpt; i++) {
@@ -415,7 +417,7 @@ show_envelope(FILE *fp, const struct msg *m)
 
 	fprintf(fp, "queue_id: %s\nqueue_name: %s\n", e->id, queue_name(m));
 	fprintf(fp, "arrival_time: %lld (%s)\nmessage_size: %lld\nclient: ",
-	    e->arrival, when(t, sizeof(t), e->arrival), e->size);
+	    e->arrival, WHEN(t, e->arrival), e->size);
 	put_esc(fp, e->client, strlen(e->client), 0);
 	fprintf(fp, " port %u\nhelo: ", e->port);
 	put_esc(fp, e->helo, strlen(e->helo), 0);
@@ -453,7 +455,7 @@ show_state(FILE *fp, const struct msg *m, const struct routes *rt)
 	if (m->has_state)
 		fprintf(fp, "attempts: %lld\nnext_attempt: %lld (%s)\n"
 		    "delay_warning: %s\n", m->st.attempts, m->st.next,
-		    m->st.next > 0 ? when(t, sizeof(t), m->st.next) : "now",
+		    m->st.next > 0 ? WHEN(t, m->st.next) : "now",
 		    m->st.warned ? "sent" : "no");
 	for (i = 0; i < m->e.nrcpt; i++) {
 		const struct rcpt_result *r = &m->st.r[i];
@@ -583,7 +585,7 @@ print_quarantined(const struct qadm *a, const char *name, const struct stat *st)
 	}
 	put_esc(a->out, name, strlen(name), 0);
 	fprintf(a->out, " %lld %s (", (long long)st->st_size,
-	    when(t, sizeof(t), (long long)st->st_ctime));
+	    WHEN(t, (long long)st->st_ctime));
 	put_esc(a->out, why, strlen(why), 0);
 	fputs(")\n", a->out);
 }

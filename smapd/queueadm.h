@@ -55,6 +55,11 @@ int qadm_enter(const struct conf *cf);
 /* s as a JSON string, quotes included, ASCII only. */
 void qadm_json_string(FILE *fp, const char *s);
 
+/* t formatted by strftime's fmt, in UTC (utc) or local time; the
+ * number itself when it cannot be. Returns buf. */
+const char *qadm_time(char *buf, size_t len, long long t, int utc,
+    const char *fmt);
+
 /* For queueadm_change.c: is there anything at w/id? Is state/id a
  * regular file? */
 int qadm_exists(const struct qadm *a, enum ldir w, const char *id);

@@ -26,6 +26,7 @@
 #define CLIENTS 1024		/* distinct refused clients kept */
 #define TOP 5
 #define KEY_LEN 64
+#define UTC_FMT "%Y-%m-%d %H:%M:%S UTC"
 
 struct kv {
 	char key[KEY_LEN];
@@ -236,19 +237,6 @@ gather(struct review *rv, struct tally *t, struct census *c,
 	qsort(t->kr, t->refused_by.n, sizeof(struct kv), kv_cmp);
 }
 
-/* utc - a time as "YYYY-MM-DD HH:MM:SS UTC" */
-static const char *
-utc(char *buf, size_t len, long long t)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&tt, &tm) == NULL ||
-	    strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
-		snprintf(buf, len, "%lld", t);
-	return buf;
-}
-
 /* pct - a share in whole percent */
 static long
 pct(long part, long all)
@@ -307,7 +295,7 @@ text_rest(FILE *fp, const struct review *rv, const struct tally *t,
 	    c->msgs[L_QUEUE], c->msgs[L_HOLD], c->msgs[L_NEW]);
 	if (c->oldest > 0)
 		fprintf(fp, "oldest message:          %s, arrived %s (%llds ago)\n",
-		    c->oldest_id, utc(when, sizeof(when), c->oldest),
+		    c->oldest_id, qadm_time(when, sizeof(when), c->oldest, 1, UTC_FMT),
 		    rv->now - c->oldest);
 	if (c->err)
 		fprintf(fp, "queue: some directories could not be read\n");
@@ -432,8 +420,8 @@ review_report(struct review *rv, FILE *out)
 		if (rv->mail)
 			mail_header(out, rv, &v, &t);
 		fprintf(out, "smap review of %s\nperiod: %s to %s\n\n",
-		    rv->cf->myhostname, utc(a, sizeof(a), t.since),
-		    utc(b, sizeof(b), t.until));
+		    rv->cf->myhostname, qadm_time(a, sizeof(a), t.since, 1, UTC_FMT),
+		    qadm_time(b, sizeof(b), t.until, 1, UTC_FMT));
 		text_counts(out, &t);
 		text_rest(out, rv, &t, &c, &v);
 	}

@@ -28,7 +28,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from smaptest import TAP, Server, make_spool, smapd_ids  # noqa: E402
+from smaptest import SLOW, TAP, Server, make_spool, smapd_ids  # noqa: E402
 from smapdtest import (Smapd, SMAPD_BIN, send, new_id, spool_bytes, place, queue_ids, state_ids,  # noqa: E402
                        quarantined, spool_path, state, smapd_log, wait_until, listdir)
 from postfix import read_maildir, header  # noqa: E402
@@ -123,7 +123,10 @@ def test_inodes(t):
 
 def test_quarantine(t):
     with Server(t, name="quarantine") as srv:
-        d = Smapd(t, srv, conf={"default_transport": "smtp:[127.0.0.1]:1", "quarantine_lifetime": "3s"},
+        # the lifetime outlasts the five quarantines and their listing
+        # (five smapd runs; SLOW times longer under memcheck)
+        life = 3 * SLOW
+        d = Smapd(t, srv, conf={"default_transport": "smtp:[127.0.0.1]:1", "quarantine_lifetime": "%ds" % life},
                   name="smapd-quar")
         # three junk files with names that are no queue id, three smapd
         # processes, all within a second: the X names must not collide
@@ -154,9 +157,10 @@ def test_quarantine(t):
         p = subprocess.run([SMAPQ_BIN, "-c", d.conffile, "-j", "quarantine"], capture_output=True, timeout=20)
         t.is_(len([l for l in p.stdout.decode().splitlines() if '"queue_name": "quarantine"' in l]), 5,
               "smapq -j quarantine: one JSON line each")
-        # quarantine_lifetime 3s: a full run after that removes them
-        ok = wait_until(lambda: d.once(flush=False) == 0 and not listdir(spool_path(srv, "quarantine")), 15, 1.0)
-        t.ok(ok, "after quarantine_lifetime (3s) a run removes every entry and its .why",
+        # after quarantine_lifetime a full run removes them
+        ok = wait_until(lambda: d.once(flush=False) == 0 and not listdir(spool_path(srv, "quarantine")),
+                        5 * life, 1.0)
+        t.ok(ok, "after quarantine_lifetime (%ds) a run removes every entry and its .why" % life,
              repr(listdir(spool_path(srv, "quarantine"))))
         t.like("\n".join(smapd_log(srv)), r"quarantine/%s: removed after quarantine_lifetime" % sid,
                "each removal is logged")

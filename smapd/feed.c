@@ -26,19 +26,20 @@
  * process of the group before the guard itself can close anything, so
  * the order is certain.
  *
- * The guard's own SIGKILL, which it cannot catch, is met by the
- * command's parent-death signal: PR_SET_PDEATHSIG(SIGKILL) is set in
- * the command after fork, and getppid() checked afterwards, so a guard
- * that died in between is noticed. This second line is best effort: the
- * kernel clears the setting when sendmail_path is set-user-ID,
- * set-group-ID or has file capabilities (execve(2), prctl(2)), and it
- * closes a dying process's files a moment before it signals its
- * children. Postfix's sendmail(1) is not set-ID in Debian; its postdrop
- * is set-group-ID, but postdrop is sendmail's child and commits a queue
- * file only on Postfix's end record, which sendmail writes only after
- * it read end of file. The first line, which smapd's death meets, has
- * no such gap.
- *
+ * The guard's own SIGKILL, which it cannot catch, is met by a holder:
+ * a second child of the guard, in its group, that holds a second write
+ * end of the command's stdin and a life line from the guard. The guard
+ * writes "d" on the life line after the last byte and only then closes
+ * its end; the holder closes its end on that word, and on end of file
+ * without it (the guard died: the kernel closed its files) it kills
+ * the group first, so the command never reads end of file after a
+ * cut-short message, whichever of the two dies. (The kernel closes a
+ * dying process's files a moment before it signals its children, so
+ * the command's parent-death signal, PR_SET_PDEATHSIG(SIGKILL) with
+ * getppid() checked after it, left a window alone; it is kept as a
+ * third line. It does not hold for a set-ID sendmail_path, which the
+ * holder does not need.)
+
  * A command that stops reading (EPIPE) cannot read end of file either:
  * the guard stops reading from smapd (smapd then sees EPIPE too), waits
  * for it and ends as it ended; exit 0 becomes a temporary failure,
@@ -150,6 +151,28 @@ start_command(const char *path, char **argv, const int p[2], pid_t guard)
 	give_up("4.3.0 cannot execute sendmail_path\n");
 }
 
+/* start_holder - in the holder's process: the second write end of the
+ * command's stdin, closed only on the guard's word "d" on the life
+ * line; its end of file without that word (the guard died, even by
+ * SIGKILL) kills the group first */
+static void __attribute__((noreturn))
+start_holder(const int p[2], const int life[2])
+{
+	char c = 0;
+	ssize_t r;
+
+	(void)close(0);
+	(void)close(1);
+	(void)close(2);
+	(void)close(p[0]);
+	(void)close(life[1]);
+	while ((r = read(life[0], &c, 1)) < 0 && errno == EINTR)
+		;
+	if (r != 1 || c != 'd')
+		abort_all(0);
+	_exit(close(p[1]) == 0 ? 0 : EX_TEMPFAIL);
+}
+
 /* relay - len bytes from 0 to w, then end of file: 0; the command
  * stopped reading: 1; short, long or an error: -1 */
 static int
@@ -200,8 +223,8 @@ end_as(int status, int unread)
 void
 feed_guard(const char *path, char **argv, long long len, long long deadline)
 {
-	pid_t guard = getpid(), pid = -1;
-	int p[2], rc, status;
+	pid_t guard = getpid(), pid = -1, holder = -1;
+	int p[2], life[2], rc, status;
 
 	/* Its own group, so that kill(0) never reaches smapd; its signals
 	 * set before the command exists, which never has a guard that a
@@ -210,8 +233,13 @@ feed_guard(const char *path, char **argv, long long len, long long deadline)
 		give_up("4.3.0 cannot start sendmail_path\n");
 	guard_signals();
 	arm(deadline);
-	if (pipe2(p, O_CLOEXEC) < 0 || (pid = fork()) < 0)
+	if (pipe2(p, O_CLOEXEC) < 0 || pipe2(life, O_CLOEXEC) < 0 ||
+	    (holder = fork()) < 0)
 		give_up("4.3.0 cannot start sendmail_path\n");
+	if (holder == 0)
+		start_holder(p, life);
+	if (close(life[0]) < 0 || (pid = fork()) < 0)
+		abort_all(0);
 	if (pid == 0)
 		start_command(path, argv, p, guard);
 	if (close(p[0]) < 0)
@@ -220,7 +248,12 @@ feed_guard(const char *path, char **argv, long long len, long long deadline)
 		abort_all(0);
 	if (rc > 0)
 		(void)close(0);		/* smapd sees EPIPE too */
-	(void)close(p[1]);		/* rc 0: the end of the message */
+	if (write(life[1], "d", 1) != 1)	/* the holder is gone */
+		abort_all(0);
+	(void)close(p[1]);	/* with the holder's: the end of the message */
+	(void)close(life[1]);
+	while (waitpid(holder, &status, 0) < 0 && errno == EINTR)
+		;
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			abort_all(0);

@@ -16,11 +16,11 @@
  * -9) would close the pipe and pass a cut-short message for a whole
  * one. smapd first counts the bytes the command is to read (one pass of
  * msg_copy over the queue file), then forks a guard (feed.c) that
- * starts the command, holds the only write end of its stdin, and closes
- * it only after exactly that many bytes followed by end of file from
- * smapd; on anything else it kills the command first. The command also
- * has a parent-death SIGKILL against the guard's own death (best effort:
- * feed.c says where it does not hold). smapd sees the guard as the
+ * starts the command, holds the write end of its stdin (with a holder
+ * that outlives the guard's own SIGKILL only to kill the command), and
+ * closes it only after exactly that many bytes followed by end of file
+ * from smapd; on anything else it kills the command first. smapd sees
+ * the guard as the
  * command: same exit status or signal, same process group.
  *
  * TRUST: the envelope passed spool_read_envelope(), but every address

@@ -95,7 +95,11 @@ smap/libsmap.a: $(SMAP_OBJ)
 	rm -f $@ && $(AR) rcs $@ $^
 
 # smap links no OpenSSL; it loads smap-tls.so only when TLS is on
-# (smap/tls_server.h says why). It links only the C library.
+# (smap/tls_server.h says why). It loads only the C library: tinycdb is
+# linked in from Debian's libcdb_pic.a (the shared one where that is
+# missing), which spares every session a library's mapping, relocation
+# and page faults (bench/RESULTS.md); a tinycdb update means a rebuild.
+SMAP_CDB := $(or $(filter /%,$(shell $(CC) -print-file-name=libcdb_pic.a)),$(CDB_LIBS))
 #   make STATIC=1   smap/smap linked statically (-static-pie): no loader
 #                   runs in a session (bench/RESULTS.md has what that
 #                   saves); it loads no modules, so it refuses TLS
@@ -113,7 +117,7 @@ smap/smap: $(SMAP_OBJ_ALL) common/static/notls.o
 	$(SMAP_STATIC_LD)
 else
 smap/smap: $(SMAP_OBJ_ALL)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CDB_LIBS) $(LDLIBS) -ldl
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(SMAP_CDB) $(LDLIBS) -ldl
 endif
 smap/smap-static: $(SMAP_OBJ_ALL) common/static/notls.o
 	$(SMAP_STATIC_LD)
@@ -187,7 +191,7 @@ check-only:
 VG_PROGS = smap/smap-vg smapd/smapd-vg smapd/smapq-vg
 tests/nosandbox.o: tests/nosandbox.c
 smap/smap-vg: smap/main.o tests/nosandbox.o smap/libsmap.a common/libcommon.a
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(CDB_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SMAP_CDB) $(LDLIBS)
 smapd/smapd-vg: smapd/main.o tests/nosandbox.o smapd/libsmapd.a common/libcommon.a
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(CAP_LIBS) $(SSL_LIBS) $(CDB_LIBS) $(LDLIBS)
 smapd/smapq-vg: smapd/smapq.o tests/nosandbox.o smapd/libsmapd.a common/libcommon.a

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+# 76-smapd-sync-order.t - the order of smapd's syncs, as strace sees them
+# (one run, smapd -1 -f, over three messages smap committed; maildir:
+# transport, so no backend is needed):
+#   - an original leaves new/ only after queue/ is fsync'd (its copy is
+#     durable first: nothing lost);
+#   - every process that removes a delivered message from queue/ has
+#     fsync'd new/ before (a crash cannot bring an original back once its
+#     copy is delivered and gone: nothing delivered twice), once a run;
+#   - and it does so after its delivery reached the Maildir, not before
+#     the delivery starts (the sync is off the path to the backend's 250).
+import os
+import re
+import shutil
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from smaptest import TAP, Server, smapd_ids  # noqa: E402
+from postfix import read_maildir, header  # noqa: E402
+from smapdtest import Smapd, send, queue_ids, listdir  # noqa: E402
+
+STRACE = shutil.which("strace") or "/usr/bin/strace"
+CALL = re.compile(r"^(\d+\.\d+) (\w+)\((.*)\) += (-?\d+)(?: [A-Z]+ .*?)? <([\d.]+)>$")
+
+
+def calls(path):
+    """[(start, end, name, args, result)] of one process's trace."""
+    out = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = CALL.match(line.rstrip("\n"))
+            if m:
+                start, dur = float(m.group(1)), float(m.group(5))
+                out.append((start, start + dur, m.group(2), m.group(3), int(m.group(4))))
+    return out
+
+
+def fd_is(args, d):
+    """Does the call's first argument name directory d (strace -y)?"""
+    return re.match(r"\d+<%s>" % re.escape(d), args) is not None
+
+
+def msg(tag):
+    return (b"From: a@b.example\r\nTo: u@example.com\r\nSubject: " + tag.encode() +
+            b"\r\nMessage-ID: <" + tag.encode() + b"@b.example>\r\n\r\nbody\r\n")
+
+
+def main(t):
+    if not os.access(STRACE, os.X_OK):
+        t.skip("no strace")
+        return
+    with Server(t, name="smap-76") as srv:
+        uid, gid = smapd_ids()
+        parent = os.path.join(srv.dir, "mail")
+        os.mkdir(parent)
+        os.chown(parent, uid, gid)
+        md = os.path.join(parent, "Maildir") + "/"
+        d = Smapd(t, srv, conf={"default_transport": "maildir:" + md}, name="smapd-76")
+        t.is_(d.check()[0], 0, "smapd -t accepts the configuration")
+        sent = send(srv, [(["u@example.com"], msg("order-%d" % i)) for i in range(3)])
+        ids = [i for i, _ in sent]
+        t.is_(sorted(listdir(srv.newdir())), sorted(ids), "three messages wait in new/")
+
+        tdir = os.path.join(srv.dir, "trace")
+        os.mkdir(tdir)
+        rc = d.once(flush=True, timeout=60, prefix=[
+            STRACE, "-f", "-ff", "-ttt", "-T", "-y", "-o", os.path.join(tdir, "t"),
+            "-e", "trace=fsync,fdatasync,unlinkat,linkat,renameat,renameat2,rename"])
+        t.is_(rc, 0, "smapd -1 -f under strace exits 0")
+        got = sorted(header(m, "Message-ID") for _, m in read_maildir(md))
+        t.is_(got, sorted("<order-%d@b.example>" % i for i in range(3)),
+              "each message delivered once into the Maildir")
+        t.ok(not listdir(srv.newdir()) and not queue_ids(srv), "new/ and queue/ are empty",
+             "%s %s" % (listdir(srv.newdir()), queue_ids(srv)))
+
+        new = os.path.realpath(srv.newdir())
+        queue = os.path.realpath(os.path.join(srv.spool, "queue"))
+        mdnew = os.path.realpath(os.path.join(md, "new"))
+        procs = {f: calls(os.path.join(tdir, f)) for f in os.listdir(tdir)}
+        every = sorted(c for cs in procs.values() for c in cs)
+        qsync = [c[1] for c in every if c[2] == "fsync" and fd_is(c[3], queue) and c[4] == 0]
+        for i in ids:
+            gone = [c for c in every if c[2] == "unlinkat" and fd_is(c[3], new) and '"%s"' % i in c[3]]
+            t.ok(gone and qsync and min(qsync) <= gone[0][0],
+                 "%s: its original leaves new/ after queue/ is fsync'd" % i, gone[:1], qsync[:1])
+
+        removers = 0
+        for f, cs in sorted(procs.items()):
+            rm = [c for c in cs if c[2] == "unlinkat" and fd_is(c[3], queue) and
+                  any('"%s"' % i in c[3] for i in ids)]
+            if not rm:
+                continue
+            removers += 1
+            nsync = [c for c in cs if c[2] == "fsync" and fd_is(c[3], new)]
+            into = [c for c in cs if c[2] in ("linkat", "renameat", "renameat2", "rename") and
+                    "<%s>" % mdnew in c[3]]
+            t.ok(nsync and nsync[0][1] <= rm[0][0],
+                 "process %s fsyncs new/ before it removes a delivered message" % f, nsync[:1], rm[:1])
+            t.is_(len(nsync), 1, "process %s fsyncs new/ once in the run" % f)
+            t.ok(into and nsync and into[0][0] < nsync[0][0],
+                 "process %s: its delivery reached Maildir/new before that fsync" % f, into[:1], nsync[:1])
+        t.ok(removers >= 1, "a process removed the delivered messages (%d)" % removers)
+
+
+if __name__ == "__main__":
+    TAP(watchdog=85).main(main)

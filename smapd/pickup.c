@@ -349,7 +349,8 @@ pickup(struct qctx *q, size_t *n)
 		if (k - done == PICK_MAX || (i + 1 == all && k > done))
 			done = k = done + queue_batch(q, v + done, p, k - done);
 	}
-	q->new_unsynced |= all > 0;	/* fsync'd before a removal (settle_new) */
+	if (all > 0)
+		sync_dir(q, L_NEW);
 	*n = k;
 	return v;
 }

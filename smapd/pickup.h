@@ -8,9 +8,8 @@
 #include "qmgr.h"
 
 /* Every file in new/: copied to queue/ (durably: queue/ is fsync'd
- * before the originals go) or moved to quarantine/; new/ is left for
- * settle_new (qmgr.h) to fsync. The ids queued (*n of them, malloc'd),
- * or NULL when new/ cannot be read. */
+ * before the originals go) or moved to quarantine/. The ids queued
+ * (*n of them, malloc'd), or NULL when new/ cannot be read. */
 char **pickup(struct qctx *q, size_t *n);
 
 #endif

@@ -1,7 +1,6 @@
 /*
  * qmgr.c - what every part of the queue manager does to the spool (see
- * qmgr.h): fsync a directory, quarantine a file, each said in the log;
- * new/ made durable before anything leaves queue/ (settle_new).
+ * qmgr.h): fsync a directory, quarantine a file, each said in the log.
  *
  * Every path is relative to the directories layout_queue.c opened, never
  * through a link; a name may be anything, and is escaped for the log.
@@ -20,16 +19,6 @@ sync_dir(const struct qctx *q, enum ldir w)
 {
 	if (layout_sync(q->dirs.fd[w]) < 0)
 		log_warn("fsync %s: %s", layout_name(w), strerror(errno));
-}
-
-/* settle_new - new/ fsync'd if pickup changed it since (see qmgr.h) */
-void
-settle_new(struct qctx *q)
-{
-	if (q->new_unsynced) {
-		sync_dir(q, L_NEW);
-		q->new_unsynced = 0;
-	}
 }
 
 /* quarantine - move w/name aside, the reason beside it and in the log */

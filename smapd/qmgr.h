@@ -42,19 +42,10 @@ struct qctx {
 	size_t ndown;
 	char made[MADE_MAX][SPOOL_ID_MAX + 1];	/* DSNs queued, to try now */
 	size_t nmade;
-	int new_unsynced;	/* pickup changed new/, not yet fsync'd */
 };
 
 /* fsync one of the spool directories, saying so in the log if it fails. */
 void sync_dir(const struct qctx *q, enum ldir w);
-
-/* Make pickup's removals from new/ durable (once a run, in each process)
- * before a message leaves queue/ after an attempt: were an original to
- * come back in new/ after a crash, with its copy delivered and gone,
- * pickup would take it again and deliver it twice. Until then a crash
- * can only bring back an original whose copy is still queued: pickup
- * quarantines that one as a duplicate queue id. */
-void settle_new(struct qctx *q);
 
 /* Move w/name to quarantine/ with why beside it, and say so in the log
  * (name escaped: it may be anything). */

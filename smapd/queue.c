@@ -160,7 +160,6 @@ queue_run(struct qctx *q, int full)
 	}
 	q->ndown = 0;
 	wait = deliver_ids(q, ids, n, now);
-	settle_new(q);	/* if no delivery of this process did it */
 	for (i = 0; i < n; i++)
 		free(ids[i]);
 	free(ids);

@@ -58,11 +58,10 @@ backoff(const struct conf *cf, long long attempts)
 /* remove_message - the message is done: delete it and its state; 0,
  * or -1 (errno set) when it is still there */
 static int
-remove_message(struct qctx *q, const char *id)
+remove_message(const struct qctx *q, const char *id)
 {
 	int err;
 
-	settle_new(q);
 	if (unlinkat(q->dirs.fd[L_QUEUE], id, 0) < 0) {
 		err = errno;
 		log_warn("%s: cannot remove: %s", id, strerror(err));
@@ -143,7 +142,6 @@ hold_unsaved(struct qctx *q, const char *id, int err)
 {
 	log_msg(LOG_ERR, "error: %s: cannot save the progress of this delivery "
 	    "in %s/%s: %s", id, layout_name(L_STATE), id, strerror(err));
-	settle_new(q);
 	if (layout_rename(&q->dirs, L_QUEUE, L_HOLD, id) == 0) {
 		log_msg(LOG_ERR, "error: %s: placed on hold so that no recipient "
 		    "gets it twice: fix the cause, then smapq release %s", id, id);
@@ -171,7 +169,6 @@ double_bounce(struct qctx *q, const struct envelope *e, const struct state *st)
 		if (st->r[i].status == R_BOUNCE && st->r[i].text[0] != '\0')
 			why = st->r[i].text;
 	if (q->cf->quarantine_double_bounces) {
-		settle_new(q);
 		quarantine(q, L_QUEUE, e->id, "undeliverable, and the sender is "
 		    "the null sender (never bounced)");
 		state_remove(&q->dirs, e->id);

@@ -31,9 +31,10 @@
 
 /* A file being picked up: the original in new/ (open, claimed with
  * flock), smapd's copy in queue/ (checked, not yet fsync'd or named),
- * and its envelope. */
+ * once named its delivery lock (held until the original's removal is
+ * durable), and its envelope. */
 struct picked {
-	int fd, copy;
+	int fd, copy, lock;
 	struct stat st;
 	struct envelope e;
 };
@@ -201,7 +202,7 @@ check_new(struct qctx *q, const char *name, struct envelope *e, int *dir,
 	static char why[512];
 	const char *bad;
 
-	p->fd = p->copy = -1;
+	p->fd = p->copy = p->lock = -1;
 	if (!qid_ok(name))
 		return "file name is not a queue id";
 	if ((bad = what_is(q, name, dir)) != NULL ||
@@ -265,8 +266,19 @@ pick_one(struct qctx *q, const char *name, struct picked *p)
 static int
 publish_one(struct qctx *q, const char *name, struct picked *p)
 {
-	int rc = layout_publish(&q->dirs, L_QUEUE, p->copy, name, PUB_NOSYNC);
+	int rc = -1;
 
+	/* Under its delivery lock from before it has its name: another
+	 * smapd (or smapq) must not deliver, hold or remove the copy while a
+	 * crash could still bring the original back in new/. */
+	if (flock(p->copy, LOCK_EX | LOCK_NB) < 0 ||
+	    (p->lock = dup(p->copy)) < 0)
+		layout_discard(&q->dirs, L_QUEUE, p->copy, name);
+	else if ((rc = layout_publish(&q->dirs, L_QUEUE, p->copy, name,
+	    PUB_NOSYNC)) < 0) {
+		close(p->lock);
+		p->lock = -1;
+	}
 	if (rc < 0) {
 		if (errno == EEXIST)
 			quarantine(q, L_NEW, name, "duplicate queue id");
@@ -284,7 +296,7 @@ publish_one(struct qctx *q, const char *name, struct picked *p)
 
 /* unlink_picked - the originals of what was copied in, now that queue/
  * is durable; only if the name is still the file that was copied; their
- * claims end */
+ * claims end. Once new/ is durable too, the copies' locks go. */
 static void
 unlink_picked(struct qctx *q, char **v, struct picked *p, size_t n)
 {
@@ -297,6 +309,10 @@ unlink_picked(struct qctx *q, char **v, struct picked *p, size_t n)
 			(void)unlinkat(q->dirs.fd[L_NEW], v[i], 0);
 		close(p[i].fd);
 	}
+	if (n > 0)
+		sync_dir(q, L_NEW);
+	for (i = 0; i < n; i++)
+		close(p[i].lock);
 }
 
 /* queue_batch - n checked copies queued: their writeback started
@@ -349,8 +365,6 @@ pickup(struct qctx *q, size_t *n)
 		if (k - done == PICK_MAX || (i + 1 == all && k > done))
 			done = k = done + queue_batch(q, v + done, p, k - done);
 	}
-	if (all > 0)
-		sync_dir(q, L_NEW);
 	*n = k;
 	return v;
 }

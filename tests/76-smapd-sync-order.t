@@ -8,7 +8,9 @@
 #     of the run removes a delivered message from queue/: a crash cannot
 #     bring back an original whose copy was delivered and removed, which
 #     would be delivered twice. Another smapd or smapq may remove a copy
-#     too, so the sync is pickup's own, before any delivery starts.
+#     too, so the sync is pickup's own, before any delivery starts, and
+#     each copy is under its delivery lock from before it is named in
+#     queue/ until then.
 import os
 import re
 import shutil
@@ -21,7 +23,7 @@ from postfix import read_maildir, header  # noqa: E402
 from smapdtest import Smapd, send, queue_ids, listdir  # noqa: E402
 
 STRACE = shutil.which("strace") or "/usr/bin/strace"
-CALL = re.compile(r"^(\d+\.\d+) (\w+)\((.*)\) += (-?\d+)(?: [A-Z]+ .*?)? <([\d.]+)>$")
+CALL = re.compile(r"^(\d+\.\d+) (\w+)\((.*)\) += (-?\d+)(?:<[^>]*>)?(?: [A-Z]+ .*?)? <([\d.]+)>$")
 
 
 def calls(path):
@@ -39,6 +41,18 @@ def calls(path):
 def fd_is(args, d):
     """Does the call's first argument name directory d (strace -y)?"""
     return re.match(r"\d+<%s>" % re.escape(d), args) is not None
+
+
+def lock_freed(procs, tmp):
+    """When the descriptor dup'd from the copy (its lock) was closed, in
+    the process that dup'd it; None if there is no such pair."""
+    for cs in procs.values():
+        for k, c in enumerate(cs):
+            if c[2] == "dup" and tmp in c[3] and c[4] >= 0:
+                for d in cs[k + 1:]:
+                    if d[2] == "close" and d[3].startswith("%d<" % c[4]):
+                        return d[0]
+    return None
 
 
 def msg(tag):
@@ -66,7 +80,7 @@ def main(t):
         os.mkdir(tdir)
         rc = d.once(flush=True, timeout=60, prefix=[
             STRACE, "-f", "-ff", "-ttt", "-T", "-y", "-o", os.path.join(tdir, "t"),
-            "-e", "trace=fsync,fdatasync,unlinkat,linkat,renameat,renameat2,rename"])
+            "-e", "trace=fsync,fdatasync,unlinkat,linkat,renameat,renameat2,rename,flock,dup,close"])
         t.is_(rc, 0, "smapd -1 -f under strace exits 0")
         got = sorted(header(m, "Message-ID") for _, m in read_maildir(md))
         t.is_(got, sorted("<order-%d@b.example>" % i for i in range(3)),
@@ -93,6 +107,16 @@ def main(t):
              "new/ is fsync'd before the first delivered message leaves queue/", nsync[:1], rm[:1])
         into = [c for c in every if c[2] in ("linkat", "renameat", "renameat2", "rename") and
                 "<%s>" % mdnew in c[3]]
+        for i in ids:
+            tmp = "<%s/%s.tmp>" % (queue, i)
+            lock = [c for c in every if c[2] == "flock" and tmp in c[3] and "LOCK_EX" in c[3] and c[4] == 0]
+            pub = [c for c in every if c[2] in ("linkat", "renameat", "renameat2", "rename") and
+                   '"%s.tmp"' % i in c[3] and '"%s"' % i in c[3] and c[4] == 0]
+            freed = lock_freed(procs, tmp)
+            t.ok(lock and pub and lock[0][1] <= pub[0][0],
+                 "%s: its copy is locked before it is named in queue/" % i, lock[:1], pub[:1])
+            t.ok(freed is not None and nsync and freed >= min(nsync),
+                 "%s: ... and stays locked until new/ is fsync'd" % i, freed, nsync[:1])
         t.ok(nsync and into and min(nsync) <= min(c[0] for c in into),
              "... indeed before the first delivery reaches the Maildir", nsync[:1], into[:1])
 

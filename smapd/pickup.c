@@ -272,9 +272,12 @@ publish_one(struct qctx *q, const char *name, struct picked *p)
 	 * smapd (or smapq) must not deliver, hold or remove the copy while a
 	 * crash could still bring the original back in new/. */
 	if (flock(p->copy, LOCK_EX | LOCK_NB) < 0 ||
-	    (p->lock = dup(p->copy)) < 0)
+	    (p->lock = fcntl(p->copy, F_DUPFD_CLOEXEC, 0)) < 0) {
+		int err = errno;
+
 		layout_discard(&q->dirs, L_QUEUE, p->copy, name);
-	else if ((rc = layout_publish(&q->dirs, L_QUEUE, p->copy, name,
+		errno = err;
+	} else if ((rc = layout_publish(&q->dirs, L_QUEUE, p->copy, name,
 	    PUB_NOSYNC)) < 0) {
 		close(p->lock);
 		p->lock = -1;

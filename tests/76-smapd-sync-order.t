@@ -44,11 +44,11 @@ def fd_is(args, d):
 
 
 def lock_freed(procs, tmp):
-    """When the descriptor dup'd from the copy (its lock) was closed, in
-    the process that dup'd it; None if there is no such pair."""
+    """When the descriptor duplicated from the copy (its lock) was closed,
+    in the process that made it; None if there is no such pair."""
     for cs in procs.values():
         for k, c in enumerate(cs):
-            if c[2] == "dup" and tmp in c[3] and c[4] >= 0:
+            if c[2] == "fcntl" and tmp in c[3] and "F_DUPFD" in c[3] and c[4] >= 0:
                 for d in cs[k + 1:]:
                     if d[2] == "close" and d[3].startswith("%d<" % c[4]):
                         return d[0]
@@ -80,7 +80,7 @@ def main(t):
         os.mkdir(tdir)
         rc = d.once(flush=True, timeout=60, prefix=[
             STRACE, "-f", "-ff", "-ttt", "-T", "-y", "-o", os.path.join(tdir, "t"),
-            "-e", "trace=fsync,fdatasync,unlinkat,linkat,renameat,renameat2,rename,flock,dup,close"])
+            "-e", "trace=fsync,fdatasync,unlinkat,linkat,renameat,renameat2,rename,flock,fcntl,close"])
         t.is_(rc, 0, "smapd -1 -f under strace exits 0")
         got = sorted(header(m, "Message-ID") for _, m in read_maildir(md))
         t.is_(got, sorted("<order-%d@b.example>" % i for i in range(3)),

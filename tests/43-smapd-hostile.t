@@ -18,7 +18,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from smaptest import TAP, Server, smap_ids, smapd_ids  # noqa: E402
 from postfix import read_maildir, header  # noqa: E402
-from smapdtest import (Smapd, send, new_id, spool_bytes, place, queue_ids, state_ids,  # noqa: E402
+from smapdtest import (smapd_maildir, Smapd, send, new_id, spool_bytes, place, queue_ids, state_ids,  # noqa: E402
                        quarantined, smapd_log, wait_until, spool_path, listdir)
 
 SIZE_LIMIT = 10240      # message_size_limit for smapd here
@@ -213,11 +213,7 @@ def delivered(md):
 
 def main(t):
     with Server(t, name="smap-43") as srv:
-        uid, gid = smapd_ids()
-        parent = os.path.join(srv.dir, "mail")
-        os.mkdir(parent)
-        os.chown(parent, uid, gid)
-        md = os.path.join(parent, "Maildir") + "/"
+        md = smapd_maildir(srv)
         outside = os.path.join(srv.dir, "outside")
         os.mkdir(outside)
         passwd_before = open("/etc/passwd", "rb").read()

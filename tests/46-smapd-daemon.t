@@ -12,15 +12,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from smaptest import TAP, Server, smap_ids, smapd_ids  # noqa: E402
 from postfix import read_maildir, header  # noqa: E402
-from smapdtest import Smapd, send, queue_ids, smapd_log, wait_until, spool_path  # noqa: E402
+from smapdtest import smapd_maildir, Smapd, send, queue_ids, smapd_log, wait_until, spool_path  # noqa: E402
 
-
-def maildir(srv, name):
-    uid, gid = smapd_ids()
-    parent = os.path.join(srv.dir, name)
-    os.mkdir(parent)
-    os.chown(parent, uid, gid)
-    return os.path.join(parent, "Maildir") + "/"
 
 
 def subjects(md):
@@ -52,7 +45,7 @@ def test_notify_and_reload(t, srv):
     sock.bind(path)
     os.chmod(path, 0o777)          # smapd writes to it after dropping to smap
     try:
-        md1, md2 = maildir(srv, "m1"), maildir(srv, "m2")
+        md1, md2 = smapd_maildir(srv, "m1"), smapd_maildir(srv, "m2")
         d = Smapd(t, srv, conf={"default_transport": "maildir:" + md1}, name="smapd-46")
         d.start(prefix=["env", "NOTIFY_SOCKET=" + path])
         got = datagrams(sock, "STATUS=", 10)
@@ -116,7 +109,7 @@ def test_stale_tmp(t, srv):
         os.chown(p, uid, gid)
     two_days = time.time() - 2 * 86400
     os.utime(old, (two_days, two_days))
-    d = Smapd(t, srv, conf={"default_transport": "maildir:" + maildir(srv, "m3")}, name="smapd-46c")
+    d = Smapd(t, srv, conf={"default_transport": "maildir:" + smapd_maildir(srv, "m3")}, name="smapd-46c")
     t.is_(d.once(), 0, "smapd -1 exits 0")
     t.ok(not os.path.exists(old), "a temporary file older than a day is removed")
     t.ok(os.path.exists(fresh), "a fresh temporary file (smap may be writing it) is kept")
@@ -142,7 +135,7 @@ def test_orphan_state(t, srv):
     with open(held, "w") as f:
         f.write("held\n")
     os.chown(held, uid, gid)
-    d = Smapd(t, srv, conf={"default_transport": "maildir:" + maildir(srv, "m4")}, name="smapd-46d")
+    d = Smapd(t, srv, conf={"default_transport": "maildir:" + smapd_maildir(srv, "m4")}, name="smapd-46d")
     t.is_(d.once(), 0, "orphans: smapd -1 exits 0")
     left = set(os.listdir(spool_path(srv, "state")))
     t.ok("6B00000000000A1.tmp" not in left and "6B00000000000A5.tmp" not in left,

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 from smaptest import TAP, Server, SMAP_BIN, SMAPD_BIN, lines, msg, make_spool, smapd_ids  # noqa: E402
 from postfix import read_maildir, header  # noqa: E402
 from smtpfake import FakeSMTP  # noqa: E402
-from smapdtest import (Smapd, send, new_id, spool_bytes, place, queue_ids, quarantined,  # noqa: E402
+from smapdtest import (smapd_maildir, Smapd, send, new_id, spool_bytes, place, queue_ids, quarantined,  # noqa: E402
                        spool_path, state, smapd_log, wait_until, listdir)
 import subprocess  # noqa: E402
 
@@ -44,13 +44,6 @@ def good(tag):
 def delivered(md):
     return sorted(header(d, "Message-ID") for _, d in read_maildir(md))
 
-
-def maildir(srv):
-    uid, gid = smapd_ids()
-    parent = os.path.join(srv.dir, "mail")
-    os.mkdir(parent)
-    os.chown(parent, uid, gid)
-    return os.path.join(parent, "Maildir") + "/"
 
 
 # --------------------------------------------------------------------------
@@ -137,7 +130,7 @@ def attacker(jail, ids, wfd):
 def test_compromised(t):
     conf = {"relay_domains": "example.com", "mynetworks": "127.0.0.0/8"}
     with Server(t, name="privsep-attack", conf=conf) as srv:
-        md = maildir(srv)
+        md = smapd_maildir(srv)
         canary = os.path.join(srv.dir, "canary")
         with open(canary, "wb") as f:
             f.write(b"outside the spool\n")
@@ -276,7 +269,7 @@ def test_held_descriptor(t):
 
 def test_planted(t):
     with Server(t, name="privsep-planted") as srv:
-        md = maildir(srv)
+        md = smapd_maildir(srv)
         outside = os.path.join(srv.dir, "outside")
         os.mkdir(outside)
         canaries = {}
@@ -377,7 +370,7 @@ def test_old_layout(t):
     with Server(t, name="privsep-old", make_spool=False, spool=None) as srv:
         spool = os.path.join(srv.dir, "oldspool")
         ids = old_spool(spool, 3)
-        md = maildir(srv)
+        md = smapd_maildir(srv)
         conf = os.path.join(srv.dir, "old.conf")
         with open(conf, "w") as f:
             f.write("myhostname = mx.test.example\nspool_directory = %s\nmaillog_file = %s\n"

@@ -28,9 +28,9 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from smaptest import SLOW, TAP, Server, make_spool, smapd_ids  # noqa: E402
-from smapdtest import (Smapd, SMAPD_BIN, send, new_id, spool_bytes, place, queue_ids, state_ids,  # noqa: E402
-                       quarantined, spool_path, state, smapd_log, wait_until, listdir)
+from smaptest import SLOW, TAP, Server, make_spool  # noqa: E402
+from smapdtest import (smapd_maildir, Smapd, SMAPD_BIN, send, new_id, spool_bytes, place, queue_ids,  # noqa: E402
+                       state_ids, quarantined, spool_path, state, smapd_log, wait_until, listdir)
 from postfix import read_maildir, header  # noqa: E402
 from smtpfake import FakeSMTP  # noqa: E402
 
@@ -41,13 +41,6 @@ def good(tag):
     return (b"From: a@b.example\r\nTo: u@example.com\r\nSubject: " + tag.encode() +
             b"\r\nMessage-ID: <" + tag.encode() + b"@b.example>\r\n\r\nbody\r\n")
 
-
-def maildir(srv, name):
-    uid, gid = smapd_ids()
-    parent = os.path.join(srv.dir, name)
-    os.mkdir(parent)
-    os.chown(parent, uid, gid)
-    return os.path.join(parent, "Maildir") + "/"
 
 
 def copies(fs, addr):
@@ -168,7 +161,7 @@ def test_quarantine(t):
 
 def test_reload(t):
     with Server(t, name="reload") as srv:
-        md1, md2 = maildir(srv, "m1"), maildir(srv, "m2")
+        md1, md2 = smapd_maildir(srv, "m1"), smapd_maildir(srv, "m2")
         d = Smapd(t, srv, conf={"default_transport": "maildir:" + md1}, name="smapd-reload")
         with d:
             d.start()
@@ -208,7 +201,7 @@ def test_reload(t):
 
 def test_clamp(t):
     with Server(t, name="clamp") as srv:
-        md = maildir(srv, "mc")
+        md = smapd_maildir(srv, "mc")
         d = Smapd(t, srv, conf={"default_transport": "smtp:[127.0.0.1]:1", "smtp_connect_timeout": "1s",
                                 "maximal_queue_lifetime": "1h"}, name="smapd-clamp")
         far = int(time.time()) + 10 * 365 * 86400
@@ -244,7 +237,7 @@ def test_ident(t):
 
 def test_unremovable(t):
     with Server(t, name="unremovable") as srv:
-        md = maildir(srv, "mu")
+        md = smapd_maildir(srv, "mu")
         d = Smapd(t, srv, conf={"default_transport": "smtp:[127.0.0.1]:1", "smtp_connect_timeout": "1s"},
                   name="smapd-unremovable")
         a = new_id()

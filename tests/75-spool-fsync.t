@@ -23,8 +23,8 @@ import threading
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from smaptest import TAP, Server, SMAP_BIN, lines, msg, make_spool, smap_ids, smapd_ids  # noqa: E402
-from smapdtest import Smapd, quarantined, send, wait_until, listdir  # noqa: E402
+from smaptest import TAP, Server, SMAP_BIN, lines, msg, make_spool, smap_ids  # noqa: E402
+from smapdtest import smapd_maildir, Smapd, quarantined, send, wait_until, listdir  # noqa: E402
 
 STRACE = shutil.which("strace") or "/usr/bin/strace"
 MAIL = "MAIL FROM:<a@client.example>"
@@ -173,13 +173,6 @@ def test_value(t):
              "replies: %s" % res.codes)
 
 
-def maildir_of(srv, name):
-    uid, gid = smapd_ids()
-    parent = os.path.join(srv.dir, name)
-    os.mkdir(parent)
-    os.chown(parent, uid, gid)
-    return os.path.join(parent, "Maildir") + "/"
-
 
 def delivered(md):
     out = []
@@ -193,7 +186,7 @@ def delivered(md):
 def test_live(t, spool):
     """smapd delivering while smap commits: every message whole."""
     with Server(t, name="fsync-live", spool=spool, conf={"spool_fsync": "file"}) as srv:
-        md = maildir_of(srv, "live")
+        md = smapd_maildir(srv, "live")
         with Smapd(t, srv, conf={"default_transport": "maildir:" + md}, name="smapd-66") as d:
             d.start()
             errors = []
@@ -285,7 +278,7 @@ def crash_prefixes(t, spool):
         for n in range(len(stale) + 1):
             put(stale[:n], "prefix %d before the size record" % n)
         put(whole, "the whole file")
-        md = maildir_of(srv, "crash")
+        md = smapd_maildir(srv, "crash")
         d = Smapd(t, srv, conf={"default_transport": "maildir:" + md}, name="smapd-66c")
         for _ in range(5):
             if not listdir(srv.newdir()):

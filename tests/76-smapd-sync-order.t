@@ -18,9 +18,9 @@ import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from smaptest import TAP, Server, smapd_ids  # noqa: E402
+from smaptest import TAP, Server  # noqa: E402
 from postfix import read_maildir, header  # noqa: E402
-from smapdtest import Smapd, send, queue_ids, listdir  # noqa: E402
+from smapdtest import smapd_maildir, Smapd, send, queue_ids, listdir  # noqa: E402
 
 STRACE = shutil.which("strace") or "/usr/bin/strace"
 CALL = re.compile(r"^(\d+\.\d+) (\w+)\((.*)\) += (-?\d+)(?:<[^>]*>)?(?: [A-Z]+ .*?)? <([\d.]+)>$")
@@ -65,11 +65,7 @@ def main(t):
         t.skip("no strace")
         return
     with Server(t, name="smap-76") as srv:
-        uid, gid = smapd_ids()
-        parent = os.path.join(srv.dir, "mail")
-        os.mkdir(parent)
-        os.chown(parent, uid, gid)
-        md = os.path.join(parent, "Maildir") + "/"
+        md = smapd_maildir(srv)
         d = Smapd(t, srv, conf={"default_transport": "maildir:" + md}, name="smapd-76")
         t.is_(d.check()[0], 0, "smapd -t accepts the configuration")
         sent = send(srv, [(["u@example.com"], msg("order-%d" % i)) for i in range(3)])

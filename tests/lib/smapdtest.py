@@ -98,6 +98,16 @@ def spool_path(srv, *parts):
     return os.path.join(srv.spool, *parts)
 
 
+def smapd_maildir(srv, name="mail"):
+    """A maildir: transport's path: srv.dir/NAME made and given to
+    smapd_user (smapd creates Maildir/ in it), and NAME/Maildir/."""
+    uid, gid = smapd_ids()
+    parent = os.path.join(srv.dir, name)
+    os.mkdir(parent)
+    os.chown(parent, uid, gid)
+    return os.path.join(parent, "Maildir") + "/"
+
+
 def listdir(path):
     try:
         return sorted(os.listdir(path))

@@ -168,6 +168,23 @@ def hostile_set(srv, outside):
     return cases
 
 
+def line_for(c):
+    """The warning line smapd logs for case c."""
+    if c.desc == "directory":
+        return (r"(?m)^.* smap/\w+\[\d+\]: warning: %s: removed from incoming/new: an empty "
+                r"directory$" % re.escape(c.name))
+    return r"(?m)^.* smap/\w+\[\d+\]: warning: %s: quarantined: \S" % re.escape(esc(c.name))
+
+
+def settled(srv, cases):
+    """Every case gone from new/ and its line in the log (each process of
+    a run picks up its share; it logs a quarantine after the move and
+    the journal's record of it)."""
+    log = srv.log()
+    return all(not os.path.lexists(os.path.join(srv.newdir(), c.name)) and re.search(line_for(c), log)
+               for c in cases)
+
+
 def check_cases(t, srv, cases, passwd_before, desc):
     q = quarantined(srv)
     log = srv.log()
@@ -180,8 +197,7 @@ def check_cases(t, srv, cases, passwd_before, desc):
         t.ok(c.name not in queue_ids(srv), "%s: never reached queue/" % label)
         if c.desc == "directory":
             # smap's own directory: smapd may not move it, only remove it if empty
-            t.like(log, r"(?m)^.* smap/\w+\[\d+\]: warning: %s: removed from incoming/new: an empty "
-                   r"directory$" % re.escape(c.name), "%s: removed, with a warning line" % label)
+            t.like(log, line_for(c), "%s: removed, with a warning line" % label)
             continue
         if re.fullmatch(r"[0-9A-F]{1,31}", c.name):
             why = q.get(c.name)
@@ -191,8 +207,7 @@ def check_cases(t, srv, cases, passwd_before, desc):
             # renamed to a safe X... name; found by its reason
             t.ok(any(w and re.search(c.reason, w, re.I) for n, w in q.items() if n.startswith("X")),
                  "%s: quarantined under a safe name with a reason /%s/" % (label, c.reason), repr(q))
-        t.like(log, r"(?m)^.* smap/\w+\[\d+\]: warning: %s: quarantined: \S" % re.escape(esc(c.name)),
-               "%s: a warning line 'NAME: quarantined: reason'" % label)
+        t.like(log, line_for(c), "%s: a warning line 'NAME: quarantined: reason'" % label)
     # what the quarantined entries are: moved as they were, never followed
     for c in cases:
         p = spool_path(srv, "quarantine", c.name)
@@ -258,8 +273,8 @@ def main(t):
             ok = wait_until(lambda: "<good-handmade-2@b.example>" in delivered(md) and
                             "<good-smtp-2@b.example>" in delivered(md), 10)
             t.ok(ok, "round 2 (daemon, inotify): both valid messages delivered", repr(sorted(delivered(md))))
-            ok = wait_until(lambda: not any(os.path.lexists(os.path.join(srv.newdir(), c.name)) for c in cases2), 10)
-            t.ok(ok, "round 2: every hostile entry left new/", repr(listdir(srv.newdir())))
+            ok = wait_until(lambda: settled(srv, cases2), 10)
+            t.ok(ok, "round 2: every hostile entry left new/, with its line in the log", repr(listdir(srv.newdir())))
             t.ok(d.alive(), "round 2: smapd still running (no hang, no crash)")
             check_cases(t, srv, cases2, passwd_before, "round 2")
             # a FIFO alone, then a valid file: smapd must not block on it
@@ -275,6 +290,7 @@ def main(t):
             t.is_(rc, [0], "round 2: smapd exits 0 on SIGTERM")
         t.note("reasons given: " + "; ".join(sorted(set(w or "?" for w in quarantined(srv).values()))))
         batches(t, srv, d, md)
+        leftover(t, srv, d, md)
 
 
 def batches(t, srv, d, md):
@@ -303,6 +319,41 @@ def batches(t, srv, d, md):
          "quarantined as a duplicate", q.get(dup))
     t.ok(q.get(short) is not None, "round 3: the truncated one quarantined", q.get(short))
     t.ok(not listdir(srv.newdir()) and not queue_ids(srv), "round 3: new/ and queue/ empty",
+         "%s %s" % (listdir(srv.newdir())[:5], queue_ids(srv)[:5]))
+
+
+def leftover(t, srv, d, md):
+    """Round 4: a crash left a message both in queue/ (its copy, named)
+    and in new/ (its original, not yet removed). The run's two processes
+    share new/: the second's share is a large file and then the
+    leftover, the first's a small file and, in queue/, the copy, which it
+    delivers and removes while the second is still copying the large
+    one. The leftover must meet its copy all the same: quarantined as a
+    duplicate, never queued and delivered again."""
+    big_n = 40 << 20
+    d.set_conf({"default_destination_concurrency_limit": "2", "message_size_limit": str(big_n + 4096)})
+    small, big, small2, left = new_id(), new_id(), new_id(), new_id()
+    uid, gid = smapd_ids()
+    qpath = spool_path(srv, "queue", left)
+    with open(qpath, "wb") as f:
+        f.write(spool_bytes(left, good_msg("leftover")))
+    os.chown(qpath, uid, gid)
+    os.chmod(qpath, 0o600)
+    place(srv, small, spool_bytes(small, good_msg("left-small")))
+    body = b"From: a@b.example\r\nTo: u@example.com\r\nMessage-ID: <left-big@b.example>\r\n\r\n" + \
+        (b"x" * 78 + b"\r\n") * (big_n // 80)
+    place(srv, big, spool_bytes(big, body))
+    place(srv, small2, spool_bytes(small2, good_msg("left-small2")))
+    place(srv, left, spool_bytes(left, good_msg("leftover")))
+    before = set(delivered(md))
+    t.is_(d.once(flush=True, timeout=60), 0, "round 4: smapd -1 with a crash's leftover in new/ exits 0")
+    got = [m for _, m in [(n, header(dd, "Message-ID")) for n, dd in read_maildir(md)] if m not in before]
+    t.is_(sorted(got), sorted("<%s@b.example>" % x for x in ("left-big", "left-small", "left-small2", "leftover")),
+          "round 4: the leftover's message delivered once, and the three others once each")
+    q = quarantined(srv)
+    t.ok(q.get(left) and "duplicate queue id" in q[left], "round 4: the leftover original quarantined as a "
+         "duplicate", q.get(left))
+    t.ok(not listdir(srv.newdir()) and not queue_ids(srv), "round 4: new/ and queue/ empty",
          "%s %s" % (listdir(srv.newdir())[:5], queue_ids(srv)[:5]))
 
 

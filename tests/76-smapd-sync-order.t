@@ -8,9 +8,10 @@
 #     of the run removes a delivered message from queue/: a crash cannot
 #     bring back an original whose copy was delivered and removed, which
 #     would be delivered twice. Another smapd or smapq may remove a copy
-#     too, so the sync is pickup's own, before any delivery starts, and
-#     each copy is under its delivery lock from before it is named in
-#     queue/ until then.
+#     too, so the sync is pickup's own, and each copy is under its
+#     delivery lock from before it is named in queue/ until the process
+#     that picked it up (each worker of the run picks up its share) has
+#     removed the original and fsync'd new/.
 import os
 import re
 import shutil
@@ -44,15 +45,15 @@ def fd_is(args, d):
 
 
 def lock_freed(procs, tmp):
-    """When the descriptor duplicated from the copy (its lock) was closed,
-    in the process that made it; None if there is no such pair."""
+    """(When the descriptor duplicated from the copy (its lock) was
+    closed, the calls of the process that made it), or (None, [])."""
     for cs in procs.values():
         for k, c in enumerate(cs):
             if c[2] == "fcntl" and tmp in c[3] and "F_DUPFD" in c[3] and c[4] >= 0:
                 for d in cs[k + 1:]:
                     if d[2] == "close" and d[3].startswith("%d<" % c[4]):
-                        return d[0]
-    return None
+                        return d[0], cs
+    return None, []
 
 
 def msg(tag):
@@ -108,11 +109,18 @@ def main(t):
             lock = [c for c in every if c[2] == "flock" and tmp in c[3] and "LOCK_EX" in c[3] and c[4] == 0]
             pub = [c for c in every if c[2] in ("linkat", "renameat", "renameat2", "rename") and
                    '"%s.tmp"' % i in c[3] and '"%s"' % i in c[3] and c[4] == 0]
-            freed = lock_freed(procs, tmp)
+            freed, mine = lock_freed(procs, tmp)
+            gone = [c[1] for c in mine if c[2] == "unlinkat" and fd_is(c[3], new) and
+                    '"%s"' % i in c[3] and c[4] == 0]
+            synced = [c for c in mine if c[2] == "fsync" and fd_is(c[3], new) and c[4] == 0 and
+                      gone and c[0] >= gone[0] and freed is not None and c[1] <= freed]
             t.ok(lock and pub and lock[0][1] <= pub[0][0],
                  "%s: its copy is locked before it is named in queue/" % i, lock[:1], pub[:1])
-            t.ok(freed is not None and nsync and freed >= min(nsync),
-                 "%s: ... and stays locked until new/ is fsync'd" % i, freed, nsync[:1])
+            t.ok(synced, "%s: ... and stays locked until its picker has fsync'd new/ after "
+                 "removing the original" % i, freed, gone[:1])
+        pickers = {f for f, cs in procs.items() for c in cs if c[2] == "fcntl" and "F_DUPFD" in c[3] and
+                   any("<%s/%s.tmp>" % (queue, i) in c[3] for i in ids)}
+        t.is_(len(pickers), 3, "each of the run's three processes picked up its own share of new/")
         t.ok(nsync and into and min(nsync) <= min(c[0] for c in into),
              "... indeed before the first delivery reaches the Maildir", nsync[:1], into[:1])
 

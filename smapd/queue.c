@@ -40,17 +40,6 @@ list_queue(const struct qctx *q, size_t *n)
 	return v;
 }
 
-/* free_all - a malloc'd list of n malloc'd names */
-static void
-free_all(char **v, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 /* A run's work, shared out: the names scanned in new/ (each share picks
  * up and delivers its part, so that the copying and its syncs run in
  * every process at once), and for a full run the ids in queue/. */
@@ -60,13 +49,6 @@ struct run {
 	long long now;
 	int full;
 };
-
-/* by_name - the order of both listings (layout_scan sorts them so) */
-static int
-by_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 /* leftovers - the names in new/ that are in queue/'s listing too (a
  * crash between a copy's naming and its original's removal) are picked
@@ -81,8 +63,7 @@ leftovers(struct qctx *q, struct run *r)
 	size_t i, k = 0, m = 0, n = 0;
 
 	for (i = 0; i < r->nfresh; i++)
-		if (dup != NULL && bsearch(&r->fresh[i], r->ids, r->nids,
-		    sizeof(*r->ids), by_name) != NULL)
+		if (dup != NULL && layout_listed(r->ids, r->nids, r->fresh[i]))
 			dup[k++] = r->fresh[i];
 		else
 			r->fresh[m++] = r->fresh[i];
@@ -90,14 +71,14 @@ leftovers(struct qctx *q, struct run *r)
 	if (dup == NULL) {	/* no memory to sort them out: none this run */
 		log_warn("pickup: %s: new/ waits for the next run",
 		    strerror(errno));
-		free_all(r->fresh, r->nfresh);
+		layout_free_list(r->fresh, r->nfresh);
 		r->fresh = NULL;
 		r->nfresh = 0;
 		return;
 	}
 	got = k > 0 ? pickup(q, dup, k, 0, 1, &n) : NULL;
-	free_all(got, n);	/* queued anyway: in r->ids, delivered there */
-	free_all(dup, k);
+	layout_free_list(got, n);	/* queued anyway: in r->ids, delivered there */
+	layout_free_list(dup, k);
 }
 
 /* deliver_each - ids[first], ids[first + step], ... and the DSNs they
@@ -135,7 +116,7 @@ deliver_share(struct qctx *q, const struct run *r, size_t first, size_t step)
 	if (r->full)
 		q->active += (long long)n;
 	deliver_each(q, mine, n, 0, 1, r->now, &wait);
-	free_all(mine, n);
+	layout_free_list(mine, n);
 	deliver_each(q, r->ids, r->nids, first, step, r->now, &wait);
 	agent_close_all();
 	return wait;
@@ -241,7 +222,7 @@ queue_run(struct qctx *q, int full)
 		leftovers(q, &r);
 	q->ndown = 0;
 	wait = deliver_run(q, &r);
-	free_all(r.fresh, r.nfresh);
-	free_all(r.ids, r.nids);
+	layout_free_list(r.fresh, r.nfresh);
+	layout_free_list(r.ids, r.nids);
 	return wait;
 }

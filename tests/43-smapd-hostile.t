@@ -296,6 +296,16 @@ def main(t):
         leftover(t, srv, d, md)
 
 
+def in_queue(srv, qid, message):
+    """queue/qid, a copy as smapd makes them (its owner, mode 0600)."""
+    uid, gid = smapd_ids()
+    qpath = spool_path(srv, "queue", qid)
+    with open(qpath, "wb") as f:
+        f.write(spool_bytes(qid, message))
+    os.chown(qpath, uid, gid)
+    os.chmod(qpath, 0o600)
+
+
 def batches(t, srv, d, md):
     """Round 3: more files than one pickup batch, two bad ones among them."""
     tags = ["batch-%d" % i for i in range(300)]
@@ -305,12 +315,7 @@ def batches(t, srv, d, md):
     short = new_id()
     place(srv, short, spool_bytes(short, good_msg("batch-short"))[:-20])
     dup = new_id()
-    uid, gid = smapd_ids()
-    qpath = spool_path(srv, "queue", dup)
-    with open(qpath, "wb") as f:
-        f.write(spool_bytes(dup, good_msg("batch-dup-queued")))
-    os.chown(qpath, uid, gid)
-    os.chmod(qpath, 0o600)
+    in_queue(srv, dup, good_msg("batch-dup-queued"))
     place(srv, dup, spool_bytes(dup, good_msg("batch-dup-new")))
     before = set(delivered(md))
     t.is_(d.once(flush=True, timeout=60), 0, "round 3: smapd -1 over 302 files in new/ exits 0")
@@ -336,12 +341,7 @@ def leftover(t, srv, d, md):
     big_n = 40 << 20
     d.set_conf({"default_destination_concurrency_limit": "2", "message_size_limit": str(big_n + 4096)})
     small, big, small2, left = new_id(), new_id(), new_id(), new_id()
-    uid, gid = smapd_ids()
-    qpath = spool_path(srv, "queue", left)
-    with open(qpath, "wb") as f:
-        f.write(spool_bytes(left, good_msg("leftover")))
-    os.chown(qpath, uid, gid)
-    os.chmod(qpath, 0o600)
+    in_queue(srv, left, good_msg("leftover"))
     place(srv, small, spool_bytes(small, good_msg("left-small")))
     body = b"From: a@b.example\r\nTo: u@example.com\r\nMessage-ID: <left-big@b.example>\r\n\r\n" + \
         (b"x" * 78 + b"\r\n") * (big_n // 80)

@@ -139,13 +139,6 @@ layout_list(const struct spooldirs *d, enum ldir w, size_t max, char ***v,
 	return layout_scan(d, w, max, qid_ok, v, n);
 }
 
-/* layout_listed - is name in v, as layout_scan sorted it? */
-int
-layout_listed(char *const *v, size_t n, const char *name)
-{
-	return n > 0 && bsearch(&name, v, n, sizeof(*v), by_name) != NULL;
-}
-
 /* layout_free_list - what layout_scan returned */
 void
 layout_free_list(char **v, size_t n)

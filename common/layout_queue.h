@@ -33,8 +33,6 @@ int layout_scan(const struct spooldirs *d, enum ldir w, size_t max,
 int layout_list(const struct spooldirs *d, enum ldir w, size_t max,
     char ***v, size_t *n);
 void layout_free_list(char **v, size_t n);
-/* Is name among the n names of v, a list as layout_scan returns it? */
-int layout_listed(char *const *v, size_t n, const char *name);
 /* A keep() for layout_scan(): every name but . and .. */
 int layout_any_name(const char *name);
 

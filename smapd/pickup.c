@@ -345,45 +345,27 @@ queue_batch(struct qctx *q, char **v, struct picked *p, size_t n)
 	return m;
 }
 
-/* pickup_scan - the names in new/ (malloc'd, *n of them), or NULL when
- * new/ cannot be read */
+/* pickup - copy what smap committed to queue/, PICK_MAX at a time (each
+ * original stays claimed until queue/ is durable); the ids queued */
 char **
-pickup_scan(const struct qctx *q, size_t *n)
-{
-	char **names;
-
-	if (layout_scan(&q->dirs, L_NEW, SCAN_MAX, layout_any_name, &names, n) < 0) {
-		log_warn("open %s: %s", layout_name(L_NEW), strerror(errno));
-		*n = 0;
-		return NULL;
-	}
-	return names;
-}
-
-/* pickup - names[first], names[first + step], ... copied to queue/,
- * PICK_MAX at a time (each original stays claimed until queue/ is
- * durable); the ids queued (malloc'd, *n of them) */
-char **
-pickup(struct qctx *q, char *const *names, size_t all, size_t first,
-    size_t step, size_t *n)
+pickup(struct qctx *q, size_t *n)
 {
 	static struct picked p[PICK_MAX];
-	char **v = calloc(all / step + 1, sizeof(*v)), *name;
-	size_t i, k = 0, done = 0;
+	char **names, **v;
+	size_t i, k = 0, all, done = 0;
 
 	*n = 0;
-	if (v == NULL) {
-		log_warn("pickup: %s", strerror(errno));
+	if (layout_scan(&q->dirs, L_NEW, SCAN_MAX, layout_any_name, &names, &all) < 0) {
+		log_warn("open %s: %s", layout_name(L_NEW), strerror(errno));
 		return NULL;
 	}
-	for (i = first; i < all; i += step) {
-		if (!*q->stop && (name = strdup(names[i])) != NULL) {
-			if (pick_one(q, name, &p[k - done]))
-				v[k++] = name;
-			else
-				free(name);
-		}
-		if (k - done == PICK_MAX || (all - i <= step && k > done))
+	v = names;
+	for (i = 0; i < all; i++) {
+		if (!*q->stop && pick_one(q, names[i], &p[k - done]))
+			v[k++] = names[i];
+		else
+			free(names[i]);
+		if (k - done == PICK_MAX || (i + 1 == all && k > done))
 			done = k = done + queue_batch(q, v + done, p, k - done);
 	}
 	*n = k;

@@ -9,8 +9,8 @@
 # a truncated one and one whose id is already in queue/ among them:
 # each valid one delivered once, the two quarantined, new/ empty.
 # Round 4: a crash's leftover (a message both in queue/ and in new/)
-# behind a large file in another process's share of new/: delivered
-# once, the original quarantined as a duplicate.
+# behind a large file, two delivery processes: delivered once, the
+# original quarantined as a duplicate.
 import os
 import re
 import stat
@@ -180,9 +180,8 @@ def line_for(c):
 
 
 def settled(srv, cases):
-    """Every case gone from new/ and its line in the log (each process of
-    a run picks up its share; it logs a quarantine after the move and
-    the journal's record of it)."""
+    """Every case gone from new/ and its line in the log (smapd logs a
+    quarantine after the move and the journal's record of it)."""
     log = srv.log()
     return all(not os.path.lexists(os.path.join(srv.newdir(), c.name)) and re.search(line_for(c), log)
                for c in cases)
@@ -332,12 +331,11 @@ def batches(t, srv, d, md):
 
 def leftover(t, srv, d, md):
     """Round 4: a crash left a message both in queue/ (its copy, named)
-    and in new/ (its original, not yet removed). The run's two processes
-    share new/: the second's share is a large file and then the
-    leftover, the first's a small file and, in queue/, the copy, which it
-    delivers and removes while the second is still copying the large
-    one. The leftover must meet its copy all the same: quarantined as a
-    duplicate, never queued and delivered again."""
+    and in new/ (its original, not yet removed), behind a large file,
+    with two delivery processes: however the run shares out its work, a
+    process that delivers and removes the copy while the large file is
+    still being copied must not let the leftover be queued again. It
+    meets its copy: quarantined as a duplicate, delivered once."""
     big_n = 40 << 20
     d.set_conf({"default_destination_concurrency_limit": "2", "message_size_limit": str(big_n + 4096)})
     small, big, small2, left = new_id(), new_id(), new_id(), new_id()

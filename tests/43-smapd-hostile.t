@@ -295,6 +295,11 @@ def main(t):
         leftover(t, srv, d, md)
 
 
+def delivered_since(md, before):
+    """The Message-IDs in the Maildir that were not in before."""
+    return [m for m in (header(dd, "Message-ID") for _, dd in read_maildir(md)) if m not in before]
+
+
 def in_queue(srv, qid, message):
     """queue/qid, a copy as smapd makes them (its owner, mode 0600)."""
     uid, gid = smapd_ids()
@@ -318,7 +323,7 @@ def batches(t, srv, d, md):
     place(srv, dup, spool_bytes(dup, good_msg("batch-dup-new")))
     before = set(delivered(md))
     t.is_(d.once(flush=True, timeout=60), 0, "round 3: smapd -1 over 302 files in new/ exits 0")
-    got = [m for _, m in [(n, header(dd, "Message-ID")) for n, dd in read_maildir(md)] if m not in before]
+    got = delivered_since(md, before)
     want = sorted("<%s@b.example>" % tag for tag in tags + ["batch-dup-queued"])
     t.is_(sorted(got), want, "round 3: each of the 300 and the one already queued delivered exactly once")
     q = quarantined(srv)
@@ -348,7 +353,7 @@ def leftover(t, srv, d, md):
     place(srv, left, spool_bytes(left, good_msg("leftover")))
     before = set(delivered(md))
     t.is_(d.once(flush=True, timeout=60), 0, "round 4: smapd -1 with a crash's leftover in new/ exits 0")
-    got = [m for _, m in [(n, header(dd, "Message-ID")) for n, dd in read_maildir(md)] if m not in before]
+    got = delivered_since(md, before)
     t.is_(sorted(got), sorted("<%s@b.example>" % x for x in ("left-big", "left-small", "left-small2", "leftover")),
           "round 4: the leftover's message delivered once, and the three others once each")
     q = quarantined(srv)

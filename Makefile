@@ -73,8 +73,9 @@ UNIT_BIN = $(UNIT_SRC:.c=)
 PROGS = smap/smap smapd/smapd smapd/smapq smapd/smap-sendmail
 
 MODULES = smap/smap-tls.so
+LIBEXEC = smap/smap-dynamic
 
-all: $(PROGS) $(MODULES)
+all: $(PROGS) $(MODULES) $(LIBEXEC)
 
 %.o: %.c $(FLAVOUR_STAMP)
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
@@ -100,15 +101,20 @@ smap/libsmap.a: $(SMAP_OBJ)
 # missing), which spares every session a library's mapping, relocation
 # and page faults (bench/RESULTS.md); a tinycdb update means a rebuild.
 SMAP_CDB := $(or $(filter /%,$(shell $(CC) -print-file-name=libcdb_pic.a)),$(CDB_LIBS))
-#   make STATIC=1   smap/smap linked statically (-static-pie): no loader
-#                   runs in a session (bench/RESULTS.md has what that
-#                   saves); it loads no modules, so it refuses TLS
-#                   (common/static/notls.c). smap/smap-static is that
-#                   build beside the default one (make bench uses it).
+# smap/smap is linked statically (-static-pie): no loader runs in a
+# session (bench/RESULTS.md has what that saves). A static program loads
+# no modules, so where TLS is on it runs smap/smap-dynamic in its place,
+# the same smap linked with the C library, which loads smap-tls.so
+# (common/static/notls.c); it is installed beside the module.
+#   make STATIC=0   smap/smap is that dynamic build (as SAN=1 makes it:
+#                   the sanitizers need the shared C library)
 SMAP_OBJ_ALL = smap/main.o smap/libsmap.a common/libcommon.a
 SMAP_STATIC_LD = $(CC) $(ALL_CFLAGS) -static-pie -Wl,-z,relro,-z,now \
 	$(LDFLAGS) -o $@ smap/main.o common/static/notls.o smap/libsmap.a \
 	common/libcommon.a $(CDB_LIBS) $(LDLIBS)
+SMAP_DYNAMIC_LD = $(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(SMAP_OBJ_ALL) \
+	$(SMAP_CDB) $(LDLIBS) -ldl
+STATIC ?= $(if $(filter 1,$(SAN)),0,1)
 ifeq ($(STATIC),1)
 ifeq ($(SAN),1)
 $(error STATIC=1 and SAN=1: the sanitizers need the shared C library)
@@ -117,10 +123,10 @@ smap/smap: $(SMAP_OBJ_ALL) common/static/notls.o
 	$(SMAP_STATIC_LD)
 else
 smap/smap: $(SMAP_OBJ_ALL)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(SMAP_CDB) $(LDLIBS) -ldl
+	$(SMAP_DYNAMIC_LD)
 endif
-smap/smap-static: $(SMAP_OBJ_ALL) common/static/notls.o
-	$(SMAP_STATIC_LD)
+smap/smap-dynamic: $(SMAP_OBJ_ALL)
+	$(SMAP_DYNAMIC_LD)
 # the same for valgrind (make bench counts its instructions): no filter
 smap/smap-static-vg: $(SMAP_OBJ_ALL) common/static/notls.o tests/nosandbox.o
 	$(CC) $(ALL_CFLAGS) -static-pie -Wl,-z,relro,-z,now $(LDFLAGS) -o $@ \
@@ -211,7 +217,8 @@ lint:
 # ---- install ----------------------------------------------------------
 # make install DESTDIR=/tmp/stage PREFIX=/usr
 #   $(SBINDIR)            $(PROGS): smap, smapd, smapq, smap-sendmail
-#   $(SHLIBDIR)           smap-tls.so, which smap loads when TLS is on
+#   $(SHLIBDIR)           smap-tls.so, which smap loads when TLS is on,
+#                         and smap-dynamic, the smap that does so
 #   $(MANDIR)/man8, man5  the manual pages
 #   $(SYSTEMDUNITDIR)     smap.socket, smap@.service, smapd.service,
 #                         smapd-run.service, smapd.timer,
@@ -271,6 +278,7 @@ install: all
 	$(INSTALL) -m 0755 $(PROGS) $(DESTDIR)$(SBINDIR)/
 	$(INSTALL) -d $(DESTDIR)$(SHLIBDIR)
 	$(INSTALL) -m 0644 $(MODULES) $(DESTDIR)$(SHLIBDIR)/
+	$(INSTALL) -m 0755 $(LIBEXEC) $(DESTDIR)$(SHLIBDIR)/
 	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
 	$(INSTALL) -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
 	for u in $(UNITS); do \
@@ -327,7 +335,7 @@ install: all
 # spool and $(MAILDIR), which hold the admin's settings and mail, and the
 # users. Stop and disable the units first.
 UNINSTALL_FILES = $(addprefix $(SBINDIR)/,smap smapd smapq smap-sendmail) \
-	$(SHLIBDIR)/smap-tls.so \
+	$(SHLIBDIR)/smap-tls.so $(SHLIBDIR)/smap-dynamic \
 	$(addprefix $(MANDIR)/man8/,smap.8 smapd.8 smapq.8 smap-sendmail.8) \
 	$(addprefix $(MANDIR)/man5/,smap.conf.5 smap-spool.5) \
 	$(addprefix $(SYSTEMDUNITDIR)/,$(UNITS:systemd/%=%)) \
@@ -354,9 +362,9 @@ uninstall:
 .PHONY: install uninstall
 
 clean:
-	rm -f common/*.o common/*.d common/*.a common/static/*.[od] smap/smap-static smap/smap-static-vg smap/*.o smap/*.d smap/*.a \
+	rm -f common/*.o common/*.d common/*.a common/static/*.[od] smap/smap-static-vg smap/*.o smap/*.d smap/*.a \
 		smapd/*.o smapd/*.d smapd/*.a tests/unit/*.o tests/unit/*.d \
-		$(UNIT_BIN) $(PROGS) $(MODULES) common/paths.h $(VG_PROGS) tests/nosandbox.[od] \
+		$(UNIT_BIN) $(PROGS) $(MODULES) $(LIBEXEC) common/paths.h $(VG_PROGS) tests/nosandbox.[od] \
 		common/sandbox_gen common/sandbox_smap_bpf.h $(FLAVOUR_STAMP)
 
 .PHONY: all tests check check-only check-valgrind lint clean FORCE
@@ -437,7 +445,7 @@ fuzz-smoke: fuzz-build
 #                seconds bounds the wait for a quiet machine (default
 #                1200); BENCH_ONLY, BENCH_RECEIVERS, BENCH_SIZES,
 #                BENCH_CONCS run a part (bench/run.py says how).
-bench: all smap/smap-static smap/smap-vg smap/smap-static-vg
+bench: all smap/smap-vg smap/smap-static-vg
 	tools/deps bench
 	python3 bench/run.py
 	python3 bench/rcptmap.py

@@ -23,8 +23,8 @@ KB = 1024
 CHART_LINES = (
     ("smap", "smap, file+directory", "#1f77b4", 1),
     ("smap-file", "smap, file", "#1f77b4", 2),
-    ("static", "smap static, file+directory", "#2ca02c", 1),
-    ("static-file", "smap static, file", "#2ca02c", 2),
+    ("dynamic", "smap dynamic, file+directory", "#2ca02c", 1),
+    ("dynamic-file", "smap dynamic, file", "#2ca02c", 2),
     ("baseline", "baseline.c, file+directory", "#7f7f7f", 1),
     ("postfix", "Postfix smtpd, file", "#d62728", 2),
     ("opensmtpd", "OpenSMTPD, no fsync", "#ff7f0e", 3),
@@ -138,8 +138,8 @@ def where(R, env, num, den, w):
     cost = R.get("cost", {})
     if num in ("smap", "smap-file") and "smap" in cost and "baseline" in cost:
         text.append("One session alone (posix_spawn, no launcher): %.0f us of CPU for smap, "
-                    "%.0f us static, %.0f us for baseline.c (medians)." % (
-                        cost["smap"]["cpu_med"], cost["static"]["cpu_med"], cost["baseline"]["cpu_med"]))
+                    "%.0f us for the dynamic build, %.0f us for baseline.c (medians)." % (
+                        cost["smap"]["cpu_med"], cost["dynamic"]["cpu_med"], cost["baseline"]["cpu_med"]))
     pr = R.get("profile", {}).get("smap")
     if pr:
         big = sorted(((v, k) for k, v in pr["instr"].items()), reverse=True)[:3]
@@ -171,8 +171,8 @@ def targets(R, env):
             if w is None:
                 continue
             ok = w[0] >= need
-            st = worst(R, env, "static" if num == "smap" else "static-file", den)
-            extra = ("; static build: worst %.2f" % st[0]) if st else ""
+            st = worst(R, env, "dynamic" if num == "smap" else "dynamic-file", den)
+            extra = ("; dynamic build: worst %.2f" % st[0]) if st else ""
             add("| %s | worst %.2f (%d KiB, %d clients)%s | %s |" % (label, w[0], w[1] // KB, w[2], extra,
                                                                      met(ok)))
             if not ok:
@@ -194,17 +194,17 @@ def targets(R, env):
     rss = R.get("rss", {})
     if "smap" in rss:
         hwm, priv = rss["smap"][:2]
-        sh_, sp = rss.get("static", (None, None))[:2]
-        add("| one session's private memory <= 200 KiB | %d KiB (static: %s KiB) | %s |" % (
+        sh_, sp = rss.get("dynamic", (None, None))[:2]
+        add("| one session's private memory <= 200 KiB | %d KiB (dynamic: %s KiB) | %s |" % (
             priv, sp, met(priv <= 200)))
-        add("| one session's VmHWM <= 1.5 MB | %d KiB (static: %s KiB) | %s |" % (
+        add("| one session's VmHWM <= 1.5 MB | %d KiB (dynamic: %s KiB) | %s |" % (
             hwm, sh_, met(hwm <= 1536)))
         if priv > 200 or hwm > 1536:
-            notes.append(("memory", "The default build maps the shared C library: the kernel maps "
-                          "it in runs around each page touched, all counted in VmHWM though shared "
-                          "with every other process; the static build maps only what smap has. "
-                          "Private memory is bss and stack pages written, and the pages the "
-                          "loader relocates."))
+            notes.append(("memory", "The default build is static and maps only what smap has; "
+                          "the dynamic one maps the shared C library, which the kernel maps in runs "
+                          "around each page touched, all counted in VmHWM though shared with every "
+                          "other process. Private memory is bss and stack pages written, and the "
+                          "pages the loader relocates."))
     h = R.get("handoff", {})
     if "smapd" in h and "postfix" in h:
         r = h["smapd"][0] / h["postfix"][0]
@@ -226,13 +226,13 @@ def targets(R, env):
 def t_receive(R, env, receivers):
     L = []
     add = L.append
-    keys = [k for k in ("smap", "smap-file", "static", "static-file", "baseline", "postfix", "opensmtpd")
+    keys = [k for k in ("smap", "smap-file", "dynamic", "dynamic-file", "baseline", "postfix", "opensmtpd")
             if any((s, c, k) in R["recv"] for s in env["sizes"] for c in env["concs"])]
     head = ["%s (%s)" % (receivers[k][0], receivers[k][2]) for k in keys]
-    pairs = [("smap", "baseline"), ("smap-file", "postfix"), ("static", "baseline"),
-             ("static-file", "postfix"), ("smap", "postfix")]
+    pairs = [("smap", "baseline"), ("smap-file", "postfix"), ("dynamic", "baseline"),
+             ("dynamic-file", "postfix"), ("smap", "postfix")]
     pairs = [p for p in pairs if p[0] in keys and p[1] in keys]
-    short = {"smap": "smap", "smap-file": "smap file", "static": "static", "static-file": "static file",
+    short = {"smap": "smap", "smap-file": "smap file", "dynamic": "dynamic", "dynamic-file": "dynamic file",
              "baseline": "baseline", "postfix": "Postfix"}
     add("| size | clients | msgs/run | " + " | ".join(head) + " | " +
         " | ".join("%s / %s" % (short[a], short[b]) for a, b in pairs) + " |")
@@ -272,7 +272,7 @@ def t_launchers(R, env):
 
 def t_flood(R, env, receivers):
     fl = R["flood"]
-    keys = [k for k in ("smap", "static", "tcpserver", "baseline", "postfix")
+    keys = [k for k in ("smap", "dynamic", "tcpserver", "baseline", "postfix")
             if any((c, k) in fl for c in env["flood_concs"])]
     L = ["| clients | " + " | ".join("%s sessions/s" % receivers[k][0] for k in keys) + " | " +
          " | ".join("%s ms CPU/session" % receivers[k][0] for k in keys) + " |",
@@ -286,7 +286,7 @@ def t_flood(R, env, receivers):
 
 def t_session(R):
     c, rss, ins = R.get("cost", {}), R.get("rss", {}), R.get("instr", {})
-    cols = [("smap", "smap"), ("static", "smap static"), ("baseline", "baseline.c"),
+    cols = [("smap", "smap"), ("dynamic", "smap dynamic"), ("baseline", "baseline.c"),
             ("postfix", "Postfix smtpd")]
     L = ["| | " + " | ".join(n for _, n in cols) + " |", "|---" * (1 + len(cols)) + "|"]
 
@@ -308,8 +308,8 @@ def t_session(R):
 def t_profile(R):
     pr = R["profile"]
     d = pr["smap"]
-    st = pr.get("static", d)
-    L = ["| phase | system calls | static | strace -T, ms | instructions | static | the calls |",
+    st = pr.get("dynamic", d)
+    L = ["| phase | system calls | dynamic | strace -T, ms | instructions | dynamic | the calls |",
          "|---|---|---|---|---|---|---|"]
     for ph in d["count"]:
         what = ", ".join("%s %d" % kv for kv in sorted(d["calls"][ph].items(), key=lambda kv: -kv[1])[:6])
@@ -414,9 +414,10 @@ def report(R, info, env, receivers, chart_path):
             "answers 250 without an fsync. Each level is compared with the peer of the same level. "
             "smap and baseline.c start a process per connection (fork and exec by "
             "systemd-socket-activate --accept --inetd, the inetd model); Postfix's smtpd serves "
-            "many connections per process (max_use 100 here). smap static is smap/smap-static "
-            "(make STATIC=1): the same code linked with -static-pie, no loader; it cannot load "
-            "smap-tls.so, so it serves without TLS.")
+            "many connections per process (max_use 100 here). smap is the default build, linked "
+            "with -static-pie (no loader); smap dynamic is smap/smap-dynamic, the same code linked "
+            "with the shared C library, which a static smap runs in its place when TLS is on "
+            "(and what make STATIC=0 builds as smap/smap).")
         if env.get("osmtpd"):
             add("")
             add("OpenSMTPD %s (Debian's package, unpacked with `dpkg-deb -x`: it conflicts with "
@@ -471,7 +472,7 @@ def report(R, info, env, receivers, chart_path):
             "and a Postfix session also runs cleanup(8), trivial-rewrite(8) and others, not "
             "counted. Instructions: valgrind's callgrind (`perf stat -e instructions` is not "
             "supported on this machine); valgrind cannot run under seccomp, so the smaps counted "
-            "are smap/smap-vg and smap/smap-static-vg: the same builds linked with "
+            "are smap/smap-static-vg and smap/smap-vg: the same builds linked with "
             "tests/nosandbox.c in place of the filter." % int(os.environ.get("BENCH_SESSIONS", "300")))
         add("")
     if R.get("profile"):
@@ -479,8 +480,8 @@ def report(R, info, env, receivers, chart_path):
         add("")
         L += t_profile(R)
         add("")
-        add("One 1 KiB session (EHLO, MAIL, RCPT, DATA, QUIT), the default build and the static "
-            "one. System calls: strace -f -T, each call put in a phase by what it touches "
+        add("One 1 KiB session (EHLO, MAIL, RCPT, DATA, QUIT), the default (static) build and "
+            "the dynamic one. System calls: strace -f -T, each call put in a phase by what it touches "
             "(bench/session_profile.py); strace's own cost per call inflates its times, so the column says "
             "where the kernel time goes, not how much there is. Instructions: callgrind, inclusive, "
             "by the function that starts each phase (startup_load, startup_log and log_msg, "

@@ -9,7 +9,7 @@ then the targets of the work that made these figures, met or missed,
 then every table) and prints the same.
 
   profile    where one smap session's time goes (bench/session_profile.py):
-             system calls and instructions by phase, dynamic and static
+             system calls and instructions by phase, static (the default) and dynamic
   session    per-session cost: CPU (the child's utime+stime, posix_spawn),
              minor faults, VmHWM and private memory at the 250,
              instructions (callgrind)
@@ -21,8 +21,9 @@ then every table) and prints the same.
   handoff    smapd draining the spool into smtp-sink; latency from smap's
              250 to smtp-sink's; Postfix relaying the same to the sink
 
-Receivers: smap (the default build; spool_fsync = file+directory, and
-= file), smap static (make STATIC=1: smap/smap-static, both levels),
+Receivers: smap (the default build, linked statically; spool_fsync =
+file+directory, and = file), smap dynamic (smap/smap-dynamic, what the
+static smap runs for TLS, or make STATIC=0 builds as smap; both levels),
 smap under tcpserver and under xinetd, bench/baseline.c (fork-exec,
 file and directory fsynced), a private Postfix whose smtpd holds what
 it accepts, and Debian's OpenSMTPD (with bench/listen_shim.so raising
@@ -33,8 +34,8 @@ Environment: BENCH_LOAD_WAIT (seconds to wait for load < 0.7, default
 1200), BENCH_REPEATS (3), BENCH_DRAIN (2000), BENCH_LAT (200),
 BENCH_FLOOD (sessions per flood run, 2000), BENCH_SIZES (1024,102400),
 BENCH_CONCS (1,10,50), BENCH_ONLY (a comma list of the parts above),
-BENCH_RECEIVERS (a comma list of keys: smap smap-file static
-static-file tcpserver xinetd baseline postfix opensmtpd),
+BENCH_RECEIVERS (a comma list of keys: smap smap-file dynamic
+dynamic-file tcpserver xinetd baseline postfix opensmtpd),
 BENCH_RESULTS (where to write; default bench/RESULTS.md for a whole
 run, /tmp/smap-bench-RESULTS.md for a part). Stdlib only; reuses
 tests/lib (smaptest, smapdtest, postfix).
@@ -65,7 +66,7 @@ import report as rep  # noqa: E402
 from servers import log, sh, wait_for, stop_proc  # noqa: E402
 
 SMAP_BIN = smaptest.SMAP_BIN
-SMAP_STATIC = os.path.join(REPO, "smap", "smap-static")
+SMAP_DYNAMIC = os.path.join(REPO, "smap", "smap-dynamic")
 SMAP_VG = os.path.join(REPO, "smap", "smap-vg")
 SMAP_STATIC_VG = os.path.join(REPO, "smap", "smap-static-vg")
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
@@ -96,8 +97,8 @@ CHART = os.path.join(os.path.dirname(RESULTS) if PARTIAL else HERE, "receive.png
 RECEIVERS = [
     ("smap", ("smap", "default", "file+directory", "ssa")),
     ("smap-file", ("smap", "default", "file", "ssa")),
-    ("static", ("smap static", "static", "file+directory", "ssa")),
-    ("static-file", ("smap static", "static", "file", "ssa")),
+    ("dynamic", ("smap dynamic", "dynamic", "file+directory", "ssa")),
+    ("dynamic-file", ("smap dynamic", "dynamic", "file", "ssa")),
     ("tcpserver", ("smap, tcpserver", "default", "file+directory", "tcpserver")),
     ("xinetd", ("smap, xinetd", "default", "file+directory", "xinetd")),
     ("baseline", ("baseline.c", "baseline", "file+directory", "ssa")),
@@ -562,9 +563,9 @@ def smap_targets(srv, conf_file, bins, work, stack):
     """The smap receivers wanted, each under its launcher, on srv's spool."""
     out = []
     for key, (label, build_, dur, launcher) in RECEIVERS:
-        if key not in WANT or build_ not in ("default", "static"):
+        if key not in WANT or build_ not in ("default", "dynamic"):
             continue
-        binary = SMAP_BIN if build_ == "default" else SMAP_STATIC
+        binary = SMAP_BIN if build_ == "default" else SMAP_DYNAMIC
         conf = conf_file[dur]
         la = S.LAUNCHERS[launcher]([binary, "-c", conf], work, key).start()
         stack.append(la)
@@ -618,9 +619,9 @@ def start_osmtpd(fs, shim, env, stack):
 
 def part_profile(R, srv, work):
     """Phases of one session: system calls (strace) and instructions
-    (callgrind), the default build and the static one."""
+    (callgrind), the default (static) build and the dynamic one."""
     R["profile"] = {}
-    for key, binary, vg in (("smap", SMAP_BIN, SMAP_VG), ("static", SMAP_STATIC, SMAP_STATIC_VG)):
+    for key, binary, vg in (("smap", SMAP_BIN, SMAP_STATIC_VG), ("dynamic", SMAP_DYNAMIC, SMAP_VG)):
         ph = prof.syscalls([binary, "-c", srv.conffile], srv.conffile, work, key)
         total, ins = prof.instructions([vg, "-c", srv.conffile], srv.tmpdir(), key)
         R["profile"][key] = {"count": ph.count, "time": ph.time, "calls": ph.calls,
@@ -633,10 +634,10 @@ def part_session(R, srv, ports, bins, pf):
     """Per-session cost: CPU and faults (posix_spawn, the child's own
     rusage, interleaved), memory at the 250, instructions."""
     bdir = bins["baseline_dir"]
-    argvs = [[SMAP_BIN, "-c", srv.conffile], [SMAP_STATIC, "-c", srv.conffile],
+    argvs = [[SMAP_BIN, "-c", srv.conffile], [SMAP_DYNAMIC, "-c", srv.conffile],
              [bins["baseline"], bdir]]
     cost = prof.ab(argvs, int(os.environ.get("BENCH_SESSIONS", "300")))
-    R["cost"] = dict(zip(("smap", "static", "baseline"), cost))
+    R["cost"] = dict(zip(("smap", "dynamic", "baseline"), cost))
     log("session CPU: %r" % R["cost"])
     R["rss"] = {}
     if pf is not None:
@@ -645,8 +646,8 @@ def part_session(R, srv, ports, bins, pf):
         R["rss"][key] = session_rss(port)
     log("VmHWM, private: %r" % R["rss"])
     R["instr"] = {}
-    for key, argv, chroot in (("smap", [SMAP_VG, "-c", srv.conffile], srv.tmpdir()),
-                              ("static", [SMAP_STATIC_VG, "-c", srv.conffile], srv.tmpdir()),
+    for key, argv, chroot in (("smap", [SMAP_STATIC_VG, "-c", srv.conffile], srv.tmpdir()),
+                              ("dynamic", [SMAP_VG, "-c", srv.conffile], srv.tmpdir()),
                               ("baseline", [bins["baseline"], bdir], None)):
         R["instr"][key] = prof.instructions(argv, chroot, "i" + key)[0]
     log("instructions: %r" % R["instr"])
@@ -718,9 +719,9 @@ def run_all(R, env, fs, stack):
         env["load_start"], env["waited"], "" if env["quiet"] else " UNDER LOAD"))
     if "session" in ONLY:       # first: Postfix's smtpd is fresh
         ports = {"smap": srv.port}
-        st = S.SSA([SMAP_STATIC, "-c", srv.conffile], work, "rss-static").start()
+        st = S.SSA([SMAP_DYNAMIC, "-c", srv.conffile], work, "rss-dynamic").start()
         stack.append(st)
-        ports["static"] = st.port
+        ports["dynamic"] = st.port
         ports["baseline"] = base.port
         part_session(R, srv, ports, bins, pf)
     if "profile" in ONLY:
@@ -735,7 +736,7 @@ def run_all(R, env, fs, stack):
         receive(targets, R["recv"], env["failed"])
     if "flood" in ONLY:
         R["flood"] = {}
-        ft = [tg for tg in targets if tg.key in ("smap", "static", "tcpserver", "baseline", "postfix")]
+        ft = [tg for tg in targets if tg.key in ("smap", "dynamic", "tcpserver", "baseline", "postfix")]
         if pft is not None and pft not in ft:
             ft.append(pft)
         flood(bins["flood"], ft, R["flood"])
@@ -748,7 +749,7 @@ def main():
     if os.geteuid() != 0:
         print("bench/run.py: needs root (loop mount, launchers, Postfix)", file=sys.stderr)
         return 1
-    for b in (SMAP_BIN, SMAP_STATIC, SMAP_VG, SMAP_STATIC_VG, smapdtest.SMAPD_BIN):
+    for b in (SMAP_BIN, SMAP_DYNAMIC, SMAP_VG, SMAP_STATIC_VG, smapdtest.SMAPD_BIN):
         if not os.access(b, os.X_OK):
             print("bench/run.py: %s missing: run make bench (or make first)" % b, file=sys.stderr)
             return 1

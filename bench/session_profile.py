@@ -324,7 +324,11 @@ def main():
         for p in PHASES:
             print("%-24s %4d calls %8.3f ms  %s" % (p, ph.count[p], ph.time[p] * 1e3,
                                                   sorted(ph.calls[p].items())))
-        vg = os.path.join(REPO, "smap", "smap-vg")
+        # the same build without its filter: smap-vg for a dynamic smap,
+        # smap-static-vg for a static one (no PT_INTERP)
+        with open(smap, "rb") as f:
+            dynamic = b"/ld-linux" in f.read(4096)
+        vg = os.path.join(REPO, "smap", "smap-vg" if dynamic else "smap-static-vg")
         if os.access(vg, os.X_OK):
             total, res = instructions([vg, "-c", srv.conffile], srv.tmpdir(), "smap")
             print("instructions: %d" % total)

@@ -1,5 +1,6 @@
 /*
- * trusted.c - open a file only root may change (see trusted.h).
+ * trusted.c - open a file only root may change (see trusted.h);
+ * loading a module from it is trusted_load.c's.
  *
  * TRUST: nothing about the path but that it is absolute. The file is
  * judged by its descriptor (fstat), so what is checked is what was
@@ -8,7 +9,6 @@
  * (one where the file could be swapped) is refused, unless it is root's
  * and sticky.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -76,22 +76,4 @@ trusted_open(const char *path, char *why, size_t len)
 		return -1;
 	}
 	return fd;
-}
-
-/* trusted_dlsym - load a module only root may change, from its descriptor */
-void *
-trusted_dlsym(const char *path, const char *symbol, char *why, size_t len)
-{
-	char self[64];
-	void *h, *sym = NULL;
-	int fd;
-
-	if ((fd = trusted_open(path, why, len)) < 0)
-		return NULL;
-	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
-	if ((h = dlopen(self, RTLD_NOW | RTLD_LOCAL)) == NULL ||
-	    (sym = dlsym(h, symbol)) == NULL)
-		snprintf(why, len, "%s: %s", path, dlerror());
-	(void)close(fd);
-	return sym;
 }

@@ -22,4 +22,12 @@ int trusted_open(const char *path, char *why, size_t len);
 void *trusted_dlsym(const char *path, const char *symbol, char *why,
     size_t len);
 
+/* A program that cannot load modules runs one that can in its place:
+ * a static smap (common/static/notls.c) runs dir/smap-dynamic, the same
+ * smap linked with the shared C library, with argv, from the descriptor
+ * trusted_open() accepted; back only when that failed (its
+ * trusted_dlsym() then says why). Where modules load (trusted_load.c),
+ * nothing. */
+void trusted_modules_exec(const char *dir, char *const argv[]);
+
 #endif

@@ -790,26 +790,40 @@ def test_bad_config(t, C, base):
             t.unlike(srv.log(), r"connect from", "bad TLS config (%s): no session was started" % desc)
 
 
+def linked_statically(path):
+    """Has the program no interpreter (PT_INTERP): a static smap?"""
+    p = subprocess.run(["readelf", "-l", path], capture_output=True, text=True)
+    return p.returncode == 0 and "Requesting program interpreter" not in p.stdout
+
+
+STATIC = linked_statically(SMAP_BIN)
+BUILD = os.path.join(os.path.dirname(SMAP_BIN), "smap-dynamic")
+
+
+def put(src, dst, mode):
+    shutil.copy(src, dst)
+    os.chmod(dst, mode)
+
+
 def module_dirs(d):
     """shlib_directory variants that smap must refuse: no module, one
     that others may write, a good one below a directory others may write
     (where the file could be swapped), junk, and one built for another
-    table."""
+    table; each with the dynamic build a static smap runs for TLS. And
+    for a static smap: no dynamic build, one others may write, and the
+    static smap itself in its place."""
     real = os.path.join(os.path.dirname(SMAP_BIN), "smap-tls.so")
     out = {}
-    for name in ("empty", "groupw", "junk", "abi"):
+    for name in ("empty", "groupw", "junk", "abi", "nobuild", "buildw", "selfbuild"):
         out[name] = os.path.join(d, "shlib-" + name)
         os.mkdir(out[name])
-    dst = os.path.join(out["groupw"], "smap-tls.so")
-    shutil.copy(real, dst)
-    os.chmod(dst, 0o664)
+    put(real, os.path.join(out["groupw"], "smap-tls.so"), 0o664)
     gw = os.path.join(d, "shlib-gwdir")
     os.mkdir(gw)
     os.chmod(gw, 0o775)
     out["gwdir"] = os.path.join(gw, "lib")
     os.mkdir(out["gwdir"])
-    shutil.copy(real, os.path.join(out["gwdir"], "smap-tls.so"))
-    os.chmod(os.path.join(out["gwdir"], "smap-tls.so"), 0o644)
+    put(real, os.path.join(out["gwdir"], "smap-tls.so"), 0o644)
     with open(os.path.join(out["junk"], "smap-tls.so"), "w") as f:
         f.write("not an ELF object\n")
     src = os.path.join(d, "abi.c")
@@ -819,22 +833,46 @@ def module_dirs(d):
                        capture_output=True)
     if p.returncode != 0:
         raise RuntimeError("cc -shared failed: %r" % p.stderr)
+    for name in ("empty", "groupw", "gwdir", "junk", "abi", "buildw", "selfbuild"):
+        build = SMAP_BIN if name == "selfbuild" else BUILD
+        put(build, os.path.join(out[name], "smap-dynamic"), 0o775 if name == "buildw" else 0o755)
+    for name in ("nobuild", "buildw", "selfbuild"):
+        put(real, os.path.join(out[name], "smap-tls.so"), 0o644)
     return out
 
 
-def test_bad_module(t, d, base):
-    dirs = module_dirs(d)
-    cases = (
+def bad_modules():
+    """(description, directory, what the log says) for each refusal"""
+    cases = [
         ("no smap-tls.so", "empty", r"TLS: \S+/shlib-empty/smap-tls\.so: No such file or directory"),
         ("group-writable smap-tls.so", "groupw",
          r"TLS: \S+/shlib-groupw/smap-tls\.so: not a file only root may change"),
         ("smap-tls.so below a group-writable directory", "gwdir",
+         r"TLS: .*\S+/shlib-gwdir/lib/smap-dynamic: directory \S+/shlib-gwdir may be changed by "
+         r"someone other than root" if STATIC else
          r"TLS: \S+/shlib-gwdir/lib/smap-tls\.so: directory \S+/shlib-gwdir may be changed by someone "
          r"other than root"),
         ("smap-tls.so not an object", "junk", r"TLS: \S+/shlib-junk/smap-tls\.so: \S"),
         ("smap-tls.so of another build", "abi", r"TLS: \S+/shlib-abi/smap-tls\.so: built for another smap"),
-    )
-    for desc, which, why in cases:
+    ]
+    if STATIC:
+        cases += [
+            ("static smap, no smap-dynamic", "nobuild",
+             r"TLS: \S+/shlib-nobuild/smap-tls\.so: this smap is linked statically and loads no modules, "
+             r"and its dynamic build, which does, could not be run: \S+/shlib-nobuild/smap-dynamic: "
+             r"No such file or directory"),
+            ("static smap, group-writable smap-dynamic", "buildw",
+             r"TLS: .*could not be run: \S+/shlib-buildw/smap-dynamic: not a file only root may change"),
+            ("static smap, itself as smap-dynamic", "selfbuild",
+             r"TLS: .*could not be run: \S+/shlib-selfbuild/smap-dynamic: is this static smap, not its "
+             r"dynamic build"),
+        ]
+    return cases
+
+
+def test_bad_module(t, d, base):
+    dirs = module_dirs(d)
+    for desc, which, why in bad_modules():
         with Server(t, conf=dict(base, shlib_directory=dirs[which]), name="bad module: " + desc) as srv:
             c = srv.client()
             try:
@@ -847,6 +885,10 @@ def test_bad_module(t, d, base):
             t.like(srv.wait_log(why, 3) and srv.log(), r"(?m)smap/smtpd\[\d+\]: (fatal|warning): .*" + why,
                    "%s: refused, and the log says why" % desc)
             t.unlike(srv.log(), r"connect from", "%s: no session was started" % desc)
+            p = subprocess.run([SMAP_BIN, "-t", "-c", srv.conffile], capture_output=True, text=True,
+                               timeout=30)
+            t.ok(p.returncode == 78 and re.search(why, p.stderr),
+                 "%s: smap -t exits 78 and says why" % desc, p.returncode, p.stderr[-600:])
 
 
 def mapped(pid):
@@ -867,6 +909,9 @@ def test_maps(t, srv_may, srv_none):
             got = [bool(re.search(r"/%s[^/\n]*$" % re.escape(lib), maps, re.M))
                    for lib in ("smap-tls.so", "libssl.so", "libcrypto.so")]
             t.is_(got, [want] * 3, "%s: smap-tls.so, libssl, libcrypto mapped: %s" % (desc, want))
+            exe = os.path.realpath("/proc/%d/exe" % pid) if pid else None
+            t.is_(exe, os.path.realpath(BUILD if want and STATIC else SMAP_BIN),
+                  "%s: the session runs %s" % (desc, "smap-dynamic" if want and STATIC else "smap"))
             c.send(b"QUIT\r\n")
             c.reply(timeout=5)
         finally:

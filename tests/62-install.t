@@ -90,6 +90,7 @@ def expected(prefix):
         pc("sysusersdir", "/usr/lib/sysusers.d") + "/smap.conf": 0o644,
         pc("tmpfilesdir", "/usr/lib/tmpfiles.d") + "/smap.conf": 0o644,
         SHLIBDIR.lstrip("/") + "/smap-tls.so": 0o644,
+        SHLIBDIR.lstrip("/") + "/smap-dynamic": 0o755,
     }
     if smapq:
         files[p + "/sbin/smapq"] = 0o755
@@ -223,13 +224,17 @@ def test_flavour(t, dest):
     t.is_(FLAVOUR, "hardened", "the tree is built hardened (build.flavour)")
     install(t, dest, "/usr", "hardened tree")
     elves = [os.path.join(dest, "usr/sbin", p) for p in sorted(os.listdir(os.path.join(dest, "usr/sbin")))]
-    elves.append(os.path.join(dest, SHLIBDIR.lstrip("/"), "smap-tls.so"))
+    elves += [os.path.join(dest, SHLIBDIR.lstrip("/"), n) for n in ("smap-tls.so", "smap-dynamic")]
     for path in elves:
         libs = needed(path)
         rel = os.path.relpath(path, dest)
+        rc, out = run(["ldd", path])
+        if rel == "usr/sbin/smap":      # linked statically: nothing to load
+            t.ok(libs == [] and "statically linked" in out,
+                 "%s: linked statically, loads no library" % rel, repr(libs), out[-500:])
+            continue
         t.ok(libs and not any("asan" in n or "ubsan" in n for n in libs),
              "%s: NEEDED has no libasan/libubsan" % rel, repr(libs))
-        rc, out = run(["ldd", path])
         t.ok(rc == 0 and "libc.so" in out and "asan" not in out,
              "%s: ldd shows no libasan" % rel, out[-1000:])
 

@@ -7,7 +7,8 @@
 #     make clean, and make install refuses it with a plain message and
 #     installs nothing, even with ALLOW_SAN_INSTALL=1 but no DESTDIR;
 #   the tree is SAN=1: the copy is built hardened and make install puts
-#     programs and smap-tls.so in place that do not link libasan.
+#     programs, smap-tls.so and smap-dynamic in place that do not link
+#     libasan (smap itself, linked statically, links nothing).
 # The copy's make runs without the suite's MAKEFLAGS (SAN=1 in
 # tools/check's second pass), so only what this file says applies.
 import os
@@ -129,11 +130,15 @@ def test_hardened_copy(t, base):
     if not t.ok(rc == 0, "make install DESTDIR=TMP PREFIX=/usr", out[-2000:]):
         return
     elves = [os.path.join(dest, "usr/sbin", n) for n in sorted(os.listdir(os.path.join(dest, "usr/sbin")))]
-    elves.append(os.path.join(dest, "usr/lib/smap/smap-tls.so"))
+    elves += [os.path.join(dest, "usr/lib/smap", n) for n in ("smap-tls.so", "smap-dynamic")]
     for path in elves:
         libs = needed(path)
+        rel = os.path.relpath(path, dest)
+        if rel == "usr/sbin/smap":      # the hardened build links smap statically
+            t.is_(libs, [], "%s: linked statically: NEEDED is empty" % rel)
+            continue
         t.ok(libs and not any("asan" in n or "ubsan" in n for n in libs),
-             "%s: NEEDED has no libasan/libubsan" % os.path.relpath(path, dest), repr(libs))
+             "%s: NEEDED has no libasan/libubsan" % rel, repr(libs))
 
 
 def main(t):

@@ -42,6 +42,9 @@ import traceback
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMAP_BIN = os.path.abspath(os.environ.get("SMAP_BIN") or os.path.join(REPO, "smap", "smap"))
+# a static smap runs its dynamic build, beside it, where TLS is on
+SMAP_EXES = [os.path.realpath(p) for p in (SMAP_BIN, os.path.join(os.path.dirname(SMAP_BIN),
+                                                                  "smap-dynamic"))]
 SMAPD_BIN = os.path.abspath(os.environ.get("SMAPD_BIN") or os.path.join(REPO, "smapd", "smapd"))
 SSA = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
 HOSTNAME = "mx.test.example"
@@ -870,7 +873,7 @@ class Server:
         out = []
         for p in self.live_sessions():
             try:
-                if os.path.realpath("/proc/%d/exe" % p) == os.path.realpath(SMAP_BIN) or \
+                if os.path.realpath("/proc/%d/exe" % p) in SMAP_EXES or \
                         (VALGRIND and SMAP_BIN.encode() in proc_cmdline(p)):
                     out.append(p)
             except OSError:

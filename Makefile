@@ -115,14 +115,18 @@ SMAP_STATIC_LD = $(CC) $(ALL_CFLAGS) -static-pie -Wl,-z,relro,-z,now \
 SMAP_DYNAMIC_LD = $(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(SMAP_OBJ_ALL) \
 	$(SMAP_CDB) $(LDLIBS) -ldl
 STATIC ?= $(if $(filter 1,$(SAN)),0,1)
+# the last STATIC smap/smap was linked with: a change relinks it
+STATIC_STAMP = smap/static.stamp
+$(STATIC_STAMP): FORCE
+	@[ "$$(cat $@ 2>/dev/null)" = "$(STATIC)" ] || echo "$(STATIC)" >$@
 ifeq ($(STATIC),1)
 ifeq ($(SAN),1)
 $(error STATIC=1 and SAN=1: the sanitizers need the shared C library)
 endif
-smap/smap: $(SMAP_OBJ_ALL) common/static/notls.o
+smap/smap: $(SMAP_OBJ_ALL) common/static/notls.o $(STATIC_STAMP)
 	$(SMAP_STATIC_LD)
 else
-smap/smap: $(SMAP_OBJ_ALL)
+smap/smap: $(SMAP_OBJ_ALL) $(STATIC_STAMP)
 	$(SMAP_DYNAMIC_LD)
 endif
 smap/smap-dynamic: $(SMAP_OBJ_ALL)
@@ -362,7 +366,7 @@ uninstall:
 .PHONY: install uninstall
 
 clean:
-	rm -f common/*.o common/*.d common/*.a common/static/*.[od] smap/smap-static-vg smap/*.o smap/*.d smap/*.a \
+	rm -f common/*.o common/*.d common/*.a common/static/*.[od] smap/smap-static-vg $(STATIC_STAMP) smap/*.o smap/*.d smap/*.a \
 		smapd/*.o smapd/*.d smapd/*.a tests/unit/*.o tests/unit/*.d \
 		$(UNIT_BIN) $(PROGS) $(MODULES) $(LIBEXEC) common/paths.h $(VG_PROGS) tests/nosandbox.[od] \
 		common/sandbox_gen common/sandbox_smap_bpf.h $(FLAVOUR_STAMP)

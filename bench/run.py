@@ -306,6 +306,15 @@ def session_rss(port):
     return hwm, priv, dirty
 
 
+def median_rss(port, n=7):
+    """session_rss n times: the median of each figure. Which pages of the
+    program's text a session has mapped that the first one has not
+    (fault-around maps them in aligned runs, and each process's text
+    lies elsewhere) changes from one pair of sessions to the next."""
+    runs = [session_rss(port) for _ in range(n)]
+    return tuple(sorted(r[i] for r in runs)[n // 2] for i in range(3))
+
+
 def strace_summary(path):
     calls = {"fsync": 0, "fdatasync": 0}
     with open(path) as f:
@@ -643,7 +652,7 @@ def part_session(R, srv, ports, bins, pf):
     if pf is not None:
         R["rss"]["postfix"] = session_rss(pf.port)
     for key, port in ports.items():
-        R["rss"][key] = session_rss(port)
+        R["rss"][key] = median_rss(port)
     log("VmHWM, private: %r" % R["rss"])
     R["instr"] = {}
     for key, argv, chroot in (("smap", [SMAP_STATIC_VG, "-c", srv.conffile], srv.tmpdir()),

@@ -7,9 +7,9 @@
  * reads from the client. When it cannot serve, it says why on stderr
  * and in the log and answers 421 4.3.0 (startup.h). Trusts its command
  * line and configuration file; nothing else. The default build is
- * linked statically; where TLS is on it runs smap-dynamic instead (the
- * same smap with the module loader, common/static/notls.c), before
- * anything else is done.
+ * linked statically; for -t, and where TLS is on, it runs smap-dynamic
+ * instead (the same smap with the module loader, common/static/notls.c),
+ * before anything else is done.
  *
  * Exit status: 0 after a session, 78 (EX_CONFIG) for a bad
  * configuration, 71 (EX_OSERR) when the jail cannot be entered,
@@ -197,8 +197,8 @@ main(int argc, char **argv)
 		return puts("smap " SMAP_VERSION) < 0;
 	st.client = mode == 0 && (peer = connected(&st)) != 0;
 	startup_load(&st, &cf);
-	if ((mode == 0 || mode == 't') && (cf.smtpd_tls_wrappermode ||
-	    cf.smtpd_tls_security_level != TLS_NONE))	/* static: see trusted.h */
+	if (mode == 't' || (mode == 0 && (cf.smtpd_tls_wrappermode ||
+	    cf.smtpd_tls_security_level != TLS_NONE)))	/* static: trusted.h */
 		trusted_modules_exec(cf.shlib_directory, argv);
 	if (mode == 't')
 		return check(&st, &cf);

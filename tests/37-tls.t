@@ -864,8 +864,8 @@ def bad_modules():
             ("static smap, group-writable smap-dynamic", "buildw",
              r"TLS: .*could not be run: \S+/shlib-buildw/smap-dynamic: not a file only root may change"),
             ("static smap, itself as smap-dynamic", "selfbuild",
-             r"TLS: .*could not be run: \S+/shlib-selfbuild/smap-dynamic: is this static smap, not its "
-             r"dynamic build"),
+             r"TLS: .*could not be run: \S+/shlib-selfbuild/smap-dynamic: not a dynamically linked "
+             r"program \(a copy of the static smap\?\)"),
         ]
     return cases
 

@@ -33,7 +33,10 @@ def write(d, name, body, head=None):
     path = os.path.join(d, name + ".conf")
     with open(path, "w") as f:
         f.write((HEAD if head is None else head) + "spool_directory = %s\n" % SPOOL[0] +
-                ("default_transport = smtp:[127.0.0.1]:25\n" if head is not None else "") + body)
+                ("default_transport = smtp:[127.0.0.1]:25\n" if head is not None else "") + body +
+                # last, so that the lines above keep their numbers: the
+                # build's smap-dynamic, which a static smap -t runs
+                "\nshlib_directory = %s\n" % os.path.dirname(SMAP_BIN))
     return path
 
 

@@ -15,17 +15,23 @@
  * sss) is an unknown user to it, said as such (STATIC=0 builds the smap
  * that asks NSS).
  *
- * TRUST: what trusted_open() accepts. smap-dynamic is smap itself; a
- * copy of this static build put in its place would run itself again:
- * that is refused the second time (same file as /proc/self/exe).
+ * smap -t, which asks libpsl (suffix.c) too, always runs smap-dynamic;
+ * where it cannot, this file's suffix_public() leaves that check out,
+ * with a warning.
+ *
+ * TRUST: what trusted_open() accepts. smap-dynamic is smap itself; one
+ * that is not a dynamically linked program (a copy of this static build
+ * would run itself again and again) is refused.
  */
+#include <elf.h>
 #include <errno.h>
 #include <nss.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/stat.h>
 
+#include "suffix.h"
 #include "trusted.h"
 
 extern char **environ;
@@ -37,8 +43,38 @@ static char failed[4200];	/* why smap-dynamic was not run */
 static void __attribute__((constructor))
 files_only(void)
 {
-	(void)__nss_configure_lookup("passwd", "files");
-	(void)__nss_configure_lookup("group", "files");
+	static const char msg[] = "smap: cannot keep NSS to its files (out "
+	    "of memory?): refusing to run\n";
+
+	if (__nss_configure_lookup("passwd", "files") != 0 ||
+	    __nss_configure_lookup("group", "files") != 0) {
+		(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+		_exit(71);	/* EX_OSERR, before anything is read */
+	}
+}
+
+/* dynamic - is the program open on fd linked dynamically (an ELF file
+ * with a PT_INTERP header)? A copy of this static smap is not, so it is
+ * never run in a loop; nor is a script. */
+static int
+dynamic(int fd)
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	unsigned i;
+
+	if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) ||
+	    memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh.e_phentsize != sizeof(ph) || eh.e_phnum > 64)
+		return 0;
+	for (i = 0; i < eh.e_phnum; i++)
+		if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i *
+		    sizeof(ph))) != (ssize_t)sizeof(ph))
+			return 0;
+		else if (ph.p_type == PT_INTERP)
+			return 1;
+	return 0;
 }
 
 /* trusted_modules_exec - run dir/smap-dynamic with argv; back on failure */
@@ -46,7 +82,6 @@ void
 trusted_modules_exec(const char *dir, char *const argv[])
 {
 	char path[4096];
-	struct stat me, it;
 	int fd;
 
 	if (snprintf(path, sizeof(path), "%s/smap-dynamic", dir) >=
@@ -56,16 +91,27 @@ trusted_modules_exec(const char *dir, char *const argv[])
 	}
 	if ((fd = trusted_open(path, failed, sizeof(failed))) < 0)
 		return;
-	if (stat("/proc/self/exe", &me) == 0 && fstat(fd, &it) == 0 &&
-	    me.st_dev == it.st_dev && me.st_ino == it.st_ino)
-		snprintf(failed, sizeof(failed), "%s: is this static smap, "
-		    "not its dynamic build", path);
+	if (!dynamic(fd))
+		snprintf(failed, sizeof(failed), "%s: not a dynamically "
+		    "linked program (a copy of the static smap?)", path);
 	else {
 		(void)fexecve(fd, argv, environ);
 		snprintf(failed, sizeof(failed), "%s: %s", path,
 		    strerror(errno));
 	}
 	(void)close(fd);
+}
+
+/* suffix_public - nor libpsl (suffix.c): the check is left to
+ * smap-dynamic, which smap -t runs; when it could not, -t warns */
+int
+suffix_public(const char *domain, char *err, size_t len)
+{
+	(void)domain;
+	snprintf(err, len, "this smap is linked statically and loads no "
+	    "libraries, and its dynamic build could not be run: %s",
+	    failed[0] ? failed : "not tried");
+	return -1;
 }
 
 /* trusted_dlsym - no modules in a static smap: NULL and why */

@@ -27,7 +27,6 @@
 #include <errno.h>
 #include <nss.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 

@@ -108,23 +108,71 @@ SMAP_CDB := $(or $(filter /%,$(shell $(CC) -print-file-name=libcdb_pic.a)),$(CDB
 # (common/static/notls.c); it is installed beside the module.
 #   make STATIC=0   smap/smap is that dynamic build (as SAN=1 makes it:
 #                   the sanitizers need the shared C library)
+#   make LIBC=glibc the static smap linked with glibc's libc.a; the
+#                   default is musl's where musl-tools is installed
+# Why musl: glibc's start-up reads the CPU's features and cache sizes
+# with some forty CPUID instructions, each a trap to the hypervisor on
+# a virtual machine (7 us apiece on the machine of bench/RESULTS.md),
+# which cost about 300 us of every session; musl's start-up has none.
+# musl has no _FORTIFY_SOURCE (stack protector and stack-clash checks
+# stay); its allocator keeps its metadata out of band. tinycdb is
+# Debian's libcdb.a, whose few C library calls musl's glibc-compatible
+# symbols serve.
 SMAP_OBJ_ALL = smap/main.o smap/libsmap.a common/libcommon.a
-SMAP_STATIC_LD = $(CC) $(ALL_CFLAGS) -static-pie -Wl,-z,relro,-z,now \
-	$(LDFLAGS) -o $@ smap/main.o common/static/notls.o smap/libsmap.a \
-	common/libcommon.a $(CDB_LIBS) $(LDLIBS)
+MUSL_LIB ?= /usr/lib/x86_64-linux-musl
+MUSL_CC ?= musl-gcc
+LIBC ?= $(if $(and $(wildcard $(MUSL_LIB)/rcrt1.o),$(shell command -v $(MUSL_CC))),musl,glibc)
+ifeq ($(LIBC),musl)
+MUSL_SRC = $(SMAP_SRC) $(filter-out common/sandbox.c common/tls.c common/trusted_load.c \
+	common/suffix.c,$(COMMON_SRC))
+MUSL_OBJ = $(MUSL_SRC:%.c=smap/musl/%.o)
+MUSL_INC = smap/musl/include
+MULTIARCH := $(shell $(CC) -dumpmachine)
+# the kernel's headers and tinycdb's, after musl's own
+$(MUSL_INC)/stamp:
+	mkdir -p $(MUSL_INC)
+	ln -sfn /usr/include/linux $(MUSL_INC)/linux
+	ln -sfn /usr/include/asm-generic $(MUSL_INC)/asm-generic
+	ln -sfn /usr/include/$(MULTIARCH)/asm $(MUSL_INC)/asm
+	ln -sfn /usr/include/cdb.h $(MUSL_INC)/cdb.h
+	touch $@
+smap/musl/%.o: %.c $(MUSL_INC)/stamp
+	@mkdir -p $(@D)
+	$(MUSL_CC) $(filter-out $(FORTIFY),$(ALL_CPPFLAGS)) -idirafter $(MUSL_INC) \
+		$(WARN) $(HARDEN) $(CFLAGS) -MMD -MP -c -o $@ $<
+smap/musl/common/sandbox_smap.o: common/sandbox_smap_bpf.h
+smap/musl/common/conf.o: common/paths.h
+smap/musl/libsmap.a: $(filter smap/musl/smap/%,$(MUSL_OBJ))
+	rm -f $@ && $(AR) rcs $@ $^
+smap/musl/libcommon.a: $(filter smap/musl/common/%,$(MUSL_OBJ))
+	rm -f $@ && $(AR) rcs $@ $^
+-include $(MUSL_OBJ:.o=.d) smap/musl/smap/main.d smap/musl/common/static/notls.d
+STATIC_OBJ = smap/musl/smap/main.o smap/musl/common/static/notls.o \
+	smap/musl/libsmap.a smap/musl/libcommon.a
+STATIC_LD = $(CC) $(ALL_CFLAGS) -static-pie -nostdlib -nostartfiles \
+	-Wl,-z,relro,-z,now $(LDFLAGS) -o $@ $(MUSL_LIB)/rcrt1.o \
+	$(MUSL_LIB)/crti.o $(shell $(CC) -print-file-name=crtbeginS.o) $(1) \
+	$(shell $(CC) -print-file-name=libcdb.a) -L$(MUSL_LIB) -lc \
+	$(shell $(CC) -print-libgcc-file-name) \
+	$(shell $(CC) -print-file-name=crtendS.o) $(MUSL_LIB)/crtn.o
+else
+STATIC_OBJ = smap/main.o common/static/notls.o smap/libsmap.a common/libcommon.a
+STATIC_LD = $(CC) $(ALL_CFLAGS) -static-pie -Wl,-z,relro,-z,now \
+	$(LDFLAGS) -o $@ $(1) $(CDB_LIBS) $(LDLIBS)
+endif
 SMAP_DYNAMIC_LD = $(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(SMAP_OBJ_ALL) \
 	$(SMAP_CDB) $(LDLIBS) -ldl
 STATIC ?= $(if $(filter 1,$(SAN)),0,1)
-# the last STATIC smap/smap was linked with: a change relinks it
+# how smap/smap was last linked (STATIC, LIBC): a change relinks it
 STATIC_STAMP = smap/static.stamp
 $(STATIC_STAMP): FORCE
-	@[ "$$(cat $@ 2>/dev/null)" = "$(STATIC)" ] || echo "$(STATIC)" >$@
+	@[ "$$(cat $@ 2>/dev/null)" = "$(STATIC) $(LIBC)" ] || echo "$(STATIC) $(LIBC)" >$@
 ifeq ($(STATIC),1)
 ifeq ($(SAN),1)
 $(error STATIC=1 and SAN=1: the sanitizers need the shared C library)
 endif
-smap/smap: $(SMAP_OBJ_ALL) common/static/notls.o $(STATIC_STAMP)
-	$(SMAP_STATIC_LD)
+smap/smap: $(STATIC_OBJ) $(STATIC_STAMP)
+	$(call STATIC_LD,$(STATIC_OBJ))
 else
 smap/smap: $(SMAP_OBJ_ALL) $(STATIC_STAMP)
 	$(SMAP_DYNAMIC_LD)
@@ -132,10 +180,8 @@ endif
 smap/smap-dynamic: $(SMAP_OBJ_ALL)
 	$(SMAP_DYNAMIC_LD)
 # the same for valgrind (make bench counts its instructions): no filter
-smap/smap-static-vg: $(SMAP_OBJ_ALL) common/static/notls.o tests/nosandbox.o
-	$(CC) $(ALL_CFLAGS) -static-pie -Wl,-z,relro,-z,now $(LDFLAGS) -o $@ \
-		smap/main.o tests/nosandbox.o common/static/notls.o \
-		smap/libsmap.a common/libcommon.a $(CDB_LIBS) $(LDLIBS)
+smap/smap-static-vg: $(STATIC_OBJ) tests/nosandbox.o $(STATIC_STAMP)
+	$(call STATIC_LD,tests/nosandbox.o $(STATIC_OBJ))
 
 %.pic.o: %.c $(FLAVOUR_STAMP)
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fPIC -c -o $@ $<
@@ -366,7 +412,7 @@ uninstall:
 .PHONY: install uninstall
 
 clean:
-	rm -f common/*.o common/*.d common/*.a common/static/*.[od] smap/smap-static-vg $(STATIC_STAMP) smap/*.o smap/*.d smap/*.a \
+	rm -rf common/*.o common/*.d common/*.a common/static/*.[od] smap/smap-static-vg smap/musl $(STATIC_STAMP) smap/*.o smap/*.d smap/*.a \
 		smapd/*.o smapd/*.d smapd/*.a tests/unit/*.o tests/unit/*.d \
 		$(UNIT_BIN) $(PROGS) $(MODULES) $(LIBEXEC) common/paths.h $(VG_PROGS) tests/nosandbox.[od] \
 		common/sandbox_gen common/sandbox_smap_bpf.h $(FLAVOUR_STAMP)

@@ -162,23 +162,23 @@ files_first(const struct text *nss)
 	return first;
 }
 
-/* entry - parse one candidate line as glibc's files module does
- * (fgetpwent_r over it): 1 and the ids when it is valid and names user */
+/* entry - parse one candidate line with the C library's own passwd
+ * parser (fgetpwent over it, as glibc's files module reads the file):
+ * 1 and the ids when it is valid and names user */
 static int
 entry(const char *line, size_t len, const char *user, uid_t *uid, gid_t *gid)
 {
 	FILE *one = fmemopen((void *)line, len, "r");
-	struct passwd pw, *got = NULL;
-	char buf[1024];
+	struct passwd *pw;
 	int ok;
 
 	if (one == NULL)
 		return 0;
-	ok = fgetpwent_r(one, &pw, buf, sizeof(buf), &got) == 0 && got != NULL &&
-	    strcmp(pw.pw_name, user) == 0;
+	pw = fgetpwent(one);
+	ok = pw != NULL && strcmp(pw->pw_name, user) == 0;
 	if (ok) {
-		*uid = pw.pw_uid;
-		*gid = pw.pw_gid;
+		*uid = pw->pw_uid;
+		*gid = pw->pw_gid;
 	}
 	fclose(one);
 	return ok;

@@ -14,8 +14,14 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "layout.h"
+
+#ifndef RENAME_NOREPLACE	/* musl before 1.2.5 has no renameat2() */
+#define renameat2(a, b, c, d, flags) ((int)syscall(SYS_renameat2, a, b, c, d, flags))
+#define RENAME_NOREPLACE 1
+#endif
 
 /* qid_make - queue id from the clock and the pid */
 void

@@ -47,7 +47,6 @@
 #include "addr.h"
 #include "layout.h"
 #include "spool.h"
-#include "tls.h"
 
 #define SIZE_DIGITS 16
 

@@ -218,11 +218,13 @@ def test_live(t, spool):
 
 def first_writes(trace):
     """The bytes smap wrote to its spool file with write(2), in order
-    (from strace -xx), before any pwrite(2) filled in the envelope."""
+    (from strace -xx), before any pwrite(2) filled in the envelope. The
+    file is opened with openat(2) by glibc's open(), with open(2) by
+    musl's."""
     fd, out = None, b""
     with open(trace, errors="replace") as f:
         for line in f:
-            m = re.search(r'openat\(AT_FDCWD, "((?:\\x[0-9a-f]{2})*)", [^)]*\) = (\d+)', line)
+            m = re.search(r'(?:openat\(AT_FDCWD, |open\()"((?:\\x[0-9a-f]{2})*)", [^)]*\) = (\d+)', line)
             if m and bytes.fromhex(m.group(1).replace("\\x", "")).startswith(b"tmp/"):
                 fd = m.group(2)
             m = re.search(r'(write|pwrite64)\((\d+), "((?:\\x[0-9a-f]{2})*)"', line)
@@ -240,7 +242,7 @@ def crash_prefixes(t, spool):
     strace)."""
     trace = os.path.join(os.path.dirname(spool), "trace-crash")
     wrapper = [STRACE, "-f", "-qq", "-xx", "-s", "65536", "-o", trace,
-               "-e", "trace=openat,write,pwrite64"]
+               "-e", "trace=open,openat,write,pwrite64"]
     with Server(t, name="fsync-crash", spool=spool, wrapper=wrapper,
                 conf={"spool_fsync": "file"}) as srv:
         res = one_message(srv, "crash image")

@@ -25,7 +25,9 @@
  */
 #include <elf.h>
 #include <errno.h>
+#ifdef __GLIBC__
 #include <nss.h>
+#endif
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,8 +39,10 @@ extern char **environ;
 
 static char failed[4200];	/* why smap-dynamic was not run */
 
+#ifdef __GLIBC__
 /* files_only - passwd and group from the files NSS built into the C
- * library, never a module: before main, before any lookup */
+ * library, never a module: before main, before any lookup. (musl, the
+ * default static build's C library, has no NSS: it reads the files.) */
 static void __attribute__((constructor))
 files_only(void)
 {
@@ -51,6 +55,7 @@ files_only(void)
 		_exit(71);	/* EX_OSERR, before anything is read */
 	}
 }
+#endif
 
 /* dynamic - is the program open on fd linked dynamically (an ELF file
  * with a PT_INTERP header)? A copy of this static smap is not, so it is

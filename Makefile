@@ -121,7 +121,9 @@ SMAP_CDB := $(or $(filter /%,$(shell $(CC) -print-file-name=libcdb_pic.a)),$(CDB
 SMAP_OBJ_ALL = smap/main.o smap/libsmap.a common/libcommon.a
 MUSL_LIB ?= /usr/lib/x86_64-linux-musl
 MUSL_CC ?= musl-gcc
-LIBC ?= $(if $(and $(wildcard $(MUSL_LIB)/rcrt1.o),$(shell command -v $(MUSL_CC))),musl,glibc)
+ifeq ($(origin LIBC),undefined)
+LIBC := $(if $(and $(wildcard $(MUSL_LIB)/rcrt1.o),$(shell command -v $(MUSL_CC))),musl,glibc)
+endif
 ifeq ($(LIBC),musl)
 MUSL_SRC = $(SMAP_SRC) $(filter-out common/sandbox.c common/tls.c common/trusted_load.c \
 	common/suffix.c,$(COMMON_SRC))

@@ -429,9 +429,9 @@ def report(R, info, env, receivers, chart_path):
             "smap and baseline.c start a process per connection (fork and exec by "
             "systemd-socket-activate --accept --inetd, the inetd model); Postfix's smtpd serves "
             "many connections per process (max_use 100 here). smap is the default build, linked "
-            "with -static-pie (no loader); smap dynamic is smap/smap-dynamic, the same code linked "
+            "with -static-pie (no loader) and %s's C library; smap dynamic is smap/smap-dynamic, the same code linked "
             "with the shared C library, which a static smap runs in its place when TLS is on "
-            "(and what make STATIC=0 builds as smap/smap).")
+            "(and what make STATIC=0 builds as smap/smap)." % env.get("libc", "the build's"))
         if env.get("osmtpd"):
             add("")
             add("OpenSMTPD %s (Debian's package, unpacked with `dpkg-deb -x`: it conflicts with "

@@ -771,6 +771,16 @@ def run_all(R, env, fs, stack):
     env["load_end"] = loadavg()
 
 
+def smap_libc():
+    """The C library the static smap was linked with (make's stamp)."""
+    try:
+        with open(os.path.join(REPO, "smap", "static.stamp")) as f:
+            static, libc = f.read().split()[:2]
+        return libc if static == "1" else "(not static: make STATIC=0) the shared glibc"
+    except (OSError, IndexError):
+        return "the build's"
+
+
 def main():
     if os.geteuid() != 0:
         print("bench/run.py: needs root (loop mount, launchers, Postfix)", file=sys.stderr)
@@ -786,6 +796,7 @@ def main():
            "receivers": WANT, "sizes": SIZES, "concs": CONCS, "repeats": REPEATS,
            "partial": PARTIAL, "flood_n": FLOOD_N, "drain_n": DRAIN_N, "count": COUNT,
            "flood_concs": FLOOD_CONCS, "load_wait": LOAD_WAIT}
+    env["libc"] = smap_libc()
     R = {}
     stack = []
     with LoopFS() as fs:

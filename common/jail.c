@@ -162,8 +162,8 @@ files_first(const struct text *nss)
 	return first;
 }
 
-/* entry - parse one candidate line with the C library's own passwd
- * parser (fgetpwent over it, as glibc's files module reads the file):
+/* entry - parse one candidate line with the C library's passwd parser
+ * (fgetpwent over it: the parser its getpwnam applies to /etc/passwd):
  * 1 and the ids when it is valid and names user */
 static int
 entry(const char *line, size_t len, const char *user, uid_t *uid, gid_t *gid)

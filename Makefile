@@ -116,8 +116,8 @@ SMAP_CDB := $(or $(filter /%,$(shell $(CC) -print-file-name=libcdb_pic.a)),$(CDB
 # which cost about 300 us of every session; musl's start-up has none.
 # musl has no _FORTIFY_SOURCE (stack protector and stack-clash checks
 # stay); its allocator keeps its metadata out of band. tinycdb is
-# Debian's libcdb.a, whose few C library calls musl's glibc-compatible
-# symbols serve.
+# Debian's libcdb.a, whose few C library calls musl serves
+# (common/static/cdb_musl.c has the three large-file names it lacks).
 SMAP_OBJ_ALL = smap/main.o smap/libsmap.a common/libcommon.a
 MUSL_LIB ?= /usr/lib/x86_64-linux-musl
 MUSL_CC ?= musl-gcc
@@ -129,7 +129,7 @@ MUSL_SRC = $(SMAP_SRC) $(filter-out common/sandbox.c common/tls.c common/trusted
 	common/suffix.c,$(COMMON_SRC))
 MUSL_OBJ = $(MUSL_SRC:%.c=smap/musl/%.o)
 MUSL_INC = smap/musl/include
-MULTIARCH := $(shell $(CC) -dumpmachine)
+MULTIARCH := $(shell $(MUSL_CC) -dumpmachine)
 # the kernel's headers and tinycdb's, after musl's own
 $(MUSL_INC)/stamp:
 	mkdir -p $(MUSL_INC)
@@ -148,9 +148,11 @@ smap/musl/libsmap.a: $(filter smap/musl/smap/%,$(MUSL_OBJ))
 	rm -f $@ && $(AR) rcs $@ $^
 smap/musl/libcommon.a: $(filter smap/musl/common/%,$(MUSL_OBJ))
 	rm -f $@ && $(AR) rcs $@ $^
--include $(MUSL_OBJ:.o=.d) smap/musl/smap/main.d smap/musl/common/static/notls.d
+-include $(MUSL_OBJ:.o=.d) smap/musl/smap/main.d smap/musl/common/static/notls.d \
+	smap/musl/common/static/cdb_musl.d
 STATIC_OBJ = smap/musl/smap/main.o smap/musl/common/static/notls.o \
-	smap/musl/libsmap.a smap/musl/libcommon.a
+	smap/musl/common/static/cdb_musl.o smap/musl/libsmap.a \
+	smap/musl/libcommon.a
 STATIC_LD = $(CC) $(ALL_CFLAGS) -static-pie -nostdlib -nostartfiles \
 	-Wl,-z,relro,-z,now $(LDFLAGS) -o $@ $(MUSL_LIB)/rcrt1.o \
 	$(MUSL_LIB)/crti.o $(shell $(CC) -print-file-name=crtbeginS.o) $(1) \

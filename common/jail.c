@@ -3,7 +3,8 @@
  *
  * Trusts the configuration for the directory and the user name, and
  * root's /etc/nsswitch.conf and /etc/passwd for what the name stands
- * for. Each step is checked after it is taken; any failure is returned
+ * for (built with musl: /etc/passwd, then a running nscd for a name it
+ * lacks). Each step is checked after it is taken; any failure is returned
  * with the step named, and the caller must exit without serving.
  *
  * Order matters: chroot needs CAP_SYS_CHROOT, shrinking the bounding set
@@ -162,9 +163,10 @@ files_first(const struct text *nss)
 	return first;
 }
 
-/* entry - parse one candidate line with the C library's passwd parser
- * (fgetpwent over it: the parser its getpwnam applies to /etc/passwd):
- * 1 and the ids when it is valid and names user */
+/* entry - parse one candidate line, with its LF as in the file, with
+ * the C library's passwd parser (fgetpwent over it: the parser its
+ * getpwnam applies to /etc/passwd; musl's takes the line's last byte
+ * for the LF): 1 and the ids when it is valid and names user */
 static int
 entry(const char *line, size_t len, const char *user, uid_t *uid, gid_t *gid)
 {
@@ -201,7 +203,8 @@ files_lookup(const char *user, uid_t *uid, gid_t *gid)
 			len -= (size_t)(e - p);
 			p = e;
 			found = len > ulen && memcmp(p, user, ulen) == 0 &&
-			    p[ulen] == ':' && entry(p, len, user, uid, gid);
+			    p[ulen] == ':' && entry(p, len + (p + len <
+			    pwd.buf + pwd.len), user, uid, gid);	/* and its LF */
 		}
 	free(nss.buf);
 	free(pwd.buf);

@@ -4,6 +4,11 @@
  * Trusts its callers to have escaped attacker-supplied strings with
  * log_esc(). Opened before the jail; after chroot only the already
  * open descriptor (file) or socket (syslog, LOG_NDELAY) is used.
+ *
+ * Built with musl (the static smap), syslog lines are written here, in
+ * glibc's syslog(3) format, to a datagram socket connected to /dev/log:
+ * musl's syslog(3) stamps the line with UTC, cuts the ident at 31
+ * bytes and the line at 1,024.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "log.h"
 
@@ -20,6 +27,24 @@ static char log_path[4096];	/* the file, for log_reopen() */
 static char log_ident_buf[64];
 static int log_fac = LOG_MAIL;
 static char log_host[64];
+#ifndef __GLIBC__
+static int log_sock = -1;	/* connected to /dev/log */
+
+/* syslog_connect - the socket to /dev/log, as openlog(LOG_NDELAY) makes
+ * it; a failure leaves log lines unwritten, as syslog(3) would */
+static void
+syslog_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = "/dev/log" };
+
+	log_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (log_sock >= 0 && connect(log_sock, (struct sockaddr *)&sa,
+	    sizeof(sa)) < 0) {
+		(void)close(log_sock);
+		log_sock = -1;
+	}
+}
+#endif
 
 static const struct {
 	const char *name;
@@ -60,7 +85,11 @@ log_open(const char *ident, const char *facility, const char *file)
 		*dot = '\0';
 	tzset();
 	if (file == NULL || *file == '\0') {
+#ifdef __GLIBC__
 		openlog(log_ident_buf, LOG_PID | LOG_NDELAY, log_fac);
+#else
+		syslog_connect();
+#endif
 		return 0;
 	}
 	if (strcmp(file, "/dev/stderr") == 0)
@@ -91,39 +120,68 @@ log_reopen(void)
 	return 0;
 }
 
-/* log_line - one line under ident, prefixed like a syslog file line
- * when not syslog */
+#ifdef __GLIBC__
+/* log_syslog - one line to syslog(3) under ident */
+static void
+log_syslog(const char *ident, int prio, const char *fmt, va_list ap)
+{
+	static char as[64];	/* syslog keeps the pointer it is given */
+
+	if (strcmp(ident, log_ident_buf) == 0) {
+		vsyslog(prio, fmt, ap);
+		return;
+	}
+	snprintf(as, sizeof(as), "%s", ident);
+	openlog(as, LOG_PID | LOG_NDELAY, log_fac);
+	vsyslog(prio, fmt, ap);
+	openlog(log_ident_buf, LOG_PID | LOG_NDELAY, log_fac);
+}
+#endif
+
+/* log_head - a line's start: "<PRI>" for syslog, the time, the host for
+ * a file, ident[pid]: */
+static int
+log_head(char *line, size_t len, const char *ident, int prio)
+{
+	struct tm tm;
+	time_t now = time(NULL);
+	int n = log_fd < 0 ? snprintf(line, len, "<%d>", prio | log_fac) : 0;
+
+	localtime_r(&now, &tm);
+	n += (int)strftime(line + n, len - (size_t)n, "%b %e %H:%M:%S ", &tm);
+	n += snprintf(line + n, len - (size_t)n, "%s%s%.63s[%ld]: ",
+	    log_fd < 0 ? "" : log_host, log_fd < 0 ? "" : " ", ident,
+	    (long)getpid());
+	return n;
+}
+
+/* log_line - one line under ident: to the file, prefixed like a syslog
+ * file line, or to syslog */
 static void
 log_line(const char *ident, int prio, const char *fmt, va_list ap)
 {
-	static char as[64];	/* syslog keeps the pointer it is given */
 	char line[2048];
-	struct tm tm;
-	time_t now;
 	int n, m;
 
-	if (log_fd < 0 && strcmp(ident, log_ident_buf) == 0) {
-		vsyslog(prio, fmt, ap);
-		return;
-	}
+#ifdef __GLIBC__
 	if (log_fd < 0) {
-		snprintf(as, sizeof(as), "%s", ident);
-		openlog(as, LOG_PID | LOG_NDELAY, log_fac);
-		vsyslog(prio, fmt, ap);
-		openlog(log_ident_buf, LOG_PID | LOG_NDELAY, log_fac);
+		log_syslog(ident, prio, fmt, ap);
 		return;
 	}
-	now = time(NULL);
-	localtime_r(&now, &tm);
-	n = (int)strftime(line, sizeof(line), "%b %e %H:%M:%S ", &tm);
-	n += snprintf(line + n, sizeof(line) - (size_t)n, "%s %.63s[%ld]: ",
-	    log_host, ident, (long)getpid());
+#endif
+	n = log_head(line, sizeof(line), ident, prio);
 	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	if (m < 0)
 		m = 0;
 	n += m;
 	if (n > (int)sizeof(line) - 2)
 		n = (int)sizeof(line) - 2;
+#ifndef __GLIBC__
+	if (log_fd < 0) {
+		(void)send(log_sock, line, (size_t)n, MSG_NOSIGNAL);
+		return;
+	}
+#endif
 	line[n++] = '\n';
 	(void)!write(log_fd, line, (size_t)n);
 }

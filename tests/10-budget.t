@@ -42,7 +42,7 @@ else echo "not ok 5 - smap/smap is not built"; fi
 # linked - "common/FILE.c<TAB>lines[<TAB>(smap-tls.so)]" for each linked file:
 # those of smap-dynamic (smap with the module loader, the same in every
 # build flavour) and the module, and the static smap's stand-in for the
-# loader, common/static/notls.c
+# loader, common/static/notls.c, and common/static/cdb_musl.c
 linked() {
 	for b in smap/smap-dynamic smap/smap-tls.so; do
 		readelf --debug-dump=info "$b" 2>/dev/null | awk '/DW_TAG_compile_unit/ { cu = 1 }
@@ -53,6 +53,7 @@ linked() {
 		done
 	done
 	printf 'common/static/notls.c\t%s\t(static smap)\n' "$(wc -l <common/static/notls.c)"
+	printf 'common/static/cdb_musl.c\t%s\t(static smap, musl)\n' "$(wc -l <common/static/cdb_musl.c)"
 }
 # near - $have names the files of $want, each count within a tenth of it
 near() {

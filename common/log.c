@@ -138,10 +138,10 @@ log_syslog(const char *ident, int prio, const char *fmt, va_list ap)
 }
 #endif
 
-/* log_head - a line's start: "<PRI>" for syslog, the time, the host for
+/* line_start - a line's start: "<PRI>" for syslog, the time, the host for
  * a file, ident[pid]: */
 static int
-log_head(char *line, size_t len, const char *ident, int prio)
+line_start(char *line, size_t len, const char *ident, int prio)
 {
 	struct tm tm;
 	time_t now = time(NULL);
@@ -169,7 +169,7 @@ log_line(const char *ident, int prio, const char *fmt, va_list ap)
 		return;
 	}
 #endif
-	n = log_head(line, sizeof(line), ident, prio);
+	n = line_start(line, sizeof(line), ident, prio);
 	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	if (m < 0)
 		m = 0;

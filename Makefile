@@ -118,6 +118,8 @@ SMAP_CDB := $(or $(filter /%,$(shell $(CC) -print-file-name=libcdb_pic.a)),$(CDB
 # stay); its allocator keeps its metadata out of band. tinycdb is
 # Debian's libcdb.a, whose few C library calls musl serves
 # (common/static/cdb_musl.c has the three large-file names it lacks).
+# Its objects are built in build/musl/, outside smap/, whose lines
+# tests/10-budget.t counts.
 SMAP_OBJ_ALL = smap/main.o smap/libsmap.a common/libcommon.a
 MUSL_LIB ?= /usr/lib/x86_64-linux-musl
 MUSL_CC ?= musl-gcc
@@ -127,8 +129,8 @@ endif
 ifeq ($(LIBC),musl)
 MUSL_SRC = $(SMAP_SRC) $(filter-out common/sandbox.c common/tls.c common/trusted_load.c \
 	common/suffix.c,$(COMMON_SRC))
-MUSL_OBJ = $(MUSL_SRC:%.c=smap/musl/%.o)
-MUSL_INC = smap/musl/include
+MUSL_OBJ = $(MUSL_SRC:%.c=build/musl/%.o)
+MUSL_INC = build/musl/include
 MULTIARCH := $(shell $(MUSL_CC) -dumpmachine)
 # the kernel's headers and tinycdb's, after musl's own
 $(MUSL_INC)/stamp:
@@ -138,21 +140,21 @@ $(MUSL_INC)/stamp:
 	ln -sfn /usr/include/$(MULTIARCH)/asm $(MUSL_INC)/asm
 	ln -sfn /usr/include/cdb.h $(MUSL_INC)/cdb.h
 	touch $@
-smap/musl/%.o: %.c $(MUSL_INC)/stamp
+build/musl/%.o: %.c $(MUSL_INC)/stamp
 	@mkdir -p $(@D)
 	$(MUSL_CC) $(filter-out $(FORTIFY),$(ALL_CPPFLAGS)) -idirafter $(MUSL_INC) \
 		$(WARN) $(HARDEN) $(CFLAGS) -MMD -MP -c -o $@ $<
-smap/musl/common/sandbox_smap.o: common/sandbox_smap_bpf.h
-smap/musl/common/conf.o: common/paths.h
-smap/musl/libsmap.a: $(filter smap/musl/smap/%,$(MUSL_OBJ))
+build/musl/common/sandbox_smap.o: common/sandbox_smap_bpf.h
+build/musl/common/conf.o: common/paths.h
+build/musl/libsmap.a: $(filter build/musl/smap/%,$(MUSL_OBJ))
 	rm -f $@ && $(AR) rcs $@ $^
-smap/musl/libcommon.a: $(filter smap/musl/common/%,$(MUSL_OBJ))
+build/musl/libcommon.a: $(filter build/musl/common/%,$(MUSL_OBJ))
 	rm -f $@ && $(AR) rcs $@ $^
--include $(MUSL_OBJ:.o=.d) smap/musl/smap/main.d smap/musl/common/static/notls.d \
-	smap/musl/common/static/cdb_musl.d
-STATIC_OBJ = smap/musl/smap/main.o smap/musl/common/static/notls.o \
-	smap/musl/common/static/cdb_musl.o smap/musl/libsmap.a \
-	smap/musl/libcommon.a
+-include $(MUSL_OBJ:.o=.d) build/musl/smap/main.d build/musl/common/static/notls.d \
+	build/musl/common/static/cdb_musl.d
+STATIC_OBJ = build/musl/smap/main.o build/musl/common/static/notls.o \
+	build/musl/common/static/cdb_musl.o build/musl/libsmap.a \
+	build/musl/libcommon.a
 STATIC_LD = $(CC) $(ALL_CFLAGS) -static-pie -nostdlib -nostartfiles \
 	-Wl,-z,relro,-z,now $(LDFLAGS) -o $@ $(MUSL_LIB)/rcrt1.o \
 	$(MUSL_LIB)/crti.o $(shell $(CC) -print-file-name=crtbeginS.o) $(1) \
@@ -416,7 +418,7 @@ uninstall:
 .PHONY: install uninstall
 
 clean:
-	rm -rf common/*.o common/*.d common/*.a common/static/*.[od] smap/smap-static-vg smap/musl $(STATIC_STAMP) smap/*.o smap/*.d smap/*.a \
+	rm -rf common/*.o common/*.d common/*.a common/static/*.[od] smap/smap-static-vg build/musl $(STATIC_STAMP) smap/*.o smap/*.d smap/*.a \
 		smapd/*.o smapd/*.d smapd/*.a tests/unit/*.o tests/unit/*.d \
 		$(UNIT_BIN) $(PROGS) $(MODULES) $(LIBEXEC) common/paths.h $(VG_PROGS) tests/nosandbox.[od] \
 		common/sandbox_gen common/sandbox_smap_bpf.h $(FLAVOUR_STAMP)

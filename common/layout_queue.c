@@ -325,8 +325,8 @@ layout_create_own(const struct spooldirs *d, enum ldir w, const char *id)
 }
 
 /* layout_publish - fsync w/ID.tmp and give it its name, then fsync w
- * (unless PUB_NOSYNC): replacing an older version (PUB_REPLACE, state/)
- * or never */
+ * (neither with PUB_NOSYNC): replacing an older version (PUB_REPLACE,
+ * state/) or never */
 int
 layout_publish(const struct spooldirs *d, enum ldir w, int fd, const char *id,
     int flags)
@@ -335,7 +335,7 @@ layout_publish(const struct spooldirs *d, enum ldir w, int fd, const char *id,
 	int rc;
 
 	tmp_name(path, sizeof(path), id);
-	rc = fsync(fd);
+	rc = flags & PUB_NOSYNC ? 0 : fsync(fd);
 	if (close(fd) < 0)
 		rc = -1;
 	if (rc == 0)
@@ -362,4 +362,22 @@ layout_discard(const struct spooldirs *d, enum ldir w, int fd, const char *id)
 		(void)close(fd);
 	tmp_name(path, sizeof(path), id);
 	(void)unlinkat(d->fd[w], path, 0);
+}
+
+/* layout_sync_files - see layout_queue.h. The writeback of all of them
+ * is started before any is waited for, so that they go to the disk
+ * together. syncfs reports writeback errors since Linux 5.8; the wait
+ * on each file reports its own on any kernel. */
+int
+layout_sync_files(int dfd, const int *fd, int *err, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		(void)sync_file_range(fd[i], 0, 0, SYNC_FILE_RANGE_WRITE);
+	for (i = 0; i < n; i++)
+		err[i] = sync_file_range(fd[i], 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE |
+		    SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) < 0 ?
+		    errno : 0;
+	return syncfs(dfd);
 }

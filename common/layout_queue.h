@@ -69,8 +69,9 @@ int layout_write_why(const struct spooldirs *d, enum ldir w,
 /* A file of smapd's own in w, written as w/ID.tmp (never listed: not
  * a queue id) and then published as w/ID: replacing an older one
  * (PUB_REPLACE, state/) or never (queue/). create: fd or -1; publish:
- * fsync, close, rename, fsync w (not with PUB_NOSYNC: the caller does
- * it once for many): 0 or -1 (then removed). */
+ * fsync, close, rename, fsync w: 0 or -1 (then removed). With
+ * PUB_NOSYNC neither is fsync'd: the caller has made the file durable
+ * (layout_sync_files) and fsyncs w once for many. */
 #define PUB_REPLACE 1
 #define PUB_NOSYNC 2
 int layout_create_own(const struct spooldirs *d, enum ldir w, const char *id);
@@ -78,5 +79,13 @@ int layout_publish(const struct spooldirs *d, enum ldir w, int fd,
     const char *id, int flags);
 void layout_discard(const struct spooldirs *d, enum ldir w, int fd,
     const char *id);
+
+/* Many new files made durable at once, with one flush of the disk
+ * rather than one each: every fd's data written out and waited for
+ * (sync_file_range: each file's error is its own, err[i], 0 when it was
+ * written), then syncfs(2) of dfd's file system for their inodes and
+ * the disk's cache. 0, or -1 with errno when the syncfs failed (then
+ * none of them is to be taken as durable). */
+int layout_sync_files(int dfd, const int *fd, int *err, size_t n);
 
 #endif

@@ -261,8 +261,9 @@ pick_one(struct qctx *q, const char *name, struct picked *p)
 	return 0;
 }
 
-/* publish_one - the checked copy of p fsync'd and named queue/name; 1
- * when queued, else 0 (the original closed, left or quarantined) */
+/* publish_one - the checked copy of p (durable: write_copies) named
+ * queue/name; 1 when queued, else 0 (the original closed, left or
+ * quarantined) */
 static int
 publish_one(struct qctx *q, const char *name, struct picked *p)
 {
@@ -318,19 +319,50 @@ unlink_picked(struct qctx *q, char **v, struct picked *p, size_t n)
 		close(p[i].lock);
 }
 
-/* queue_batch - n checked copies queued: their writeback started
- * together, so that each one's fsync finds its data on the way (one
- * journal commit for many on ext4 and XFS, rather than one each), then
- * each fsync'd and named, the journal's records and queue/ made
- * durable, and only then the originals removed. v and p are compacted
- * to what was queued; its count. */
+/* write_copies - the n checked copies durable under their .tmp names,
+ * with one flush of the disk for all (layout_sync_files) rather than a
+ * fsync, and so a flush, each. A copy that could not be written, or
+ * all of them when the flush failed, is removed and its original left
+ * for a later run. v and p are compacted to the rest; its count. */
+static size_t
+write_copies(struct qctx *q, char **v, struct picked *p, size_t n)
+{
+	int fd[PICK_MAX] = { 0 }, err[PICK_MAX], rc;
+	size_t i, m = 0;
+
+	for (i = 0; i < n; i++)
+		fd[i] = p[i].copy;
+	if ((rc = layout_sync_files(q->dirs.fd[L_QUEUE], fd, err, n)) < 0)
+		log_warn("syncfs %s: %s: %zu files left for later",
+		    layout_name(L_QUEUE), strerror(errno), n);
+	for (i = 0; i < n; i++) {
+		if (rc == 0 && err[i] == 0) {
+			v[m] = v[i];
+			p[m++] = p[i];
+			continue;
+		}
+		if (rc == 0)
+			log_warn("%s: cannot write the copy in %s, left for "
+			    "later: %s", v[i], layout_name(L_QUEUE),
+			    strerror(err[i]));
+		layout_discard(&q->dirs, L_QUEUE, p[i].copy, v[i]);
+		spool_free_envelope(&p[i].e);
+		close(p[i].fd);
+		free(v[i]);
+	}
+	return m;
+}
+
+/* queue_batch - n checked copies queued: made durable together
+ * (write_copies), then each named, the journal's records and queue/
+ * made durable, and only then the originals removed. v and p are
+ * compacted to what was queued; its count. */
 static size_t
 queue_batch(struct qctx *q, char **v, struct picked *p, size_t n)
 {
 	size_t i, m = 0;
 
-	for (i = 0; i < n; i++)
-		(void)sync_file_range(p[i].copy, 0, 0, SYNC_FILE_RANGE_WRITE);
+	n = write_copies(q, v, p, n);
 	for (i = 0; i < n; i++) {
 		if (!publish_one(q, v[i], &p[i])) {
 			free(v[i]);

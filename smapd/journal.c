@@ -37,6 +37,7 @@
 #include <openssl/crypto.h>
 
 #include "bounds.h"
+#include "groupsync.h"
 #include "journal.h"
 #include "layout.h"
 #include "log.h"
@@ -523,7 +524,7 @@ journal_sync(void)
 	if (!J.dirty || J.fd < 0 || J.pid != getpid())
 		return;
 	J.dirty = 0;
-	if (fdatasync(J.fd) < 0)
+	if (groupsync(GS_JOURNAL, J.fd) < 0)
 		log_msg(LOG_ERR, "error: journal: fdatasync: %s: the last records "
 		    "may be lost in a crash", strerror(errno));
 }

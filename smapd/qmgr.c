@@ -9,15 +9,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "groupsync.h"
 #include "journal_event.h"
 #include "log.h"
 #include "qmgr.h"
 
-/* sync_dir - fsync one of the spool directories, saying so if it fails */
+/* sync_dir - fsync one of the spool directories, saying so if it fails;
+ * queue/ in turn with the run's other processes (groupsync.h) */
 void
 sync_dir(const struct qctx *q, enum ldir w)
 {
-	if (layout_sync(q->dirs.fd[w]) < 0)
+	if ((w == L_QUEUE ? groupsync(GS_QUEUE, q->dirs.fd[w]) :
+	    layout_sync(q->dirs.fd[w])) < 0)
 		log_warn("fsync %s: %s", layout_name(w), strerror(errno));
 }
 

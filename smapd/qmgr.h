@@ -4,7 +4,9 @@
  *
  * The parts call one way: queue.c (the run) -> pickup.c (new/ to
  * queue/) and deliver.c (one message, one attempt) -> retry.c (what the
- * attempt decides) -> qmgr.c (fsync and quarantine, said in the log).
+ * attempt decides) -> qmgr.c (fsync and quarantine, said in the log);
+ * qmgr.c and journal.c make a run's flushes in turn through
+ * groupsync.c, which queue.c sets up around the run's workers.
  * The queue manager's own lines are logged under the ident main.c
  * opened the log with (smap/qmgr); a transport's under its agent's
  * (agent.h), a notification's under smap/bounce.

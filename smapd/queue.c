@@ -20,6 +20,7 @@
 
 #include "agent.h"
 #include "deliver.h"
+#include "groupsync.h"
 #include "log.h"
 #include "pickup.h"
 #include "queue.h"
@@ -125,6 +126,8 @@ deliver_ids(struct qctx *q, char **ids, size_t n, long long now)
 		step = n > 0 ? n : 1;
 	if (step > 1 && pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
 		step = 1;
+	if (step > 1)
+		groupsync_begin();
 	for (i = 1; i < step; i++) {
 		if ((pid[nw] = spawn(q, ids, n, i, step, now, p[1])) < 0)
 			break;
@@ -137,6 +140,7 @@ deliver_ids(struct qctx *q, char **ids, size_t n, long long now)
 		if ((w = deliver_share(q, ids, n, i, step, now)) < wait)
 			wait = w;
 	wait = gather(q, pid, nw, p[0], wait);
+	groupsync_end();
 	if (p[0] >= 0)
 		close(p[0]);
 	return wait;

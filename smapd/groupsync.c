@@ -1,0 +1,172 @@
+/*
+ * groupsync.c - group commit for the processes of one queue run (see
+ * groupsync.h): a flush begun after a process made its change covers
+ * that change, so a process whose change a finished flush covers does
+ * not flush again.
+ *
+ * WHY: each delivered message is two flushes, the journal's record and
+ * the removal from queue/. Twenty workers flushing alone cost a flush
+ * of the disk each (an fsync of an inode whose transaction is already
+ * committed still flushes the disk's cache); one flush in turn, with
+ * the others waiting for it, costs one for all who were waiting.
+ *
+ * HOW: one shared page (mmap MAP_SHARED, made by the run's parent
+ * before it forks) holds a lane per kind of flush: a ticket counter,
+ * the last ticket a successful flush covered and the file it flushed, a
+ * count of flushes ended, and the flusher's role, a process-shared
+ * robust mutex (a worker killed while it holds it blocks nobody: the
+ * next one takes it over). A process takes a ticket after its change.
+ * It is done once a successful flush of the same file covers the
+ * ticket. Else it takes the flusher's role if it is free, reads the
+ * last ticket taken, flushes, records that ticket as covered if the
+ * flush worked, and wakes every waiter (futex); if the role is taken it
+ * waits for that flush to end and looks again. A failed flush covers
+ * nothing: the waiters then flush in turn, each seeing its own error.
+ * The journal's lane and queue/'s are apart, so that their flushes can
+ * share a commit of the file system's own journal.
+ *
+ * TRUST: the page is this smapd's own, shared with its own forks only.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "groupsync.h"
+
+#define WAIT_NS 20000000L	/* 20 ms at most between two looks */
+#define WAIT_MAX 500		/* looks before flushing regardless */
+
+struct lane {
+	pthread_mutex_t flusher;	/* held by who flushes; robust */
+	uint32_t taken;		/* the last ticket taken */
+	uint32_t covered;	/* the last ticket a finished flush covers */
+	uint32_t round;		/* flushes ended: what waiters wait on */
+	uint64_t ino, dev;	/* of the file the last good flush was of */
+};
+
+static struct lane *G;		/* GS_KINDS lanes, shared; NULL: no group */
+
+/* groupsync_begin - see groupsync.h */
+void
+groupsync_begin(void)
+{
+	pthread_mutexattr_t a;
+	void *p = mmap(NULL, sizeof(struct lane) * GS_KINDS, PROT_READ |
+	    PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int k, bad;
+
+	if (p == MAP_FAILED)
+		return;
+	G = p;
+	bad = pthread_mutexattr_init(&a) != 0 ||
+	    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) != 0 ||
+	    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) != 0;
+	for (k = 0; k < GS_KINDS && !bad; k++)
+		bad = pthread_mutex_init(&G[k].flusher, &a) != 0;
+	(void)pthread_mutexattr_destroy(&a);
+	if (bad)
+		groupsync_end();
+}
+
+/* groupsync_end - see groupsync.h */
+void
+groupsync_end(void)
+{
+	if (G != NULL)
+		(void)munmap(G, sizeof(struct lane) * GS_KINDS);
+	G = NULL;
+}
+
+/* flush - fdatasync or fsync */
+static int
+flush(int fd, enum gs_kind k)
+{
+	return k == GS_JOURNAL ? fdatasync(fd) : fsync(fd);
+}
+
+/* flusher - the lane's flusher role, if free; a dead owner's is taken
+ * over (it flushed or not: what it leaves is consistent either way) */
+static int
+flusher(struct lane *l)
+{
+	int rc = pthread_mutex_trylock(&l->flusher);
+
+	if (rc == EOWNERDEAD)
+		rc = pthread_mutex_consistent(&l->flusher);
+	return rc == 0;
+}
+
+/* covers - has a finished flush of the file st covered ticket mine? */
+static int
+covers(const struct lane *l, uint32_t mine, const struct stat *st)
+{
+	uint32_t c = __atomic_load_n(&l->covered, __ATOMIC_SEQ_CST);
+
+	return (int32_t)(c - mine) >= 0 &&
+	    __atomic_load_n(&l->ino, __ATOMIC_SEQ_CST) == (uint64_t)st->st_ino &&
+	    __atomic_load_n(&l->dev, __ATOMIC_SEQ_CST) == (uint64_t)st->st_dev;
+}
+
+/* wait_round - until the flush under way ends (or a while: its process
+ * may have died) */
+static void
+wait_round(struct lane *l, uint32_t r)
+{
+	struct timespec t = { 0, WAIT_NS };
+
+	(void)syscall(SYS_futex, &l->round, FUTEX_WAIT, r, &t, NULL, 0);
+}
+
+/* flush_all - as the flusher: flush what every ticket taken so far asks
+ * for, record it if it worked, wake the waiters */
+static int
+flush_all(struct lane *l, enum gs_kind k, int fd, const struct stat *st)
+{
+	uint32_t upto = __atomic_load_n(&l->taken, __ATOMIC_SEQ_CST);
+	int rc = flush(fd, k), err = errno;
+
+	if (rc == 0) {
+		__atomic_store_n(&l->ino, (uint64_t)st->st_ino, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&l->dev, (uint64_t)st->st_dev, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&l->covered, upto, __ATOMIC_SEQ_CST);
+	}
+	__atomic_add_fetch(&l->round, 1, __ATOMIC_SEQ_CST);
+	(void)syscall(SYS_futex, &l->round, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	(void)pthread_mutex_unlock(&l->flusher);
+	errno = err;
+	return rc;
+}
+
+/* groupsync - see groupsync.h */
+int
+groupsync(enum gs_kind k, int fd)
+{
+	struct lane *l = G != NULL ? &G[k] : NULL;
+	struct stat st;
+	uint32_t mine, r;
+	int i;
+
+	if (l == NULL || fstat(fd, &st) < 0)
+		return flush(fd, k);
+	mine = __atomic_add_fetch(&l->taken, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < WAIT_MAX; i++) {
+		r = __atomic_load_n(&l->round, __ATOMIC_SEQ_CST);
+		if (covers(l, mine, &st))
+			return 0;
+		if (flusher(l)) {
+			if (!covers(l, mine, &st))
+				return flush_all(l, k, fd, &st);
+			(void)pthread_mutex_unlock(&l->flusher);
+			return 0;
+		}
+		wait_round(l, r);
+	}
+	return flush(fd, k);
+}

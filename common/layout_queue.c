@@ -366,12 +366,15 @@ layout_discard(const struct spooldirs *d, enum ldir w, int fd, const char *id)
 
 /* layout_sync_files - see layout_queue.h. The writeback of all of them
  * is started before any is waited for, so that they go to the disk
- * together. syncfs reports writeback errors since Linux 5.8; the wait
- * on each file reports its own on any kernel. */
+ * together. The wait on each file reports its own write error on any
+ * kernel; syncfs reports writeback errors of the whole file system
+ * (from Linux 5.8; a failed journal commit or cache flush from 5.17),
+ * so when it fails, each file is fsync'd for its own answer. */
 int
 layout_sync_files(int dfd, const int *fd, int *err, size_t n)
 {
 	size_t i;
+	int saved;
 
 	for (i = 0; i < n; i++)
 		(void)sync_file_range(fd[i], 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -379,5 +382,12 @@ layout_sync_files(int dfd, const int *fd, int *err, size_t n)
 		err[i] = sync_file_range(fd[i], 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE |
 		    SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) < 0 ?
 		    errno : 0;
-	return syncfs(dfd);
+	if (syncfs(dfd) == 0)
+		return 0;
+	saved = errno;
+	for (i = 0; i < n; i++)
+		if (err[i] == 0 && fsync(fd[i]) < 0)
+			err[i] = errno;
+	errno = saved;
+	return -1;
 }

@@ -82,10 +82,11 @@ void layout_discard(const struct spooldirs *d, enum ldir w, int fd,
 
 /* Many new files made durable at once, with one flush of the disk
  * rather than one each: every fd's data written out and waited for
- * (sync_file_range: each file's error is its own, err[i], 0 when it was
- * written), then syncfs(2) of dfd's file system for their inodes and
- * the disk's cache. 0, or -1 with errno when the syncfs failed (then
- * none of them is to be taken as durable). */
+ * (sync_file_range: each file's error is its own, err[i], 0 when it is
+ * durable), then syncfs(2) of dfd's file system for their inodes and
+ * the disk's cache. 0; or -1 with syncfs's errno, when each file was
+ * fsync'd instead, for an answer of its own in err[i] (the file
+ * system's error may be anyone's). */
 int layout_sync_files(int dfd, const int *fd, int *err, size_t n);
 
 #endif

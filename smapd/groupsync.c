@@ -21,7 +21,11 @@
  * last ticket taken, flushes, records that ticket as covered if the
  * flush worked, and wakes every waiter (futex); if the role is taken it
  * waits for that flush to end and looks again. A failed flush covers
- * nothing: the waiters then flush in turn, each seeing its own error.
+ * nothing, nor does any later one for the tickets taken before it
+ * failed: those processes flush their own descriptors and see their own
+ * errors. A process that waits half a second and sees no flush end (the
+ * flusher stopped) flushes alone for the rest of its run, so a stopped
+ * worker costs the others at most that once.
  * The journal's lane and queue/'s are apart, so that their flushes can
  * share a commit of the file system's own journal.
  *
@@ -41,17 +45,25 @@
 #include "groupsync.h"
 
 #define WAIT_NS 20000000L	/* 20 ms at most between two looks */
-#define WAIT_MAX 500		/* looks before flushing regardless */
+#define WAIT_STALL 25		/* looks with no flush ended: then alone */
+
+#if defined(SYS_futex_time64)	/* 32-bit with a 64-bit time_t */
+#define FUTEX_NR (sizeof(time_t) > sizeof(long) ? SYS_futex_time64 : SYS_futex)
+#else
+#define FUTEX_NR SYS_futex
+#endif
 
 struct lane {
 	pthread_mutex_t flusher;	/* held by who flushes; robust */
 	uint32_t taken;		/* the last ticket taken */
 	uint32_t covered;	/* the last ticket a finished flush covers */
 	uint32_t round;		/* flushes ended: what waiters wait on */
+	uint32_t tainted;	/* tickets taken when a flush last failed */
 	uint64_t ino, dev;	/* of the file the last good flush was of */
 };
 
 static struct lane *G;		/* GS_KINDS lanes, shared; NULL: no group */
+static int alone;		/* this process met a stalled lane: flush alone */
 
 /* groupsync_begin - see groupsync.h */
 void
@@ -62,6 +74,7 @@ groupsync_begin(void)
 	    PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	int k, bad;
 
+	alone = 0;
 	if (p == MAP_FAILED)
 		return;
 	G = p;
@@ -103,13 +116,17 @@ flusher(struct lane *l)
 	return rc == 0;
 }
 
-/* covers - has a finished flush of the file st covered ticket mine? */
+/* covers - has a finished flush of the file st covered ticket mine? Not
+ * when a flush failed after the ticket was taken: the change may have
+ * been in the writeback that failed, whose error a later flush of
+ * another descriptor no longer sees, so its process flushes its own. */
 static int
 covers(const struct lane *l, uint32_t mine, const struct stat *st)
 {
 	uint32_t c = __atomic_load_n(&l->covered, __ATOMIC_SEQ_CST);
+	uint32_t t = __atomic_load_n(&l->tainted, __ATOMIC_SEQ_CST);
 
-	return (int32_t)(c - mine) >= 0 &&
+	return (int32_t)(c - mine) >= 0 && (int32_t)(mine - t) > 0 &&
 	    __atomic_load_n(&l->ino, __ATOMIC_SEQ_CST) == (uint64_t)st->st_ino &&
 	    __atomic_load_n(&l->dev, __ATOMIC_SEQ_CST) == (uint64_t)st->st_dev;
 }
@@ -121,7 +138,17 @@ wait_round(struct lane *l, uint32_t r)
 {
 	struct timespec t = { 0, WAIT_NS };
 
-	(void)syscall(SYS_futex, &l->round, FUTEX_WAIT, r, &t, NULL, 0);
+	(void)syscall(FUTEX_NR, &l->round, FUTEX_WAIT, r, &t, NULL, 0);
+}
+
+/* release - the flusher's role given up, and every waiter woken to look
+ * again (after the unlock, so that one of them can take it) */
+static void
+release(struct lane *l)
+{
+	(void)pthread_mutex_unlock(&l->flusher);
+	__atomic_add_fetch(&l->round, 1, __ATOMIC_SEQ_CST);
+	(void)syscall(FUTEX_NR, &l->round, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 /* flush_all - as the flusher: flush what every ticket taken so far asks
@@ -136,10 +163,10 @@ flush_all(struct lane *l, enum gs_kind k, int fd, const struct stat *st)
 		__atomic_store_n(&l->ino, (uint64_t)st->st_ino, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&l->dev, (uint64_t)st->st_dev, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&l->covered, upto, __ATOMIC_SEQ_CST);
-	}
-	__atomic_add_fetch(&l->round, 1, __ATOMIC_SEQ_CST);
-	(void)syscall(SYS_futex, &l->round, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-	(void)pthread_mutex_unlock(&l->flusher);
+	} else
+		__atomic_store_n(&l->tainted, __atomic_load_n(&l->taken,
+		    __ATOMIC_SEQ_CST), __ATOMIC_SEQ_CST);
+	release(l);
 	errno = err;
 	return rc;
 }
@@ -150,23 +177,28 @@ groupsync(enum gs_kind k, int fd)
 {
 	struct lane *l = G != NULL ? &G[k] : NULL;
 	struct stat st;
-	uint32_t mine, r;
-	int i;
+	uint32_t mine, r, seen;
+	int stalled = 0;
 
-	if (l == NULL || fstat(fd, &st) < 0)
+	if (l == NULL || alone || fstat(fd, &st) < 0)
 		return flush(fd, k);
 	mine = __atomic_add_fetch(&l->taken, 1, __ATOMIC_SEQ_CST);
-	for (i = 0; i < WAIT_MAX; i++) {
+	seen = __atomic_load_n(&l->round, __ATOMIC_SEQ_CST);
+	while (stalled < WAIT_STALL) {
 		r = __atomic_load_n(&l->round, __ATOMIC_SEQ_CST);
 		if (covers(l, mine, &st))
 			return 0;
 		if (flusher(l)) {
 			if (!covers(l, mine, &st))
 				return flush_all(l, k, fd, &st);
-			(void)pthread_mutex_unlock(&l->flusher);
+			release(l);
 			return 0;
 		}
 		wait_round(l, r);
+		stalled = __atomic_load_n(&l->round, __ATOMIC_SEQ_CST) == seen ?
+		    stalled + 1 : 0;
+		seen = __atomic_load_n(&l->round, __ATOMIC_SEQ_CST);
 	}
+	alone = 1;	/* the flusher stopped (SIGSTOP?) for half a second */
 	return flush(fd, k);
 }

@@ -51,8 +51,8 @@ journal_flock(int fd, long wait_ms)
 			return -1;
 		}
 		(void)nanosleep(&pause, NULL);
-		if (pause.tv_nsec < LOCK_POLL_MAX_NS / 2)
-			pause.tv_nsec *= 2;
+		pause.tv_nsec = pause.tv_nsec * 2 < LOCK_POLL_MAX_NS ?
+		    pause.tv_nsec * 2 : LOCK_POLL_MAX_NS;
 	}
 	return 0;
 }

@@ -321,30 +321,28 @@ unlink_picked(struct qctx *q, char **v, struct picked *p, size_t n)
 
 /* write_copies - the n checked copies durable under their .tmp names,
  * with one flush of the disk for all (layout_sync_files) rather than a
- * fsync, and so a flush, each. A copy that could not be written, or
- * all of them when the flush failed, is removed and its original left
- * for a later run. v and p are compacted to the rest; its count. */
+ * fsync, and so a flush, each. A copy that could not be made durable
+ * is removed and its original left for a later run. v and p are
+ * compacted to the rest; its count. */
 static size_t
 write_copies(struct qctx *q, char **v, struct picked *p, size_t n)
 {
-	int fd[PICK_MAX] = { 0 }, err[PICK_MAX], rc;
+	int fd[PICK_MAX] = { 0 }, err[PICK_MAX];
 	size_t i, m = 0;
 
 	for (i = 0; i < n; i++)
 		fd[i] = p[i].copy;
-	if ((rc = layout_sync_files(q->dirs.fd[L_QUEUE], fd, err, n)) < 0)
-		log_warn("syncfs %s: %s: %zu files left for later",
-		    layout_name(L_QUEUE), strerror(errno), n);
+	if (layout_sync_files(q->dirs.fd[L_QUEUE], fd, err, n) < 0)
+		log_warn("syncfs %s: %s: each copy fsync'd instead",
+		    layout_name(L_QUEUE), strerror(errno));
 	for (i = 0; i < n; i++) {
-		if (rc == 0 && err[i] == 0) {
+		if (err[i] == 0) {
 			v[m] = v[i];
 			p[m++] = p[i];
 			continue;
 		}
-		if (rc == 0)
-			log_warn("%s: cannot write the copy in %s, left for "
-			    "later: %s", v[i], layout_name(L_QUEUE),
-			    strerror(err[i]));
+		log_warn("%s: cannot write the copy in %s, left for later: %s",
+		    v[i], layout_name(L_QUEUE), strerror(err[i]));
 		layout_discard(&q->dirs, L_QUEUE, p[i].copy, v[i]);
 		spool_free_envelope(&p[i].e);
 		close(p[i].fd);

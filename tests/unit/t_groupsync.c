@@ -10,9 +10,11 @@
  * after a good flush of a file), alone or while other processes flush
  * a file in the same lane, and a failed flush covers nothing; 16
  * forked processes appending to one file, each followed by groupsync,
- * all succeed and lose no line. (That a worker killed while it holds
- * the flusher's role blocks nobody is the robust mutex's promise,
- * glibc's; nothing here can stop a process inside its flush.)
+ * all succeed and lose no line; a process that dies holding the
+ * flusher's role does not keep the next from flushing (the robust
+ * mutex is taken over at once), and one that holds it and stops makes
+ * the next wait half a second at most, once: its later flushes are its
+ * own at once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,8 +25,10 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 
-#include "../../smapd/groupsync.h"
+/* the module itself, so that a test can hold a lane's flusher role */
+#include "../../smapd/groupsync.c"
 #include "tap.h"
 
 #define PROCS 16
@@ -102,9 +106,9 @@ piper(int fd)
 	_exit(bad);
 }
 
-/* flusher - ROUNDS * 4 groupsyncs of a file just written to */
+/* file_flusher - ROUNDS * 4 groupsyncs of a file just written to */
 static void
-flusher(const char *path)
+file_flusher(const char *path)
 {
 	int fd = open(path, O_WRONLY | O_APPEND), i, bad = 0;
 
@@ -122,11 +126,12 @@ test_mixed(const char *file)
 	if (pipe(p) < 0)
 		tap_fatal("pipe");
 	groupsync_begin();
+	fflush(stdout);
 	for (i = 0; i < 4; i++)
 		if ((pid[i] = fork()) == 0) {
 			if (i % 2)
 				piper(p[0]);
-			flusher(file);
+			file_flusher(file);
 		}
 	for (i = 0; i < 4; i++)
 		good += pid[i] > 0 && waitpid(pid[i], &status, 0) == pid[i] &&
@@ -148,6 +153,7 @@ test_many(const char *file)
 
 	(void)close(fd);
 	groupsync_begin();
+	fflush(stdout);
 	for (i = 0; i < PROCS; i++)
 		if ((pid[i] = fork()) == 0)
 			appender(file, i);
@@ -159,6 +165,71 @@ test_many(const char *file)
 	    "each: all succeeded (%d)", PROCS, ROUNDS, good);
 	tap_ok(lines(file) == PROCS * ROUNDS, "no line lost (%ld of %d)",
 	    lines(file), PROCS * ROUNDS);
+}
+
+/* holder - a child that takes the queue lane's flusher role and then
+ * dies (stay 0) or stays (pause); its pid once it holds the role */
+static pid_t
+holder(int stay)
+{
+	int p[2];
+	char c;
+	pid_t pid;
+
+	fflush(stdout);	/* a child must not print what is buffered */
+	if (pipe(p) < 0 || (pid = fork()) < 0)
+		tap_fatal("fork");
+	if (pid == 0) {
+		c = flusher(&G[GS_QUEUE]) ? 'y' : 'n';
+		if (write(p[1], &c, 1) != 1)
+			_exit(1);
+		if (stay)
+			pause();
+		_exit(0);
+	}
+	(void)close(p[1]);
+	if (read(p[0], &c, 1) != 1 || c != 'y')
+		tap_fatal("the child could not take the flusher's role");
+	(void)close(p[0]);
+	return pid;
+}
+
+/* took - seconds that groupsync(GS_QUEUE, fd) took; its result in *rc */
+static double
+took(int fd, int *rc)
+{
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	*rc = groupsync(GS_QUEUE, fd);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	return (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+}
+
+static void
+test_holders(const char *file)
+{
+	int fd = open(file, O_WRONLY | O_APPEND), rc, status;
+	double t;
+	pid_t pid;
+
+	groupsync_begin();
+	pid = holder(0);
+	(void)waitpid(pid, &status, 0);
+	t = took(fd, &rc);
+	tap_ok(rc == 0 && t < 0.2, "the role of a process that died holding it "
+	    "is taken over: flushed in %.3f s", t);
+	pid = holder(1);
+	t = took(fd, &rc);
+	tap_ok(rc == 0 && t >= 0.4 && t < 5, "a stopped holder: the next "
+	    "waits about half a second, then flushes alone (%.3f s)", t);
+	t = took(fd, &rc);
+	tap_ok(rc == 0 && t < 0.2, "and flushes alone at once from then on "
+	    "(%.3f s)", t);
+	(void)kill(pid, SIGKILL);
+	(void)waitpid(pid, &status, 0);
+	groupsync_end();
+	(void)close(fd);
 }
 
 int
@@ -173,6 +244,7 @@ main(void)
 	test_alone(file);
 	test_mixed(file);
 	test_many(file);
+	test_holders(file);
 	cleanup();
 	return tap_done();
 }

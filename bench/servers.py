@@ -345,6 +345,8 @@ class Sink:
         clear_dir(self.dumpdir)
 
     def stop(self):
+        if self.prefix and self.proc is not None and self.proc.poll() is None:
+            stop_traced(self.proc)  # the sink itself, by PID: strace alone would leave it
         stop_proc(self.proc)
 
 

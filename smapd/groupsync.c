@@ -43,6 +43,7 @@
 #include <sys/syscall.h>
 
 #include "groupsync.h"
+#include "layout.h"
 
 #define WAIT_NS 20000000L	/* 20 ms at most between two looks */
 #define WAIT_STALL 25		/* looks with no flush ended: then alone */
@@ -97,11 +98,11 @@ groupsync_end(void)
 	G = NULL;
 }
 
-/* flush - fdatasync or fsync */
+/* flush - fdatasync, or a directory's fsync as layout.c makes it */
 static int
 flush(int fd, enum gs_kind k)
 {
-	return k == GS_JOURNAL ? fdatasync(fd) : fsync(fd);
+	return k == GS_JOURNAL ? fdatasync(fd) : layout_sync(fd);
 }
 
 /* flusher - the lane's flusher role, if free; a dead owner's is taken

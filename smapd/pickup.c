@@ -319,6 +319,40 @@ unlink_picked(struct qctx *q, char **v, struct picked *p, size_t n)
 		close(p[i].lock);
 }
 
+/* unqueue - queue/ could not be made durable, so neither may the
+ * originals' removal be: each copy is removed again (still under its
+ * lock, so no process has delivered it) and its original left in new/
+ * for a later run. Where a copy cannot be removed, its original goes,
+ * as if queue/ were durable: one of the two names stays, never both (a
+ * crash that brings both back has the original quarantined as a
+ * duplicate queue id). v and p are compacted to the copies kept; their
+ * count. */
+static size_t
+unqueue(struct qctx *q, char **v, struct picked *p, size_t n)
+{
+	size_t i, m = 0;
+
+	for (i = 0; i < n; i++) {
+		if (unlinkat(q->dirs.fd[L_QUEUE], v[i], 0) < 0) {
+			log_warn("%s: cannot remove the copy from %s: %s: "
+			    "its original removed", v[i], layout_name(L_QUEUE),
+			    strerror(errno));
+			v[m] = v[i];
+			p[m++] = p[i];
+			continue;
+		}
+		log_warn("%s: %s is not durable: left in %s for a later run",
+		    v[i], layout_name(L_QUEUE), layout_name(L_NEW));
+		close(p[i].fd);
+		close(p[i].lock);
+		free(v[i]);
+	}
+	if (m < n)
+		(void)sync_dir(q, L_QUEUE);
+	unlink_picked(q, v, p, m);
+	return m;
+}
+
 /* write_copies - the n checked copies durable under their .tmp names,
  * with one flush of the disk for all (layout_sync_files) rather than a
  * fsync, and so a flush, each. A copy that could not be made durable
@@ -370,7 +404,8 @@ queue_batch(struct qctx *q, char **v, struct picked *p, size_t n)
 		p[m++] = p[i];
 	}
 	journal_sync();		/* the records before the moves */
-	sync_dir(q, L_QUEUE);	/* durable in queue/, then */
+	if (sync_dir(q, L_QUEUE) < 0)	/* durable in queue/, then */
+		return unqueue(q, v, p, m);
 	unlink_picked(q, v, p, m);	/* gone */
 	return m;
 }

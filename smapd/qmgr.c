@@ -14,14 +14,16 @@
 #include "log.h"
 #include "qmgr.h"
 
-/* sync_dir - fsync one of the spool directories, saying so if it fails;
- * queue/ in turn with the run's other processes (groupsync.h) */
-void
+/* sync_dir - fsync one of the spool directories, saying so if it fails
+ * (-1); queue/ in turn with the run's other processes (groupsync.h) */
+int
 sync_dir(const struct qctx *q, enum ldir w)
 {
 	if ((w == L_QUEUE ? groupsync(GS_QUEUE, q->dirs.fd[w]) :
-	    layout_sync(q->dirs.fd[w])) < 0)
-		log_warn("fsync %s: %s", layout_name(w), strerror(errno));
+	    layout_sync(q->dirs.fd[w])) == 0)
+		return 0;
+	log_warn("fsync %s: %s", layout_name(w), strerror(errno));
+	return -1;
 }
 
 /* quarantine - move w/name aside, the reason beside it and in the log */

@@ -46,8 +46,9 @@ struct qctx {
 	size_t nmade;
 };
 
-/* fsync one of the spool directories, saying so in the log if it fails. */
-void sync_dir(const struct qctx *q, enum ldir w);
+/* fsync one of the spool directories, saying so in the log if it fails
+ * (-1). */
+int sync_dir(const struct qctx *q, enum ldir w);
 
 /* Move w/name to quarantine/ with why beside it, and say so in the log
  * (name escaped: it may be anything). */

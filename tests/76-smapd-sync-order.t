@@ -10,7 +10,10 @@
 #     would be delivered twice. Another smapd or smapq may remove a copy
 #     too, so the sync is pickup's own, and each copy is under its
 #     delivery lock from before it is named in queue/ until the process
-#     that picked it up has removed the original and fsync'd new/.
+#     that picked it up has removed the original and fsync'd new/;
+#   - when queue/ cannot be fsync'd (every fsync fails with EIO, strace's
+#     fault injection), no original leaves new/ and no copy stays in
+#     queue/ or is delivered; the next run delivers each once.
 import os
 import re
 import shutil
@@ -20,7 +23,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from smaptest import TAP, Server  # noqa: E402
 from postfix import read_maildir, header  # noqa: E402
-from smapdtest import smapd_maildir, Smapd, send, queue_ids, listdir  # noqa: E402
+from smapdtest import smapd_maildir, Smapd, send, queue_ids, listdir, quarantined, smapd_log  # noqa: E402
 
 STRACE = shutil.which("strace") or "/usr/bin/strace"
 CALL = re.compile(r"^(\d+\.\d+) (\w+)\((.*)\) += (-?\d+)(?:<[^>]*>)?(?: [A-Z]+ .*?)? <([\d.]+)>$")
@@ -119,6 +122,35 @@ def main(t):
                  "removing the original" % i, freed, gone[:1])
         t.ok(nsync and into and min(nsync) <= min(c[0] for c in into),
              "... indeed before the first delivery reaches the Maildir", nsync[:1], into[:1])
+    with Server(t, name="smap-76-eio") as srv:
+        test_queue_eio(t, srv)
+
+
+def test_queue_eio(t, srv):
+    """queue/'s fsync fails: the originals stay, the copies go."""
+    md = smapd_maildir(srv)
+    d = Smapd(t, srv, conf={"default_transport": "maildir:" + md}, name="smapd-76-eio")
+    ids = [i for i, _ in send(srv, [(["u@example.com"], msg("eio-%d" % i)) for i in range(3)])]
+    trace = os.path.join(srv.dir, "eio.trace")
+    rc = d.once(flush=True, timeout=60, prefix=[
+        STRACE, "-f", "-y", "-o", trace, "-e", "trace=fsync", "-e", "inject=fsync:error=EIO"])
+    t.is_(rc, 0, "every fsync failing (EIO): smapd -1 -f exits 0")
+    with open(trace, errors="replace") as f:
+        qfail = [l for l in f if "spool/queue>" in l and "EIO" in l and "INJECTED" in l]
+    t.ok(qfail, "queue/'s fsync did fail, injected", qfail[:1])
+    t.is_(sorted(listdir(srv.newdir())), sorted(ids), "... every original is still in new/")
+    t.is_(queue_ids(srv), [], "... no copy stays in queue/")
+    t.is_(read_maildir(md), [], "... nothing was delivered")
+    log = "\n".join(smapd_log(srv))
+    for i in ids:
+        t.like(log, r"%s: queue is not durable: left in incoming/new for a later run" % i,
+               "%s: the log says it was left in new/" % i)
+    t.is_(d.once(flush=True, timeout=60), 0, "the next run, with working fsyncs, exits 0")
+    got = sorted(header(m, "Message-ID") for _, m in read_maildir(md))
+    t.is_(got, sorted("<eio-%d@b.example>" % i for i in range(3)), "... and delivers each once")
+    t.ok(not listdir(srv.newdir()) and not queue_ids(srv) and not quarantined(srv),
+         "... new/, queue/ and quarantine/ are empty",
+         "%s %s %s" % (listdir(srv.newdir()), queue_ids(srv), quarantined(srv)))
 
 
 if __name__ == "__main__":

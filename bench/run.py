@@ -25,8 +25,8 @@ then every table) and prints the same.
 Receivers: smap (the default build, linked statically; spool_fsync =
 file+directory, and = file), smap dynamic (smap/smap-dynamic, what the
 static smap runs for TLS, or make STATIC=0 builds as smap; both levels),
-smap under tcpserver and under xinetd, bench/baseline.c (fork-exec,
-file and directory fsynced), a private Postfix whose smtpd holds what
+smap under tcpserver (both levels) and under xinetd, bench/baseline.c
+(fork-exec, file and directory fsynced; also under tcpserver), a private Postfix whose smtpd holds what
 it accepts, and Debian's OpenSMTPD (with bench/listen_shim.so raising
 its listen backlog). smap and the baseline run under
 systemd-socket-activate unless the launcher is named.
@@ -36,7 +36,8 @@ Environment: BENCH_LOAD_WAIT (seconds to wait for load < 0.7, default
 BENCH_FLOOD (sessions per flood run, 2000), BENCH_SIZES (1024,102400),
 BENCH_CONCS (1,10,50), BENCH_ONLY (a comma list of the parts above),
 BENCH_RECEIVERS (a comma list of keys: smap smap-file dynamic
-dynamic-file tcpserver xinetd baseline postfix opensmtpd),
+dynamic-file tcpserver tcpserver-file xinetd baseline baseline-tcpserver
+postfix opensmtpd),
 BENCH_RESULTS (where to write; default bench/RESULTS.md for a whole
 run, /tmp/smap-bench-RESULTS.md for a part). Stdlib only; reuses
 tests/lib (smaptest, smapdtest, postfix).
@@ -101,8 +102,10 @@ RECEIVERS = [
     ("dynamic", ("smap dynamic", "dynamic", "file+directory", "ssa")),
     ("dynamic-file", ("smap dynamic", "dynamic", "file", "ssa")),
     ("tcpserver", ("smap, tcpserver", "default", "file+directory", "tcpserver")),
+    ("tcpserver-file", ("smap, tcpserver", "default", "file", "tcpserver")),
     ("xinetd", ("smap, xinetd", "default", "file+directory", "xinetd")),
     ("baseline", ("baseline.c", "baseline", "file+directory", "ssa")),
+    ("baseline-tcpserver", ("baseline.c, tcpserver", "baseline", "file+directory", "tcpserver")),
     ("postfix", ("Postfix smtpd", "postfix", "file", None)),
     ("opensmtpd", ("OpenSMTPD", "opensmtpd", "none", None)),
 ]
@@ -713,6 +716,10 @@ def run_all(R, env, fs, stack):
     for sub in ("tmp", "new"):
         os.makedirs(os.path.join(bdir, sub))
     bins["baseline_dir"] = bdir
+    tdir = tempfile.mkdtemp(prefix="baseline-tcpserver.")
+    os.chmod(tdir, 0o755)
+    for sub in ("tmp", "new"):
+        os.makedirs(os.path.join(tdir, sub))
     stack.append(SinkFS(os.path.join(work, "sinkfs")))
     sink = S.Sink(os.path.join(work, "sinkfs", "sink")).start()
     stack.append(sink)
@@ -729,6 +736,10 @@ def run_all(R, env, fs, stack):
         base = S.BaselineTarget("baseline", "baseline.c", bdir, la)
         if "baseline" in WANT:
             targets.append(base)
+    if "baseline-tcpserver" in WANT:
+        la = S.TcpServer([bins["baseline"], tdir], work, "baseline-tcpserver").start()
+        stack.append(la)
+        targets.append(S.BaselineTarget("baseline-tcpserver", "baseline.c, tcpserver", tdir, la))
     pf = pft = osd = None
     if "postfix" in WANT or {"handoff", "fsync", "session", "flood"} & set(ONLY):
         pf = start_postfix(sink, stack)
@@ -762,7 +773,8 @@ def run_all(R, env, fs, stack):
         receive(targets, R["recv"], env["failed"])
     if "flood" in ONLY:
         R["flood"] = {}
-        ft = [tg for tg in targets if tg.key in ("smap", "dynamic", "tcpserver", "baseline", "postfix")]
+        ft = [tg for tg in targets if tg.key in ("smap", "dynamic", "tcpserver", "baseline", "baseline-tcpserver",
+                                                  "postfix")]
         if pft is not None and pft not in ft:
             ft.append(pft)
         flood(bins["flood"], ft, R["flood"])

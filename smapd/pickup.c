@@ -300,12 +300,15 @@ publish_one(struct qctx *q, const char *name, struct picked *p)
 
 /* unlink_picked - the originals of what was copied in, now that queue/
  * is durable; only if the name is still the file that was copied; their
- * claims end. Once new/ is durable too, the copies' locks go. */
-static void
+ * claims end. Once new/ is durable too, the copies' locks go. -1 when
+ * new/ could not be fsync'd: the copies may not be delivered yet (a
+ * crash could bring an original back beside a copy already gone). */
+static int
 unlink_picked(struct qctx *q, char **v, struct picked *p, size_t n)
 {
 	struct stat now;
 	size_t i;
+	int rc = 0;
 
 	for (i = 0; i < n; i++) {
 		if (fstatat(q->dirs.fd[L_NEW], v[i], &now, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -313,44 +316,43 @@ unlink_picked(struct qctx *q, char **v, struct picked *p, size_t n)
 			(void)unlinkat(q->dirs.fd[L_NEW], v[i], 0);
 		close(p[i].fd);
 	}
-	if (n > 0)
-		sync_dir(q, L_NEW);
+	if (n > 0 && (rc = sync_dir(q, L_NEW)) < 0)
+		q->new_unsynced = 1;
 	for (i = 0; i < n; i++)
 		close(p[i].lock);
+	return rc;
 }
 
 /* unqueue - queue/ could not be made durable, so neither may the
  * originals' removal be: each copy is removed again (still under its
  * lock, so no process has delivered it) and its original left in new/
- * for a later run. Where a copy cannot be removed, its original goes,
- * as if queue/ were durable: one of the two names stays, never both (a
- * crash that brings both back has the original quarantined as a
- * duplicate queue id). v and p are compacted to the copies kept; their
- * count. */
+ * for a later run. A copy that cannot be removed has its original moved
+ * to quarantine/ (one copy to deliver, the other for the admin to look
+ * at; were a crash to bring the original back in new/, it is
+ * quarantined as a duplicate queue id). None is delivered in this run:
+ * 0, what is queued of the batch. */
 static size_t
 unqueue(struct qctx *q, char **v, struct picked *p, size_t n)
 {
-	size_t i, m = 0;
+	char why[160];
+	size_t i;
 
 	for (i = 0; i < n; i++) {
-		if (unlinkat(q->dirs.fd[L_QUEUE], v[i], 0) < 0) {
-			log_warn("%s: cannot remove the copy from %s: %s: "
-			    "its original removed", v[i], layout_name(L_QUEUE),
-			    strerror(errno));
-			v[m] = v[i];
-			p[m++] = p[i];
-			continue;
+		if (unlinkat(q->dirs.fd[L_QUEUE], v[i], 0) == 0 || errno == ENOENT) {
+			log_warn("%s: %s is not durable: left in %s for a later run",
+			    v[i], layout_name(L_QUEUE), layout_name(L_NEW));
+		} else {
+			snprintf(why, sizeof(why), "%s is not durable and the copy "
+			    "there cannot be removed (%s): it is delivered from "
+			    "there", layout_name(L_QUEUE), strerror(errno));
+			quarantine(q, L_NEW, v[i], why);
 		}
-		log_warn("%s: %s is not durable: left in %s for a later run",
-		    v[i], layout_name(L_QUEUE), layout_name(L_NEW));
 		close(p[i].fd);
 		close(p[i].lock);
 		free(v[i]);
 	}
-	if (m < n)
-		(void)sync_dir(q, L_QUEUE);
-	unlink_picked(q, v, p, m);
-	return m;
+	(void)sync_dir(q, L_QUEUE);
+	return 0;
 }
 
 /* write_copies - the n checked copies durable under their .tmp names,
@@ -406,33 +408,62 @@ queue_batch(struct qctx *q, char **v, struct picked *p, size_t n)
 	journal_sync();		/* the records before the moves */
 	if (sync_dir(q, L_QUEUE) < 0)	/* durable in queue/, then */
 		return unqueue(q, v, p, m);
-	unlink_picked(q, v, p, m);	/* gone */
+	if (unlink_picked(q, v, p, m) < 0) {	/* gone */
+		for (i = 0; i < m; i++) {
+			log_warn("%s: %s is not durable: not delivered until it "
+			    "is", v[i], layout_name(L_NEW));
+			free(v[i]);
+		}
+		return 0;
+	}
 	return m;
 }
 
-/* pickup - copy what smap committed to queue/, PICK_MAX at a time (each
- * original stays claimed until queue/ is durable); the ids queued */
-char **
-pickup(struct qctx *q, size_t *n)
+/* pickup_begin - see pickup.h */
+int
+pickup_begin(struct qctx *q, struct pickup *pk)
+{
+	pk->i = pk->k = 0;
+	if (layout_scan(&q->dirs, L_NEW, SCAN_MAX, layout_any_name, &pk->names,
+	    &pk->all) < 0) {
+		log_warn("open %s: %s", layout_name(L_NEW), strerror(errno));
+		pk->names = NULL;
+		pk->all = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/* pickup_next - see pickup.h. The names are compacted in place: the
+ * first k are the ids queued so far, i the next name to look at. */
+int
+pickup_next(struct qctx *q, struct pickup *pk, char ***batch, size_t *m)
 {
 	static struct picked p[PICK_MAX];
-	char **names, **v;
-	size_t i, k = 0, all, done = 0;
+	size_t done = pk->k;
+	char *name;
 
-	*n = 0;
-	if (layout_scan(&q->dirs, L_NEW, SCAN_MAX, layout_any_name, &names, &all) < 0) {
-		log_warn("open %s: %s", layout_name(L_NEW), strerror(errno));
-		return NULL;
-	}
-	v = names;
-	for (i = 0; i < all; i++) {
-		if (!*q->stop && pick_one(q, names[i], &p[k - done]))
-			v[k++] = names[i];
+	*m = 0;
+	if (pk->i >= pk->all)
+		return 0;
+	while (pk->i < pk->all && pk->k - done < PICK_MAX) {
+		name = pk->names[pk->i++];
+		if (!*q->stop && pick_one(q, name, &p[pk->k - done]))
+			pk->names[pk->k++] = name;
 		else
-			free(names[i]);
-		if (k - done == PICK_MAX || (i + 1 == all && k > done))
-			done = k = done + queue_batch(q, v + done, p, k - done);
+			free(name);
 	}
-	*n = k;
-	return v;
+	if (pk->k > done)
+		pk->k = done + queue_batch(q, pk->names + done, p, pk->k - done);
+	*batch = pk->names + done;
+	*m = pk->k - done;
+	return 1;
+}
+
+/* pickup_end - see pickup.h */
+char **
+pickup_end(struct pickup *pk, size_t *n)
+{
+	*n = pk->k;
+	return pk->names;
 }

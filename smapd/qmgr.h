@@ -38,6 +38,8 @@ struct qctx {
 	struct spooldirs dirs;	/* opened once, below spool_directory */
 	uid_t spool_uid;	/* mail_owner: who writes new/ */
 	int flush;		/* deliver everything now, ignoring backoff */
+	int new_unsynced;	/* new/'s fsync failed: deliver nothing until
+				 * one succeeds */
 	volatile sig_atomic_t *stop;
 	long long active, deferred;	/* counts after the last run */
 	struct down down[DOWN_MAX];	/* next hops down in this run */

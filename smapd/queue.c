@@ -3,13 +3,21 @@
  * picked up or, for a full run, every one in queue/, shared out over
  * up to default_destination_concurrency_limit processes.
  *
- * A worker is a fork that delivers every step-th id and reports its
- * counts through a pipe; it dies with smapd (PR_SET_PDEATHSIG). Two
- * workers, or two smapd processes, never deliver one message at once:
- * deliver.c takes the message's lock.
+ * The run hands each id out as soon as pickup has made it durable and
+ * released it, so that delivery overlaps the pickup of the next batch.
+ * Workers are forks, started as the run finds work (up to the limit,
+ * never more than there are messages); each reads ids from one pipe,
+ * a fixed-size record at a time, and reports its counts through
+ * another at its end; it dies with smapd (PR_SET_PDEATHSIG). While the
+ * run has no worker it delivers itself; once pickup is done it reads
+ * the pipe with its workers. Two workers, or two smapd processes, never
+ * deliver one message at once: deliver.c takes the message's lock.
+ * The records come from this process only; each is checked to be a
+ * queue id all the same.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +33,25 @@
 #include "pickup.h"
 #include "queue.h"
 
+#define REC (SPOOL_ID_MAX + 1)	/* one id in the pipe, NUL-padded */
+
+/* A run's deliveries: ids to its nw workers through ids[], their
+ * results back through res[]; wait the seconds until a message is due
+ * again. */
+struct run {
+	struct qctx *q;
+	long long now, wait;
+	int ids[2], res[2];
+	pid_t pid[CONCURRENCY_MAX];
+	size_t nw, limit;
+};
+
+/* The result a worker reports to the run that started it. */
+struct share {
+	long long wait, deferred;
+	int stop;	/* it stopped the run (nothing may be delivered twice) */
+};
+
 /* list_queue - the ids in queue/, sorted, malloc'd */
 static char **
 list_queue(const struct qctx *q, size_t *n)
@@ -39,133 +66,274 @@ list_queue(const struct qctx *q, size_t *n)
 	return v;
 }
 
-/* deliver_share - ids[first], ids[first + step], ...: one worker's part
- * of a run; the seconds until the first of them is due again */
-static long long
-deliver_share(struct qctx *q, char **ids, size_t n, size_t first,
-    size_t step, long long now)
+/* deliver_id - one message, then the DSNs it made; the run's wait
+ * (seconds until the first message is due again) lowered to its own */
+static void
+deliver_id(struct qctx *q, const char *id, long long now, long long *wait)
 {
-	long long wait = q->cf->queue_run_delay, next;
-	size_t i;
+	long long next = deliver_one(q, id, now);
 
-	for (i = first; i < n && !*q->stop; i += step) {
-		next = deliver_one(q, ids[i], now);
-		if (next > now && next - now < wait)
-			wait = next - now;
-		while (q->nmade > 0 && !*q->stop)	/* the DSNs it made */
-			if (q->ndown == 0)	/* else they wait for the next run */
-				(void)deliver_one(q, q->made[--q->nmade], now);
-			else
-				q->nmade = 0;
-	}
-	agent_close_all();
-	return wait;
+	if (next > now && next - now < *wait)
+		*wait = next - now;
+	while (q->nmade > 0 && !*q->stop)	/* the DSNs it made */
+		if (q->ndown == 0)	/* else they wait for the next run */
+			(void)deliver_one(q, q->made[--q->nmade], now);
+		else
+			q->nmade = 0;
 }
 
-/* The result a worker reports to the run that started it. */
-struct share {
-	long long wait, deferred;
-};
-
-/* spawn - a worker for share `first` of `step`; it writes its result to
- * fd and exits. Its pid, or -1 (then the run does that share itself). */
-static pid_t
-spawn(struct qctx *q, char **ids, size_t n, size_t first, size_t step,
-    long long now, int fd)
+/* take_ids - deliver what arrives on fd until its end (or a stop);
+ * a record that is not a queue id ends it */
+static void
+take_ids(struct qctx *q, int fd, long long now, long long *wait)
 {
-	struct share r;
-	pid_t parent = getpid(), pid = fork();
+	char rec[REC];
+	ssize_t n;
 
-	if (pid != 0)
+	while (!*q->stop) {
+		n = read(fd, rec, sizeof(rec));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != (ssize_t)sizeof(rec) || rec[REC - 1] != '\0' ||
+		    !qid_ok(rec))
+			break;
+		deliver_id(q, rec, now, wait);
+	}
+}
+
+/* spawn - one more worker for r; its pid, or -1. The run closes its
+ * agents first: a worker must not inherit a connection it is using. */
+static pid_t
+spawn(struct run *r)
+{
+	struct share sh;
+	pid_t parent = getpid(), pid;
+
+	agent_close_all();
+	if ((pid = fork()) != 0)
 		return pid;
 	/* A worker outlives no smapd: SIGTERM ends it after its delivery. */
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
 		_exit(1);
-	q->deferred = 0;
-	r.wait = deliver_share(q, ids, n, first, step, now);
-	r.deferred = q->deferred;
-	_exit(write(fd, &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 1);
+	close(r->ids[1]);
+	close(r->res[0]);
+	r->q->deferred = 0;
+	sh.wait = r->q->cf->queue_run_delay;
+	take_ids(r->q, r->ids[0], r->now, &sh.wait);
+	agent_close_all();
+	sh.deferred = r->q->deferred;
+	sh.stop = *r->q->stop != 0;
+	_exit(write(r->res[1], &sh, sizeof(sh)) == (ssize_t)sizeof(sh) ? 0 : 1);
 }
 
-/* gather - wait for the workers, forwarding a stop; fold in their results */
-static long long
-gather(struct qctx *q, const pid_t *pid, size_t nw, int fd, long long wait)
+/* open_pipes - the pipes of r's first worker, and the run's group
+ * commit: 0, or -1 with errno. Only the run writes ids[1], so only
+ * that end is non-blocking (the workers block reading theirs). */
+static int
+open_pipes(struct run *r)
 {
-	struct share r;
+	int err;
+
+	if (pipe2(r->ids, O_CLOEXEC) < 0)
+		return -1;
+	if (fcntl(r->ids[1], F_SETFL, O_NONBLOCK) < 0 ||
+	    pipe2(r->res, O_CLOEXEC | O_NONBLOCK) < 0) {
+		err = errno;
+		close(r->ids[0]);
+		close(r->ids[1]);
+		errno = err;
+		return -1;
+	}
+	groupsync_begin();
+	return 0;
+}
+
+/* unpipe - no worker after all: the pipes closed, the group commit
+ * ended */
+static void
+unpipe(struct run *r)
+{
+	close(r->ids[0]);
+	close(r->ids[1]);
+	close(r->res[0]);
+	close(r->res[1]);
+	groupsync_end();
+}
+
+/* grow - workers for r up to want processes in all (the run counts as
+ * one, the limit bounds them); the first one opens the pipes and the
+ * run's group commit */
+static void
+grow(struct run *r, size_t want)
+{
+	pid_t pid;
+
+	if (want > r->limit)
+		want = r->limit;
+	while (1 + r->nw < want && !*r->q->stop) {
+		if (r->nw == 0 && open_pipes(r) < 0) {
+			log_warn("pipe: %s: the run delivers alone",
+			    strerror(errno));
+			return;
+		}
+		if ((pid = spawn(r)) < 0) {
+			log_warn("fork: %s", strerror(errno));
+			if (r->nw == 0)
+				unpipe(r);
+			return;
+		}
+		r->pid[r->nw++] = pid;
+	}
+}
+
+/* reap - r's workers that have exited, waited for (their pid made 0);
+ * how many are left */
+static size_t
+reap(struct run *r)
+{
+	size_t i, left = 0;
+	int status;
+
+	for (i = 0; i < r->nw; i++) {
+		if (r->pid[i] > 0 && waitpid(r->pid[i], &status, WNOHANG) ==
+		    r->pid[i])
+			r->pid[i] = 0;
+		left += r->pid[i] > 0;
+	}
+	return left;
+}
+
+/* collect - the end of r's workers: the run takes its share of what is
+ * left in the pipe, waits for them (forwarding a stop), and folds in
+ * their results; then it has none */
+static void
+collect(struct run *r)
+{
+	struct share sh;
 	size_t i;
 	int status;
 
-	for (i = 0; i < nw; i++) {
-		if (*q->stop)
-			(void)kill(pid[i], SIGTERM);	/* finish the delivery, stop */
-		while (waitpid(pid[i], &status, 0) < 0 && errno == EINTR)
-			if (*q->stop)
-				(void)kill(pid[i], SIGTERM);
+	close(r->ids[1]);
+	take_ids(r->q, r->ids[0], r->now, &r->wait);
+	close(r->ids[0]);
+	for (i = 0; i < r->nw; i++) {
+		if (r->pid[i] <= 0)
+			continue;
+		if (*r->q->stop)
+			(void)kill(r->pid[i], SIGTERM);	/* finish the delivery, stop */
+		while (waitpid(r->pid[i], &status, 0) < 0 && errno == EINTR)
+			if (*r->q->stop)
+				(void)kill(r->pid[i], SIGTERM);
 	}
-	while (read(fd, &r, sizeof(r)) == (ssize_t)sizeof(r)) {
-		q->deferred += r.deferred;
-		if (r.wait < wait)
-			wait = r.wait;
+	close(r->res[1]);
+	while (read(r->res[0], &sh, sizeof(sh)) == (ssize_t)sizeof(sh)) {
+		r->q->deferred += sh.deferred;
+		if (sh.wait < r->wait)
+			r->wait = sh.wait;
+		if (sh.stop)
+			*r->q->stop = 1;
 	}
-	return wait;
-}
-
-/* deliver_ids - the run's messages, over up to
- * default_destination_concurrency_limit processes (flock keeps any two
- * from delivering one message; each worker takes every step-th id) */
-static long long
-deliver_ids(struct qctx *q, char **ids, size_t n, long long now)
-{
-	pid_t pid[CONCURRENCY_MAX];
-	size_t step = (size_t)q->cf->default_destination_concurrency_limit;
-	size_t nw = 0, i;
-	long long wait, w;
-	int p[2] = { -1, -1 };
-
-	if (step > n)
-		step = n > 0 ? n : 1;
-	if (step > 1 && pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
-		step = 1;
-	if (step > 1)
-		groupsync_begin();
-	for (i = 1; i < step; i++) {
-		if ((pid[nw] = spawn(q, ids, n, i, step, now, p[1])) < 0)
-			break;
-		nw++;
-	}
-	if (p[1] >= 0)
-		close(p[1]);
-	wait = deliver_share(q, ids, n, 0, step, now);
-	for (; i < step; i++)	/* shares no worker could be forked for */
-		if ((w = deliver_share(q, ids, n, i, step, now)) < wait)
-			wait = w;
-	wait = gather(q, pid, nw, p[0], wait);
+	close(r->res[0]);
 	groupsync_end();
-	if (p[0] >= 0)
-		close(p[0]);
-	return wait;
+	r->nw = 0;
 }
 
-/* queue_run - pick up; deliver what was picked up, or (full) all that is due */
+/* put - one record to r's workers: 0, or -1 when it is not sent (a
+ * stop; or no worker is left to read it, and then the run has none) */
+static int
+put(struct run *r, const char *rec)
+{
+	struct pollfd pfd = { r->ids[1], POLLOUT, 0 };
+	ssize_t w;
+
+	while (!*r->q->stop) {
+		if ((w = write(r->ids[1], rec, REC)) == REC)
+			return 0;
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN && reap(r) > 0) {
+			(void)poll(&pfd, 1, 100);	/* the pipe is full */
+			continue;
+		}
+		log_warn("the run's delivery processes are gone: it delivers "
+		    "alone");
+		collect(r);
+		return -1;
+	}
+	return -1;
+}
+
+/* hand_out - ids to r's workers (more of them if hint, the messages the
+ * run has in all so far, calls for them), or delivered here while there
+ * are none */
+static void
+hand_out(struct run *r, char **ids, size_t n, size_t hint)
+{
+	char rec[REC];
+	size_t i;
+
+	if (n == 0)
+		return;
+	grow(r, hint);
+	for (i = 0; i < n && !*r->q->stop; i++) {
+		memset(rec, 0, sizeof(rec));
+		strncpy(rec, ids[i], sizeof(rec) - 1);
+		if ((r->nw == 0 || put(r, rec) < 0) && !*r->q->stop)
+			deliver_id(r->q, ids[i], r->now, &r->wait);
+	}
+}
+
+/* finish - the end of the run's ids */
+static void
+finish(struct run *r)
+{
+	if (r->nw > 0)
+		collect(r);
+}
+
+/* queue_run - what is in queue/ listed (a full run), then pickup, each
+ * batch handed out as it is queued, then the listed; the seconds until
+ * a message is due again. After a failed fsync of new/ nothing is
+ * delivered until one succeeds: a crash could bring back the original
+ * of a copy that was delivered. */
 long long
 queue_run(struct qctx *q, int full)
 {
-	long long now = (long long)time(NULL), wait;
-	size_t i, n;
-	char **ids = pickup(q, &n);
+	struct run r = { q, (long long)time(NULL), q->cf->queue_run_delay,
+		{ -1, -1 }, { -1, -1 }, { 0 }, 0,
+		(size_t)q->cf->default_destination_concurrency_limit };
+	struct pickup pk;
+	char **batch, **picked, **listed = NULL;
+	size_t i, m, np, nl = 0;
 
-	if (full) {
-		for (i = 0; i < n; i++)
-			free(ids[i]);
-		free(ids);
-		ids = list_queue(q, &n);
-		q->active = (long long)n;
-		q->deferred = 0;
-	}
 	q->ndown = 0;
-	wait = deliver_ids(q, ids, n, now);
-	for (i = 0; i < n; i++)
-		free(ids[i]);
-	free(ids);
-	return wait;
+	if (q->new_unsynced) {
+		if (sync_dir(q, L_NEW) < 0) {
+			log_warn("%s is not durable: nothing is delivered until "
+			    "it is", layout_name(L_NEW));
+			return r.wait;
+		}
+		q->new_unsynced = 0;
+	}
+	if (full) {
+		q->deferred = 0;
+		listed = list_queue(q, &nl);
+	}
+	if (pickup_begin(q, &pk) == 0)
+		while (pickup_next(q, &pk, &batch, &m))
+			hand_out(&r, batch, m, pk.k + nl);
+	picked = pickup_end(&pk, &np);
+	if (full) {
+		q->active = (long long)nl + (long long)np;
+		hand_out(&r, listed, nl, np + nl);
+	}
+	finish(&r);
+	agent_close_all();
+	for (i = 0; i < np; i++)
+		free(picked[i]);
+	free(picked);
+	for (i = 0; i < nl; i++)
+		free(listed[i]);
+	free(listed);
+	return r.wait;
 }

@@ -118,6 +118,7 @@ spawn(struct run *r)
 	close(r->ids[1]);
 	close(r->res[0]);
 	r->q->deferred = 0;
+	memset(&sh, 0, sizeof(sh));
 	sh.wait = r->q->cf->queue_run_delay;
 	take_ids(r->q, r->ids[0], r->now, &sh.wait);
 	agent_close_all();

@@ -36,15 +36,17 @@ def msg(tag):
 
 
 def workers(pid):
-    """The smapd processes forked by pid (its delivery processes)."""
+    """The processes forked by pid running its own program (its delivery
+    processes: smapd, or valgrind's tool running smapd)."""
     out = []
     try:
+        exe = os.readlink("/proc/%d/exe" % pid)
         kids = open("/proc/%d/task/%d/children" % (pid, pid)).read().split()
     except OSError:
         return out
     for k in kids:
         try:
-            if os.readlink("/proc/%s/exe" % k).endswith("smapd"):
+            if os.readlink("/proc/%s/exe" % k) == exe:
                 out.append(int(k))
         except OSError:
             pass

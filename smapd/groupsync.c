@@ -29,6 +29,16 @@
  * The journal's lane and queue/'s are apart, so that their flushes can
  * share a commit of the file system's own journal.
  *
+ * LATER: a worker does not wait for the fsync of queue/ that makes a
+ * delivered message's removal durable (nothing it does next depends on
+ * it; the removal's window is a crash before that fsync, as before).
+ * It takes its ticket and flushes only if nobody is flushing; else the
+ * next flush, which some process begins as soon as the one under way
+ * ends, covers it. Before it waits for more work, and before it ends, it
+ * settles: waits, as above, for a flush that covers every ticket it
+ * left. So every removal is durable by the end of the run, and within
+ * a flush or two of being made while the run has work.
+ *
  * TRUST: the page is this smapd's own, shared with its own forks only.
  */
 #include <errno.h>
@@ -66,6 +76,16 @@ struct lane {
 static struct lane *G;		/* GS_KINDS lanes, shared; NULL: no group */
 static int alone;		/* this process met a stalled lane: flush alone */
 
+/* What groupsync_later() left to be covered, per lane: this process's
+ * tickets first..last, all changes to the file fd. */
+struct later {
+	int set, fd;
+	ino_t ino;
+	uint32_t first, last;
+};
+static struct later L[GS_KINDS];
+static int deferring;		/* groupsync_later() may leave a flush */
+
 /* groupsync_begin - see groupsync.h */
 void
 groupsync_begin(void)
@@ -93,6 +113,7 @@ groupsync_begin(void)
 void
 groupsync_end(void)
 {
+	(void)groupsync_settle();
 	if (G != NULL)
 		(void)munmap(G, sizeof(struct lane) * GS_KINDS);
 	G = NULL;
@@ -117,17 +138,19 @@ flusher(struct lane *l)
 	return rc == 0;
 }
 
-/* covers - has a finished flush of the file st covered ticket mine? Not
- * when a flush failed after the ticket was taken: the change may have
- * been in the writeback that failed, whose error a later flush of
- * another descriptor no longer sees, so its process flushes its own. */
+/* covers - has a finished flush of the file st covered the tickets
+ * first..last? Not when a flush failed after first was taken: the
+ * change may have been in the writeback that failed, whose error a later
+ * flush of another descriptor no longer sees, so its process flushes its
+ * own. */
 static int
-covers(const struct lane *l, uint32_t mine, const struct stat *st)
+covers(const struct lane *l, uint32_t first, uint32_t last,
+    const struct stat *st)
 {
 	uint32_t c = __atomic_load_n(&l->covered, __ATOMIC_SEQ_CST);
 	uint32_t t = __atomic_load_n(&l->tainted, __ATOMIC_SEQ_CST);
 
-	return (int32_t)(c - mine) >= 0 && (int32_t)(mine - t) > 0 &&
+	return (int32_t)(c - last) >= 0 && (int32_t)(first - t) > 0 &&
 	    __atomic_load_n(&l->ino, __ATOMIC_SEQ_CST) == (uint64_t)st->st_ino &&
 	    __atomic_load_n(&l->dev, __ATOMIC_SEQ_CST) == (uint64_t)st->st_dev;
 }
@@ -172,26 +195,22 @@ flush_all(struct lane *l, enum gs_kind k, int fd, const struct stat *st)
 	return rc;
 }
 
-/* groupsync - see groupsync.h */
-int
-groupsync(enum gs_kind k, int fd)
+/* settle - until a flush of fd covers the tickets first..last: as the
+ * flusher if the role is free, else waiting for the one under way */
+static int
+settle(struct lane *l, enum gs_kind k, int fd, const struct stat *st,
+    uint32_t first, uint32_t last)
 {
-	struct lane *l = G != NULL ? &G[k] : NULL;
-	struct stat st;
-	uint32_t mine, r, seen;
+	uint32_t r, seen = __atomic_load_n(&l->round, __ATOMIC_SEQ_CST);
 	int stalled = 0;
 
-	if (l == NULL || alone || fstat(fd, &st) < 0)
-		return flush(fd, k);
-	mine = __atomic_add_fetch(&l->taken, 1, __ATOMIC_SEQ_CST);
-	seen = __atomic_load_n(&l->round, __ATOMIC_SEQ_CST);
-	while (stalled < WAIT_STALL) {
+	while (stalled < WAIT_STALL && !alone) {
 		r = __atomic_load_n(&l->round, __ATOMIC_SEQ_CST);
-		if (covers(l, mine, &st))
+		if (covers(l, first, last, st))
 			return 0;
 		if (flusher(l)) {
-			if (!covers(l, mine, &st))
-				return flush_all(l, k, fd, &st);
+			if (!covers(l, first, last, st))
+				return flush_all(l, k, fd, st);
 			release(l);
 			return 0;
 		}
@@ -202,4 +221,80 @@ groupsync(enum gs_kind k, int fd)
 	}
 	alone = 1;	/* the flusher stopped (SIGSTOP?) for half a second */
 	return flush(fd, k);
+}
+
+/* groupsync - see groupsync.h */
+int
+groupsync(enum gs_kind k, int fd)
+{
+	struct lane *l = G != NULL ? &G[k] : NULL;
+	struct stat st;
+	uint32_t mine;
+
+	if (l == NULL || alone || fstat(fd, &st) < 0)
+		return flush(fd, k);
+	mine = __atomic_add_fetch(&l->taken, 1, __ATOMIC_SEQ_CST);
+	return settle(l, k, fd, &st, mine, mine);
+}
+
+/* groupsync_later - see groupsync.h */
+int
+groupsync_later(enum gs_kind k, int fd)
+{
+	struct lane *l = G != NULL ? &G[k] : NULL;
+	struct later *p = &L[k];
+	struct stat st;
+	uint32_t mine;
+
+	if (l == NULL || alone || !deferring || fstat(fd, &st) < 0 ||
+	    (p->set && (p->fd != fd || p->ino != st.st_ino)))
+		return groupsync(k, fd);
+	mine = __atomic_add_fetch(&l->taken, 1, __ATOMIC_SEQ_CST);
+	if (!p->set) {
+		p->set = 1;
+		p->fd = fd;
+		p->ino = st.st_ino;
+		p->first = mine;
+	}
+	p->last = mine;
+	if (!flusher(l))
+		return 0;	/* a flush is under way: a later one covers it */
+	if (covers(l, p->first, p->last, &st)) {
+		release(l);
+		p->set = 0;
+		return 0;
+	}
+	p->set = 0;
+	return flush_all(l, k, fd, &st);
+}
+
+/* groupsync_settle - see groupsync.h */
+int
+groupsync_settle(void)
+{
+	struct stat st;
+	int k, rc = 0, err = 0;
+
+	for (k = 0; k < GS_KINDS; k++) {
+		struct later *p = &L[k];
+
+		if (!p->set)
+			continue;
+		p->set = 0;
+		if ((G == NULL ? -1 : fstat(p->fd, &st)) < 0 ? flush(p->fd,
+		    (enum gs_kind)k) < 0 : settle(&G[k], (enum gs_kind)k,
+		    p->fd, &st, p->first, p->last) < 0) {
+			rc = -1;
+			err = errno;
+		}
+	}
+	errno = err;
+	return rc;
+}
+
+/* groupsync_deferring - see groupsync.h */
+void
+groupsync_deferring(int on)
+{
+	deferring = on;
 }

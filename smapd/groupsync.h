@@ -20,4 +20,20 @@ void groupsync_end(void);
  * a run (no groupsync_begin) simply the flush. */
 int groupsync(enum gs_kind k, int fd);
 
+/* As groupsync(), in a process that groupsync_deferring(1) made patient:
+ * the flush made now only when no other process is flushing that lane,
+ * else left to the flush under way's successor, which groupsync_settle()
+ * waits for. For a change that nothing this process does next depends
+ * on: a delivered message's removal. 0, or -1 with errno (a flush made
+ * now failed). Otherwise, and outside a run, simply groupsync(). */
+int groupsync_later(enum gs_kind k, int fd);
+
+/* Until a flush covers every change groupsync_later() left: 0, or -1
+ * with errno. groupsync_end() settles too. */
+int groupsync_settle(void);
+
+/* Whether groupsync_later() may leave a flush to others (a worker of
+ * the run, which settles before it waits for work and before its end). */
+void groupsync_deferring(int on);
+
 #endif

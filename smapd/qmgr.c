@@ -26,6 +26,15 @@ sync_dir(const struct qctx *q, enum ldir w)
 	return -1;
 }
 
+/* sync_removal - queue/'s fsync after a delivered message's removal:
+ * in a worker, left to the run's next flush (groupsync_later) */
+void
+sync_removal(const struct qctx *q)
+{
+	if (groupsync_later(GS_QUEUE, q->dirs.fd[L_QUEUE]) < 0)
+		log_warn("fsync %s: %s", layout_name(L_QUEUE), strerror(errno));
+}
+
 /* quarantine - move w/name aside, the reason beside it and in the log */
 void
 quarantine(const struct qctx *q, enum ldir w, const char *name,

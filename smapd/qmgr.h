@@ -52,6 +52,10 @@ struct qctx {
  * (-1). */
 int sync_dir(const struct qctx *q, enum ldir w);
 
+/* The fsync of queue/ after a delivered message's removal, which a
+ * worker of a run leaves to the run's next flush (groupsync.h). */
+void sync_removal(const struct qctx *q);
+
 /* Move w/name to quarantine/ with why beside it, and say so in the log
  * (name escaped: it may be anything). */
 void quarantine(const struct qctx *q, enum ldir w, const char *name,

@@ -82,6 +82,20 @@ deliver_id(struct qctx *q, const char *id, long long now, long long *wait)
 			q->nmade = 0;
 }
 
+/* settle - the removals this worker left to the run's flushes made
+ * durable (groupsync_later), when no id is waiting in fd: before it
+ * blocks for one, and at its end */
+static void
+settle(int fd)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+
+	if (fd >= 0 && poll(&p, 1, 0) > 0)
+		return;
+	if (groupsync_settle() < 0)
+		log_warn("fsync %s: %s", layout_name(L_QUEUE), strerror(errno));
+}
+
 /* take_ids - deliver what arrives on fd until its end (or a stop);
  * a record that is not a queue id ends it */
 static void
@@ -91,6 +105,7 @@ take_ids(struct qctx *q, int fd, long long now, long long *wait)
 	ssize_t n;
 
 	while (!*q->stop) {
+		settle(fd);
 		n = read(fd, rec, sizeof(rec));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -99,6 +114,7 @@ take_ids(struct qctx *q, int fd, long long now, long long *wait)
 			break;
 		deliver_id(q, rec, now, wait);
 	}
+	settle(-1);
 }
 
 /* spawn - one more worker for r; its pid, or -1. The run closes its
@@ -118,6 +134,7 @@ spawn(struct run *r)
 	close(r->ids[1]);
 	close(r->res[0]);
 	r->q->deferred = 0;
+	groupsync_deferring(1);
 	memset(&sh, 0, sizeof(sh));
 	sh.wait = r->q->cf->queue_run_delay;
 	take_ids(r->q, r->ids[0], r->now, &sh.wait);

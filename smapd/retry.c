@@ -69,7 +69,7 @@ remove_message(const struct qctx *q, const char *id)
 		return -1;
 	}
 	state_remove(&q->dirs, id);
-	sync_dir(q, L_QUEUE);
+	sync_removal(q);
 	log_info("%s: removed", id);
 	return 0;
 }

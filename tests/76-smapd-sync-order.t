@@ -11,6 +11,10 @@
 #     too, so the sync is pickup's own, and each copy is under its
 #     delivery lock from before it is named in queue/ until the process
 #     that picked it up has removed the original and fsync'd new/;
+#   - every removal of a delivered message from queue/ is followed by a
+#     successful fsync of queue/ begun after it, whichever process of the
+#     run makes it (a delivery process leaves that fsync to the run's
+#     next one: groupsync_later), before the run ends;
 #   - when queue/ cannot be fsync'd (every fsync fails with EIO, strace's
 #     fault injection), no original leaves new/ and no copy stays in
 #     queue/ or is delivered; the next run delivers each once.
@@ -104,6 +108,10 @@ def main(t):
         t.is_(len(rm), 3, "each delivered message removed from queue/ once")
         t.ok(nsync and rm and min(nsync) <= min(c[0] for c in rm),
              "new/ is fsync'd before the first delivered message leaves queue/", nsync[:1], rm[:1])
+        for c in rm:
+            later = [s for s in every if s[2] == "fsync" and fd_is(s[3], queue) and s[4] == 0 and s[0] >= c[1]]
+            t.ok(later, "a removal from queue/ is made durable: a good fsync of queue/ begins after it "
+                 "before the run ends", c, later[:1])
         into = [c for c in every if c[2] in ("linkat", "renameat", "renameat2", "rename") and
                 "<%s>" % mdnew in c[3]]
         for i in ids:

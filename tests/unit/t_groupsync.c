@@ -14,7 +14,11 @@
  * flusher's role does not keep the next from flushing (the robust
  * mutex is taken over at once), and one that holds it and stops makes
  * the next wait half a second at most, once: its later flushes are its
- * own at once.
+ * own at once. groupsync_later flushes at once in a process that does
+ * not defer, and in one that does while nobody flushes; while another
+ * flushes it leaves the flush, which groupsync_settle makes (its error
+ * reported) or finds made by another process's later flush (no flush
+ * of its own), and groupsync_end settles what is left.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -232,6 +236,85 @@ test_holders(const char *file)
 	(void)close(fd);
 }
 
+/* lane_round - flushes ended in the queue lane */
+static uint32_t
+lane_round(void)
+{
+	return __atomic_load_n(&G[GS_QUEUE].round, __ATOMIC_SEQ_CST);
+}
+
+/* held_later - groupsync_later(GS_QUEUE, fd) while this process holds
+ * the flusher's role: 0 when it returned 0 and no flush ended */
+static int
+held_later(int fd)
+{
+	uint32_t r;
+	int rc;
+
+	if (!flusher(&G[GS_QUEUE]))
+		tap_fatal("the flusher's role is taken");
+	r = lane_round();
+	rc = groupsync_later(GS_QUEUE, fd);
+	rc = rc != 0 || lane_round() != r;
+	release(&G[GS_QUEUE]);
+	return rc;
+}
+
+/* other_flush - a forked process's groupsync of path: 0 when it worked */
+static int
+other_flush(const char *path)
+{
+	int status;
+	pid_t pid;
+
+	fflush(stdout);
+	if ((pid = fork()) == 0) {
+		int fd = open(path, O_WRONLY | O_APPEND);
+
+		_exit(fd < 0 || groupsync(GS_QUEUE, fd) < 0);
+	}
+	return pid < 0 || waitpid(pid, &status, 0) != pid ||
+	    !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+}
+
+static void
+test_later(const char *file)
+{
+	int fd = open(file, O_WRONLY | O_APPEND), p[2];
+	uint32_t r;
+
+	if (fd < 0 || pipe(p) < 0)
+		tap_fatal("open");
+	groupsync_begin();
+	tap_ok(groupsync_later(GS_QUEUE, p[0]) < 0 && errno == EINVAL,
+	    "later, not deferring: flushed at once (the pipe's error)");
+	groupsync_deferring(1);
+	tap_ok(groupsync_later(GS_QUEUE, p[0]) < 0 && errno == EINVAL,
+	    "later, deferring, nobody flushing: flushed at once");
+	tap_ok(groupsync_settle() == 0, "and nothing left to settle");
+	tap_ok(held_later(p[0]) == 0, "later while another flushes: left, "
+	    "no flush made");
+	tap_ok(groupsync_settle() < 0 && errno == EINVAL, "settle makes the "
+	    "flush left (the pipe's error)");
+	tap_ok(groupsync_settle() == 0, "and nothing is left after it");
+	tap_ok(held_later(fd) == 0, "a file's change left while another "
+	    "flushes");
+	tap_ok(other_flush(file) == 0, "another process flushes that file");
+	r = lane_round();
+	tap_ok(groupsync_settle() == 0 && lane_round() == r, "settle: its "
+	    "flush covers the change left, no flush of its own");
+	tap_ok(held_later(fd) == 0 && groupsync_later(GS_QUEUE, p[0]) < 0 &&
+	    errno == EINVAL && L[GS_QUEUE].set && L[GS_QUEUE].fd == fd, "a "
+	    "second descriptor while one is left: flushed at once, the first "
+	    "still left");
+	groupsync_end();
+	tap_ok(!L[GS_QUEUE].set, "groupsync_end settles what was left");
+	groupsync_deferring(0);
+	(void)close(p[0]);
+	(void)close(p[1]);
+	(void)close(fd);
+}
+
 int
 main(void)
 {
@@ -245,6 +328,7 @@ main(void)
 	test_mixed(file);
 	test_many(file);
 	test_holders(file);
+	test_later(file);
 	cleanup();
 	return tap_done();
 }

@@ -352,6 +352,19 @@ layout_publish(const struct spooldirs *d, enum ldir w, int fd, const char *id,
 	return rc;
 }
 
+/* layout_rename_own - w/FROM.tmp renamed w/TO.tmp, replacing a stale
+ * one: 0, or -1 with errno */
+int
+layout_rename_own(const struct spooldirs *d, enum ldir w, const char *from,
+    const char *to)
+{
+	char a[64], b[64];
+
+	tmp_name(a, sizeof(a), from);
+	tmp_name(b, sizeof(b), to);
+	return renameat(d->fd[w], a, d->fd[w], b);
+}
+
 /* layout_discard - close and remove w/ID.tmp */
 void
 layout_discard(const struct spooldirs *d, enum ldir w, int fd, const char *id)

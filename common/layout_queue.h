@@ -80,6 +80,10 @@ int layout_publish(const struct spooldirs *d, enum ldir w, int fd,
 void layout_discard(const struct spooldirs *d, enum ldir w, int fd,
     const char *id);
 
+/* w/FROM.tmp, one of ours, renamed w/TO.tmp: 0, or -1 with errno. */
+int layout_rename_own(const struct spooldirs *d, enum ldir w,
+    const char *from, const char *to);
+
 /* Many new files made durable at once, with one flush of the disk
  * rather than one each: every fd's data written out and waited for
  * (sync_file_range: each file's error is its own, err[i], 0 when it is

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "pickup.h"
 #include "queue.h"
+#include "state.h"
 
 #define REC (SPOOL_ID_MAX + 1)	/* one id in the pipe, NUL-padded */
 
@@ -135,9 +136,11 @@ spawn(struct run *r)
 	close(r->res[0]);
 	r->q->deferred = 0;
 	groupsync_deferring(1);
+	state_spare(&r->q->dirs, 1);
 	memset(&sh, 0, sizeof(sh));
 	sh.wait = r->q->cf->queue_run_delay;
 	take_ids(r->q, r->ids[0], r->now, &sh.wait);
+	state_spare(&r->q->dirs, 0);
 	agent_close_all();
 	sh.deferred = r->q->deferred;
 	sh.stop = *r->q->stop != 0;

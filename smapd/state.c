@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "layout_queue.h"
 #include "spool.h"
@@ -181,15 +182,50 @@ write_state(FILE *fp, const struct state *st)
 	}
 }
 
-/* state_reserve - state/ID.tmp, made now with room for every line the
- * state of n recipients can take: the outcome of an attempt must never
- * be lost for want of an inode or a block */
+/* A delivery process's unused reservation, kept for its next message
+ * (renamed to that one's name) rather than removed and made again: a
+ * delivered message then costs no file created, allocated and removed in
+ * state/. Dropped at the process's end (state_spare). */
+static struct {
+	int on, fd;
+	pid_t pid;
+	off_t size;
+	char id[SPOOL_ID_MAX + 1];
+} spare = { 0, -1, 0, 0, "" };
+
+/* reuse - the spare renamed state/ID.tmp with room for need bytes: its
+ * fd, or -1 (it is gone: the caller makes a new one) */
+static int
+reuse(const struct spooldirs *d, const char *id, off_t need)
+{
+	int fd = spare.fd;
+
+	spare.fd = -1;
+	if (fd < 0)
+		return -1;
+	if (spare.pid != getpid() ||
+	    layout_rename_own(d, L_STATE, spare.id, id) < 0) {
+		layout_discard(d, L_STATE, fd, spare.id);
+		return -1;
+	}
+	if (spare.size < need && posix_fallocate(fd, 0, need) != 0) {
+		layout_discard(d, L_STATE, fd, id);
+		return -1;
+	}
+	return fd;
+}
+
+/* state_reserve - state/ID.tmp, made now (or the spare, renamed) with
+ * room for every line the state of n recipients can take: the outcome
+ * of an attempt must never be lost for want of an inode or a block */
 int
 state_reserve(const struct spooldirs *d, const char *id, size_t n)
 {
 	off_t need = STATE_HEAD_MAX + (off_t)n * STATE_LINE_MAX;
 	int fd, err;
 
+	if ((fd = reuse(d, id, need)) >= 0)
+		return fd;
 	if ((fd = layout_create_own(d, L_STATE, id)) < 0)
 		return -1;
 	if ((err = posix_fallocate(fd, 0, need)) != 0) {
@@ -200,14 +236,34 @@ state_reserve(const struct spooldirs *d, const char *id, size_t n)
 	return fd;
 }
 
-/* state_unreserve - an unused reservation */
+/* state_unreserve - an unused reservation: kept as the spare when asked
+ * to (and there is none), else removed */
 void
 state_unreserve(const struct spooldirs *d, const char *id, int *rfd)
 {
-	if (rfd != NULL && *rfd >= 0)
+	struct stat st;
+
+	if (rfd == NULL)
+		return;
+	if (*rfd >= 0 && spare.on && spare.fd < 0 && strlen(id) <=
+	    SPOOL_ID_MAX && fstat(*rfd, &st) == 0 && S_ISREG(st.st_mode)) {
+		spare.fd = *rfd;
+		spare.pid = getpid();
+		spare.size = st.st_size;
+		memcpy(spare.id, id, strlen(id) + 1);
+	} else if (*rfd >= 0)
 		layout_discard(d, L_STATE, *rfd, id);
-	if (rfd != NULL)
-		*rfd = -1;
+	*rfd = -1;
+}
+
+/* state_spare - see state.h */
+void
+state_spare(const struct spooldirs *d, int on)
+{
+	if (spare.fd >= 0)
+		layout_discard(d, L_STATE, spare.fd, spare.id);
+	spare.fd = -1;
+	spare.on = on;
 }
 
 /* state_save - replace state/ID durably, into the reserved file if any */

@@ -35,8 +35,14 @@ int state_load(const struct spooldirs *d, const char *id, size_t n,
  * attempt: fd, or -1 with errno (then the attempt must not be made). */
 int state_reserve(const struct spooldirs *d, const char *id, size_t n);
 
-/* Remove an unused reservation (*rfd >= 0); sets *rfd to -1. */
+/* Remove an unused reservation (*rfd >= 0), or keep it as the spare
+ * that the next state_reserve() renames (state_spare); sets *rfd to -1. */
 void state_unreserve(const struct spooldirs *d, const char *id, int *rfd);
+
+/* Whether an unused reservation is kept for the next message (a
+ * delivery process of a run, for its run): the spare kept so far removed
+ * either way. */
+void state_spare(const struct spooldirs *d, int on);
 
 /* Write state/ID durably: into the reserved file when rfd points to
  * one (it is used up: *rfd becomes -1), else a new one. Returns 0 or -1

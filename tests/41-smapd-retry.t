@@ -4,10 +4,15 @@
 # maximal_queue_lifetime: per-recipient state, backoff, retries that
 # never re-send to recipients that already accepted, DSNs that reach the
 # sender at a real Postfix, and null-sender bounces that go to quarantine.
+# Two delivery processes over eight messages, sent and deferred in turn:
+# a reservation in state/ that a sent message left unused is renamed for
+# the process's next message (fewer made than messages), and every
+# deferred message's state is whole, with nothing else left in state/.
 import email
 import email.policy
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -19,6 +24,7 @@ from smapdtest import (Smapd, send, queue_ids, state_ids, state, quarantined,  #
                        smapd_log, wait_until, listdir)
 
 USERS = ("a", "b", "r1", "r2", "r3", "sender")
+STRACE = shutil.which("strace") or "/usr/bin/strace"
 
 
 def at(u):
@@ -205,6 +211,43 @@ def dsn_for(pf, mid):
     return out
 
 
+def test_spare(t, srv, pf):
+    """Sent and deferred messages in turn through two delivery processes:
+    the reservations reused, the deferred states whole."""
+    pf.set_access({"r2": "450 4.2.0 try later"})
+    d = Smapd(t, srv, conf={"default_transport": "smtp:[127.0.0.1]:%d" % pf.port,
+                            "default_destination_concurrency_limit": "2"}, name="smapd-spare")
+    rcpts = [[at("r1")] if i % 2 == 0 else [at("r2")] for i in range(7)] + [[at("r1"), at("r2"), at("r3")]]
+    ids = [sid for sid, _ in send(srv, [(r, mk(40 + i, "spare %d" % i)) for i, r in enumerate(rcpts)])]
+    trace = os.path.join(srv.dir, "spare.trace")
+    rc = d.once(flush=True, prefix=[STRACE, "-f", "-y", "-o", trace, "-e", "trace=openat,renameat,renameat2"])
+    t.is_(rc, 0, "spare: smapd -1 -f under strace exits 0")
+    deferred = ids[1::2]
+    t.is_(sorted(queue_ids(srv)), sorted(deferred), "spare: the four messages with r2 stay queued")
+    t.is_(sorted(state_ids(srv)), sorted(deferred), "spare: state/ holds their states and nothing else")
+    for sid in deferred:
+        r = (state(srv, sid) or {"rcpt": {}})["rcpt"]
+        t.ok(any(v[:2] == ("deferred", "4.2.0") for v in r.values()), "spare: state/%s says r2 deferred 4.2.0" % sid,
+             r)
+    with open(trace, errors="replace") as f:
+        lines = f.read().splitlines()
+    made = [l for l in lines if re.search(r'openat\(\d+</[^>]*/state>, "[0-9A-F]+\.tmp", O_RDWR\|O_CREAT', l)
+            and "= -1" not in l]
+    moved = [l for l in lines if re.search(r'rename(at2?)?\(\d+</[^>]*/state>, "[0-9A-F]+\.tmp", \d+</[^>]*/state>, '
+                                           r'"[0-9A-F]+\.tmp"', l)]
+    t.ok(moved and len(made) < len(ids), "spare: reservations renamed for the next message (%d), fewer made (%d) "
+         "than messages (%d)" % (len(moved), len(made), len(ids)), moved[:2])
+    t.ok(pf.set_access({}), "spare: Postfix reloaded with r2 accepted")
+    t.is_(d.once(flush=True), 0, "spare: the next run exits 0")
+    pf.wait_idle(5)
+    t.is_([count_mid(pf, "r1", 40 + i) for i in range(0, 8, 2)], [1, 1, 1, 1],
+          "spare: r1 got each of its messages once")
+    t.is_([count_mid(pf, "r2", 40 + i) for i in range(1, 8, 2)], [1, 1, 1, 1],
+          "spare: r2 got each of its messages once, on the second run")
+    t.ok(not queue_ids(srv) and not state_ids(srv), "spare: queue/ and state/ are empty",
+         "%s %s" % (queue_ids(srv), state_ids(srv)))
+
+
 def test_5xx(t, srv, pf):
     pf.set_access({"gone": "550 5.1.1 no such user"})
     d = Smapd(t, srv, conf={"default_transport": "smtp:[127.0.0.1]:%d" % pf.port}, name="smapd-5xx")
@@ -365,6 +408,7 @@ def main(t):
             t.run("backend up", test_up, t, srv, port, ids)
         with Postfix(t, users=USERS, name="postfix-41") as pf:
             t.run("per-recipient 450", test_per_rcpt, t, srv, pf)
+            t.run("reservations reused", test_spare, t, srv, pf)
             t.run("550 and DSN", test_5xx, t, srv, pf)
             t.run("queue lifetime", test_lifetime, t, srv, pf)
             nid = t.run("queue lifetime 0, null sender", test_lifetime_null, t, srv, pf)

@@ -32,18 +32,22 @@
  * LATER: a worker does not wait for the fsync of queue/ that makes a
  * delivered message's removal durable (nothing it does next depends on
  * it; the removal's window is a crash before that fsync, as before).
- * It takes its ticket and flushes only if nobody is flushing; else the
- * next flush, which some process begins as soon as the one under way
- * ends, covers it. Before it waits for more work, and before it ends, it
- * settles: waits, as above, for a flush that covers every ticket it
- * left. So every removal is durable by the end of the run, and within
- * a flush or two of being made while the run has work.
+ * It takes its ticket and flushes only if nobody is flushing; else a
+ * later flush of queue/ by any process of the run (another removal,
+ * pickup's next batch) covers it. Its process settles, waiting as
+ * above for a flush that covers it, before its next groupsync() (the
+ * next message's journal record), before it waits for more work, and
+ * before it ends; and the run fsyncs queue/ once its workers are gone
+ * (for one that died). So every removal is durable by the end of the
+ * run, and before its process's next flush in turn: the window of a
+ * removal grows by one delivery at most.
  *
  * TRUST: the page is this smapd's own, shared with its own forks only.
  */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <string.h>
 #include <stdint.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +58,7 @@
 
 #include "groupsync.h"
 #include "layout.h"
+#include "log.h"
 
 #define WAIT_NS 20000000L	/* 20 ms at most between two looks */
 #define WAIT_STALL 25		/* looks with no flush ended: then alone */
@@ -223,6 +228,30 @@ settle(struct lane *l, enum gs_kind k, int fd, const struct stat *st,
 	return flush(fd, k);
 }
 
+/* groupsync_settle - see groupsync.h */
+int
+groupsync_settle(void)
+{
+	struct stat st;
+	int k, rc = 0, err = 0;
+
+	for (k = 0; k < GS_KINDS; k++) {
+		struct later *p = &L[k];
+
+		if (!p->set)
+			continue;
+		p->set = 0;
+		if ((G == NULL ? -1 : fstat(p->fd, &st)) < 0 ? flush(p->fd,
+		    (enum gs_kind)k) < 0 : settle(&G[k], (enum gs_kind)k,
+		    p->fd, &st, p->first, p->last) < 0) {
+			rc = -1;
+			err = errno;
+		}
+	}
+	errno = err;
+	return rc;
+}
+
 /* groupsync - see groupsync.h */
 int
 groupsync(enum gs_kind k, int fd)
@@ -231,6 +260,9 @@ groupsync(enum gs_kind k, int fd)
 	struct stat st;
 	uint32_t mine;
 
+	if (deferring && groupsync_settle() < 0)	/* what it left comes first */
+		log_warn("fsync of a directory after a change left to a later "
+		    "flush: %s", strerror(errno));
 	if (l == NULL || alone || fstat(fd, &st) < 0)
 		return flush(fd, k);
 	mine = __atomic_add_fetch(&l->taken, 1, __ATOMIC_SEQ_CST);
@@ -258,7 +290,7 @@ groupsync_later(enum gs_kind k, int fd)
 	}
 	p->last = mine;
 	if (!flusher(l))
-		return 0;	/* a flush is under way: a later one covers it */
+		return 0;	/* a flush is under way: the next one covers it */
 	if (covers(l, p->first, p->last, &st)) {
 		release(l);
 		p->set = 0;
@@ -266,30 +298,6 @@ groupsync_later(enum gs_kind k, int fd)
 	}
 	p->set = 0;
 	return flush_all(l, k, fd, &st);
-}
-
-/* groupsync_settle - see groupsync.h */
-int
-groupsync_settle(void)
-{
-	struct stat st;
-	int k, rc = 0, err = 0;
-
-	for (k = 0; k < GS_KINDS; k++) {
-		struct later *p = &L[k];
-
-		if (!p->set)
-			continue;
-		p->set = 0;
-		if ((G == NULL ? -1 : fstat(p->fd, &st)) < 0 ? flush(p->fd,
-		    (enum gs_kind)k) < 0 : settle(&G[k], (enum gs_kind)k,
-		    p->fd, &st, p->first, p->last) < 0) {
-			rc = -1;
-			err = errno;
-		}
-	}
-	errno = err;
-	return rc;
 }
 
 /* groupsync_deferring - see groupsync.h */

@@ -22,10 +22,11 @@ int groupsync(enum gs_kind k, int fd);
 
 /* As groupsync(), in a process that groupsync_deferring(1) made patient:
  * the flush made now only when no other process is flushing that lane,
- * else left to the flush under way's successor, which groupsync_settle()
- * waits for. For a change that nothing this process does next depends
- * on: a delivered message's removal. 0, or -1 with errno (a flush made
- * now failed). Otherwise, and outside a run, simply groupsync(). */
+ * else left to a later flush of the lane; groupsync_settle(), and
+ * the process's next groupsync() of any lane, wait until it is covered.
+ * For a change that nothing this process does next depends on: a
+ * delivered message's removal. 0, or -1 with errno (a flush made now
+ * failed). Otherwise, and outside a run, simply groupsync(). */
 int groupsync_later(enum gs_kind k, int fd);
 
 /* Until a flush covers every change groupsync_later() left: 0, or -1

@@ -84,30 +84,30 @@ deliver_id(struct qctx *q, const char *id, long long now, long long *wait)
 }
 
 /* settle - the removals this worker left to the run's flushes made
- * durable (groupsync_later), when no id is waiting in fd: before it
- * blocks for one, and at its end */
+ * durable (groupsync_later): before it blocks for an id, and at its end */
 static void
-settle(int fd)
+settle(void)
 {
-	struct pollfd p = { fd, POLLIN, 0 };
-
-	if (fd >= 0 && poll(&p, 1, 0) > 0)
-		return;
 	if (groupsync_settle() < 0)
 		log_warn("fsync %s: %s", layout_name(L_QUEUE), strerror(errno));
 }
 
-/* take_ids - deliver what arrives on fd until its end (or a stop);
- * a record that is not a queue id ends it */
+/* take_ids - deliver what arrives on fd (non-blocking) until its end
+ * (or a stop); a record that is not a queue id ends it */
 static void
 take_ids(struct qctx *q, int fd, long long now, long long *wait)
 {
+	struct pollfd p = { fd, POLLIN, 0 };
 	char rec[REC];
 	ssize_t n;
 
 	while (!*q->stop) {
-		settle(fd);
 		n = read(fd, rec, sizeof(rec));
+		if (n < 0 && errno == EAGAIN) {
+			settle();
+			(void)poll(&p, 1, -1);
+			continue;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n != (ssize_t)sizeof(rec) || rec[REC - 1] != '\0' ||
@@ -115,7 +115,7 @@ take_ids(struct qctx *q, int fd, long long now, long long *wait)
 			break;
 		deliver_id(q, rec, now, wait);
 	}
-	settle(-1);
+	settle();
 }
 
 /* spawn - one more worker for r; its pid, or -1. The run closes its
@@ -148,8 +148,9 @@ spawn(struct run *r)
 }
 
 /* open_pipes - the pipes of r's first worker, and the run's group
- * commit: 0, or -1 with errno. Only the run writes ids[1], so only
- * that end is non-blocking (the workers block reading theirs). */
+ * commit: 0, or -1 with errno. Both ends of ids are non-blocking: the
+ * run's writes must not block, and a worker settles what it left
+ * before it waits for the next id (take_ids). */
 static int
 open_pipes(struct run *r)
 {
@@ -158,6 +159,7 @@ open_pipes(struct run *r)
 	if (pipe2(r->ids, O_CLOEXEC) < 0)
 		return -1;
 	if (fcntl(r->ids[1], F_SETFL, O_NONBLOCK) < 0 ||
+	    fcntl(r->ids[0], F_SETFL, O_NONBLOCK) < 0 ||
 	    pipe2(r->res, O_CLOEXEC | O_NONBLOCK) < 0) {
 		err = errno;
 		close(r->ids[0]);
@@ -255,6 +257,7 @@ collect(struct run *r)
 			*r->q->stop = 1;
 	}
 	close(r->res[0]);
+	(void)sync_dir(r->q, L_QUEUE);	/* removals a dead worker left */
 	groupsync_end();
 	r->nw = 0;
 }

@@ -10,9 +10,11 @@
  * Undeliverable mail from the null sender is never bounced.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "bounce.h"
 #include "journal_event.h"
@@ -60,6 +62,7 @@ backoff(const struct conf *cf, long long attempts)
 static int
 remove_message(const struct qctx *q, const char *id)
 {
+	struct stat st;
 	int err;
 
 	if (unlinkat(q->dirs.fd[L_QUEUE], id, 0) < 0) {
@@ -68,8 +71,15 @@ remove_message(const struct qctx *q, const char *id)
 		errno = err;
 		return -1;
 	}
-	state_remove(&q->dirs, id);
-	sync_removal(q);
+	/* A state file (an earlier attempt's progress) goes only once the
+	 * removal is durable: a crash must never bring back the message
+	 * without the record of who has it. Without one, the fsync is left
+	 * to the run's next flush (sync_removal). */
+	if (fstatat(q->dirs.fd[L_STATE], id, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (sync_dir(q, L_QUEUE) == 0)
+			state_remove(&q->dirs, id);
+	} else
+		sync_removal(q);
 	log_info("%s: removed", id);
 	return 0;
 }

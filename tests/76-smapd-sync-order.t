@@ -15,6 +15,8 @@
 #     successful fsync of queue/ begun after it, whichever process of the
 #     run makes it (a delivery process leaves that fsync to the run's
 #     next one: groupsync_later), before the run ends;
+#     over 200 messages and 20 delivery processes too, where some
+#     removals are left to another process's flush;
 #   - when queue/ cannot be fsync'd (every fsync fails with EIO, strace's
 #     fault injection), no original leaves new/ and no copy stays in
 #     queue/ or is delivered; the next run delivers each once.
@@ -130,8 +132,43 @@ def main(t):
                  "removing the original" % i, freed, gone[:1])
         t.ok(nsync and into and min(nsync) <= min(c[0] for c in into),
              "... indeed before the first delivery reaches the Maildir", nsync[:1], into[:1])
+    with Server(t, name="smap-76-many") as srv:
+        test_many_removals(t, srv)
     with Server(t, name="smap-76-eio") as srv:
         test_queue_eio(t, srv)
+
+
+def test_many_removals(t, srv, n=200):
+    """Many removals by many processes: each one durable by the end."""
+    md = smapd_maildir(srv)
+    d = Smapd(t, srv, conf={"default_transport": "maildir:" + md}, name="smapd-76-many")
+    ids = [i for k in range(0, n, 20)
+           for i, _ in send(srv, [(["u@example.com"], msg("many-%d" % j)) for j in range(k, min(n, k + 20))])]
+    tdir = os.path.join(srv.dir, "trace-many")
+    os.mkdir(tdir)
+    rc = d.once(flush=True, timeout=120, prefix=[
+        STRACE, "-f", "-ff", "-ttt", "-T", "-y", "-o", os.path.join(tdir, "t"), "-e", "trace=fsync,unlinkat"])
+    t.is_(rc, 0, "%d messages: smapd -1 -f under strace exits 0" % n)
+    got = sorted(header(m, "Message-ID") for _, m in read_maildir(md))
+    t.is_(got, sorted("<many-%d@b.example>" % i for i in range(n)), "... each delivered once")
+    t.ok(not queue_ids(srv) and not listdir(srv.newdir()), "... queue/ and new/ are empty")
+    queue = os.path.realpath(os.path.join(srv.spool, "queue"))
+    procs = [calls(os.path.join(tdir, f)) for f in os.listdir(tdir)]
+    every = sorted(c for cs in procs for c in cs)
+    qsync = [c[0] for c in every if c[2] == "fsync" and fd_is(c[3], queue) and c[4] == 0]
+    rm = [c for c in every if c[2] == "unlinkat" and fd_is(c[3], queue) and c[4] == 0 and
+          re.search(r'"[0-9A-F]+"', c[3])]
+    bare = [c for c in rm if not any(s >= c[1] for s in qsync)]
+    left = 0
+    for cs in procs:
+        own = [c for c in cs if fd_is(c[3], queue)]
+        for k, c in enumerate(own):
+            if c in rm and not (k + 1 < len(own) and own[k + 1][2] == "fsync"):
+                left += 1
+    t.is_(len(rm), n, "each delivered message removed from queue/ once (%d)" % len(rm))
+    t.ok(not bare, "every removal from queue/ is followed by a good fsync of queue/ begun after it, whichever "
+         "process made it (%d of %d removals left by their process to another's flush, %d fsyncs of queue/)" % (
+             left, len(rm), len(qsync)), bare[:2])
 
 
 def test_queue_eio(t, srv):

@@ -18,7 +18,9 @@
  * not defer, and in one that does while nobody flushes; while another
  * flushes it leaves the flush, which groupsync_settle makes (its error
  * reported) or finds made by another process's later flush (no flush
- * of its own), and groupsync_end settles what is left.
+ * of its own), unless a flush failed after the first change it left
+ * (then it flushes for itself); any other flush it makes, in any lane,
+ * settles first, and groupsync_end settles what is left.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -277,6 +279,23 @@ other_flush(const char *path)
 	    !WIFEXITED(status) || WEXITSTATUS(status) != 0;
 }
 
+/* other_fail - a forked process's groupsync of a pipe, which fails: 0
+ * when it did (EINVAL) */
+static int
+other_fail(int pfd)
+{
+	int status;
+	pid_t pid;
+
+	fflush(stdout);
+	if ((pid = fork()) == 0) {
+		groupsync_deferring(0);
+		_exit(groupsync(GS_QUEUE, pfd) == 0 || errno != EINVAL);
+	}
+	return pid < 0 || waitpid(pid, &status, 0) != pid ||
+	    !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+}
+
 static void
 test_later(const char *file)
 {
@@ -303,10 +322,23 @@ test_later(const char *file)
 	r = lane_round();
 	tap_ok(groupsync_settle() == 0 && lane_round() == r, "settle: its "
 	    "flush covers the change left, no flush of its own");
+	tap_ok(held_later(fd) == 0 && other_fail(p[0]) == 0 &&
+	    held_later(fd) == 0 && other_flush(file) == 0, "a change left, a "
+	    "failed flush by another, a second change left, a good flush by "
+	    "another");
+	r = lane_round();
+	tap_ok(groupsync_settle() == 0 && lane_round() != r, "settle: that "
+	    "flush covers the second change, not the first (the failure came "
+	    "after it): it flushes for itself");
 	tap_ok(held_later(fd) == 0 && groupsync_later(GS_QUEUE, p[0]) < 0 &&
-	    errno == EINVAL && L[GS_QUEUE].set && L[GS_QUEUE].fd == fd, "a "
-	    "second descriptor while one is left: flushed at once, the first "
-	    "still left");
+	    errno == EINVAL && !L[GS_QUEUE].set, "a second descriptor while "
+	    "one is left: the one left settled first, the second flushed at "
+	    "once");
+	r = lane_round();
+	tap_ok(held_later(fd) == 0 && groupsync(GS_JOURNAL, fd) == 0 &&
+	    !L[GS_QUEUE].set && lane_round() != r, "a flush in another lane "
+	    "settles what was left first");
+	tap_ok(held_later(fd) == 0 && L[GS_QUEUE].set, "one more left");
 	groupsync_end();
 	tap_ok(!L[GS_QUEUE].set, "groupsync_end settles what was left");
 	groupsync_deferring(0);

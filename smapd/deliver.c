@@ -106,6 +106,7 @@ attempt(struct qctx *q, struct delivery *d, struct state *st,
 		deliver_all(d, R_DEFER, "4.3.5", "%s", why);
 	} else
 		hop_deliver(q, hop, d);
+	settle_removals();	/* the last one's removal, before this record */
 	t[3] = now();
 	record(d, st, t);
 	journal_attempt(d, why[0] == '\0' && (hop->kind == T_SMTP ||

@@ -35,8 +35,17 @@ sync_removal(const struct qctx *q)
 		log_warn("fsync %s: %s", layout_name(L_QUEUE), strerror(errno));
 }
 
-/* quarantine - move w/name aside, the reason beside it and in the log */
+/* settle_removals - see qmgr.h */
 void
+settle_removals(void)
+{
+	if (groupsync_settle() < 0)
+		log_warn("fsync %s: %s", layout_name(L_QUEUE), strerror(errno));
+}
+
+/* quarantine - move w/name aside, the reason beside it and in the log:
+ * layout_quarantine()'s answer (0: moved with its reason) */
+int
 quarantine(const struct qctx *q, enum ldir w, const char *name,
     const char *why)
 {
@@ -47,7 +56,7 @@ quarantine(const struct qctx *q, enum ldir w, const char *name,
 	if (rc < 0) {
 		log_warn("cannot quarantine %s/%s: %s", layout_name(w), esc,
 		    strerror(errno));
-		return;
+		return rc;
 	}
 	journal_quarantined(name, to, why);
 	if (rc > 0)
@@ -57,4 +66,5 @@ quarantine(const struct qctx *q, enum ldir w, const char *name,
 		log_warn("%s: quarantined: %s", esc, why);
 	else
 		log_warn("%s: quarantined: %s (as quarantine/%s)", esc, why, to);
+	return rc;
 }

@@ -56,9 +56,14 @@ int sync_dir(const struct qctx *q, enum ldir w);
  * worker of a run leaves to the run's next flush (groupsync.h). */
 void sync_removal(const struct qctx *q);
 
+/* Until a flush covers the removals this process left (groupsync.h),
+ * saying so if one fails. */
+void settle_removals(void);
+
 /* Move w/name to quarantine/ with why beside it, and say so in the log
- * (name escaped: it may be anything). */
-void quarantine(const struct qctx *q, enum ldir w, const char *name,
+ * (name escaped: it may be anything): 0 when it is moved with its
+ * reason, 1 when moved without it, -1 when not moved. */
+int quarantine(const struct qctx *q, enum ldir w, const char *name,
     const char *why);
 
 #endif

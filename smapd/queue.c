@@ -83,15 +83,6 @@ deliver_id(struct qctx *q, const char *id, long long now, long long *wait)
 			q->nmade = 0;
 }
 
-/* settle - the removals this worker left to the run's flushes made
- * durable (groupsync_later): before it blocks for an id, and at its end */
-static void
-settle(void)
-{
-	if (groupsync_settle() < 0)
-		log_warn("fsync %s: %s", layout_name(L_QUEUE), strerror(errno));
-}
-
 /* take_ids - deliver what arrives on fd (non-blocking) until its end
  * (or a stop); a record that is not a queue id ends it */
 static void
@@ -103,8 +94,8 @@ take_ids(struct qctx *q, int fd, long long now, long long *wait)
 
 	while (!*q->stop) {
 		n = read(fd, rec, sizeof(rec));
-		if (n < 0 && errno == EAGAIN) {
-			settle();
+		if (n < 0 && errno == EAGAIN) {	/* before it waits */
+			settle_removals();
 			(void)poll(&p, 1, -1);
 			continue;
 		}
@@ -115,7 +106,7 @@ take_ids(struct qctx *q, int fd, long long now, long long *wait)
 			break;
 		deliver_id(q, rec, now, wait);
 	}
-	settle();
+	settle_removals();
 }
 
 /* spawn - one more worker for r; its pid, or -1. The run closes its

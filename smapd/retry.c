@@ -179,9 +179,10 @@ double_bounce(struct qctx *q, const struct envelope *e, const struct state *st)
 		if (st->r[i].status == R_BOUNCE && st->r[i].text[0] != '\0')
 			why = st->r[i].text;
 	if (q->cf->quarantine_double_bounces) {
-		quarantine(q, L_QUEUE, e->id, "undeliverable, and the sender is "
-		    "the null sender (never bounced)");
-		state_remove(&q->dirs, e->id);
+		/* its state goes only once it is out of queue/ for good */
+		if (quarantine(q, L_QUEUE, e->id, "undeliverable, and the "
+		    "sender is the null sender (never bounced)") == 0)
+			state_remove(&q->dirs, e->id);
 		return;
 	}
 	log_info("%s: undeliverable mail from the null sender discarded "

@@ -203,8 +203,11 @@ reuse(const struct spooldirs *d, const char *id, off_t need)
 	spare.fd = -1;
 	if (fd < 0)
 		return -1;
-	if (spare.pid != getpid() ||
-	    layout_rename_own(d, L_STATE, spare.id, id) < 0) {
+	if (spare.pid != getpid()) {	/* another process's: not ours to remove */
+		(void)close(fd);
+		return -1;
+	}
+	if (layout_rename_own(d, L_STATE, spare.id, id) < 0) {
 		layout_discard(d, L_STATE, fd, spare.id);
 		return -1;
 	}

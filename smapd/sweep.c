@@ -7,7 +7,9 @@
  * the file is a day old (the message was removed, which is the record,
  * and smapd was killed before the state went); a temporary state file
  * (a reservation, or a save cut short) goes as soon as its message is
- * gone, since only a delivery that holds the message's lock writes one.
+ * gone, since only a delivery that holds the message's lock writes one;
+ * a delivery process's spare reservation (state.c), named for a message
+ * it has delivered, may go too: the process then makes a new one.
  *
  * TRUST: the names are smapd's own directories' (tmp/ is smap's, whose
  * files are only removed); every path is relative to an open directory

@@ -7,7 +7,9 @@
 # Two delivery processes over eight messages, sent and deferred in turn:
 # a reservation in state/ that a sent message left unused is renamed for
 # the process's next message (fewer made than messages), and every
-# deferred message's state is whole, with nothing else left in state/.
+# deferred message's state is whole, with nothing else left in state/;
+# when they are delivered, each state file goes only after the fsync of
+# queue/ that makes its message's removal durable.
 import email
 import email.policy
 import os
@@ -219,8 +221,10 @@ def test_spare(t, srv, pf):
                             "default_destination_concurrency_limit": "2"}, name="smapd-spare")
     rcpts = [[at("r1")] if i % 2 == 0 else [at("r2")] for i in range(7)] + [[at("r1"), at("r2"), at("r3")]]
     ids = [sid for sid, _ in send(srv, [(r, mk(40 + i, "spare %d" % i)) for i, r in enumerate(rcpts)])]
-    trace = os.path.join(srv.dir, "spare.trace")
-    rc = d.once(flush=True, prefix=[STRACE, "-f", "-y", "-o", trace, "-e", "trace=openat,renameat,renameat2"])
+    trace = os.path.join(srv.dir, "spare1")
+    os.mkdir(trace)
+    rc = d.once(flush=True, prefix=[STRACE, "-f", "-ff", "-y", "-o", os.path.join(trace, "t"),
+                                    "-e", "trace=openat,renameat,renameat2"])
     t.is_(rc, 0, "spare: smapd -1 -f under strace exits 0")
     deferred = ids[1::2]
     t.is_(sorted(queue_ids(srv)), sorted(deferred), "spare: the four messages with r2 stay queued")
@@ -229,8 +233,10 @@ def test_spare(t, srv, pf):
         r = (state(srv, sid) or {"rcpt": {}})["rcpt"]
         t.ok(any(v[:2] == ("deferred", "4.2.0") for v in r.values()), "spare: state/%s says r2 deferred 4.2.0" % sid,
              r)
-    with open(trace, errors="replace") as f:
-        lines = f.read().splitlines()
+    lines = []  # one file per process (-ff): no call split across lines
+    for name in os.listdir(trace):
+        with open(os.path.join(trace, name), errors="replace") as f:
+            lines += f.read().splitlines()
     made = [l for l in lines if re.search(r'openat\(\d+</[^>]*/state>, "[0-9A-F]+\.tmp", O_RDWR\|O_CREAT', l)
             and "= -1" not in l]
     moved = [l for l in lines if re.search(r'rename(at2?)?\(\d+</[^>]*/state>, "[0-9A-F]+\.tmp", \d+</[^>]*/state>, '
@@ -238,7 +244,27 @@ def test_spare(t, srv, pf):
     t.ok(moved and len(made) < len(ids), "spare: reservations renamed for the next message (%d), fewer made (%d) "
          "than messages (%d)" % (len(moved), len(made), len(ids)), moved[:2])
     t.ok(pf.set_access({}), "spare: Postfix reloaded with r2 accepted")
-    t.is_(d.once(flush=True), 0, "spare: the next run exits 0")
+    tdir = os.path.join(srv.dir, "spare2")
+    os.mkdir(tdir)
+    t.is_(d.once(flush=True, prefix=[STRACE, "-f", "-ff", "-ttt", "-T", "-y", "-o", os.path.join(tdir, "t"),
+                                     "-e", "trace=fsync,unlinkat"]), 0, "spare: the next run exits 0")
+    calls = []  # one file per process (-ff): no call split across lines
+    for name in os.listdir(tdir):
+        with open(os.path.join(tdir, name), errors="replace") as f:
+            for line in f:
+                m = re.match(r"^(\d+\.\d+) (\w+)\((\d+<[^>]*>)(.*)\) += (-?\d+).* <([\d.]+)>$", line.rstrip())
+                if m:
+                    a = float(m.group(1))
+                    calls.append((a, a + float(m.group(6)), m.group(2), m.group(3), m.group(4), int(m.group(5))))
+    qsync = [(c[0], c[1]) for c in calls if c[2] == "fsync" and c[3].endswith("/queue>") and c[5] == 0]
+    for sid in deferred:
+        gone = [c for c in calls if c[2] == "unlinkat" and c[3].endswith("/queue>") and '"%s"' % sid in c[4] and
+                c[5] == 0]
+        st_gone = [c for c in calls if c[2] == "unlinkat" and c[3].endswith("/state>") and '"%s"' % sid in c[4] and
+                   c[5] == 0]
+        t.ok(gone and st_gone and any(a >= gone[0][1] and b <= st_gone[0][0] for a, b in qsync),
+             "spare: %s's state file is removed only after an fsync of queue/ that follows its removal" % sid,
+             gone[:1], st_gone[:1])
     pf.wait_idle(5)
     t.is_([count_mid(pf, "r1", 40 + i) for i in range(0, 8, 2)], [1, 1, 1, 1],
           "spare: r1 got each of its messages once")

@@ -16,7 +16,8 @@
 #     run makes it (a delivery process leaves that fsync to the run's
 #     next one: groupsync_later), before the run ends;
 #     over 200 messages and 20 delivery processes too, where some
-#     removals are left to another process's flush;
+#     removals are left to another process's flush: each covered before
+#     its process's next journal flush, next removal or end;
 #   - when queue/ cannot be fsync'd (every fsync fails with EIO, strace's
 #     fault injection), no original leaves new/ and no copy stays in
 #     queue/ or is delivered; the next run delivers each once.
@@ -147,28 +148,45 @@ def test_many_removals(t, srv, n=200):
     tdir = os.path.join(srv.dir, "trace-many")
     os.mkdir(tdir)
     rc = d.once(flush=True, timeout=120, prefix=[
-        STRACE, "-f", "-ff", "-ttt", "-T", "-y", "-o", os.path.join(tdir, "t"), "-e", "trace=fsync,unlinkat"])
+        STRACE, "-f", "-ff", "-ttt", "-T", "-y", "-o", os.path.join(tdir, "t"),
+        "-e", "trace=fsync,fdatasync,unlinkat,exit_group"])
     t.is_(rc, 0, "%d messages: smapd -1 -f under strace exits 0" % n)
     got = sorted(header(m, "Message-ID") for _, m in read_maildir(md))
     t.is_(got, sorted("<many-%d@b.example>" % i for i in range(n)), "... each delivered once")
     t.ok(not queue_ids(srv) and not listdir(srv.newdir()), "... queue/ and new/ are empty")
     queue = os.path.realpath(os.path.join(srv.spool, "queue"))
-    procs = [calls(os.path.join(tdir, f)) for f in os.listdir(tdir)]
-    every = sorted(c for cs in procs for c in cs)
-    qsync = [c[0] for c in every if c[2] == "fsync" and fd_is(c[3], queue) and c[4] == 0]
-    rm = [c for c in every if c[2] == "unlinkat" and fd_is(c[3], queue) and c[4] == 0 and
-          re.search(r'"[0-9A-F]+"', c[3])]
-    bare = [c for c in rm if not any(s >= c[1] for s in qsync)]
-    left = 0
-    for cs in procs:
-        own = [c for c in cs if fd_is(c[3], queue)]
-        for k, c in enumerate(own):
-            if c in rm and not (k + 1 < len(own) and own[k + 1][2] == "fsync"):
-                left += 1
-    t.is_(len(rm), n, "each delivered message removed from queue/ once (%d)" % len(rm))
-    t.ok(not bare, "every removal from queue/ is followed by a good fsync of queue/ begun after it, whichever "
-         "process made it (%d of %d removals left by their process to another's flush, %d fsyncs of queue/)" % (
-             left, len(rm), len(qsync)), bare[:2])
+    procs = {f: calls(os.path.join(tdir, f)) for f in os.listdir(tdir)}
+    every = sorted(c for cs in procs.values() for c in cs)
+    qsync = [(c[0], c[1]) for c in every if c[2] == "fsync" and fd_is(c[3], queue) and c[4] == 0]
+    rm, late, left = 0, [], 0
+    for f, cs in procs.items():
+        end = exited(os.path.join(tdir, f))
+        for k, c in enumerate(cs):
+            if not (c[2] == "unlinkat" and fd_is(c[3], queue) and c[4] == 0 and re.search(r'"[0-9A-F]+"', c[3])):
+                continue
+            rm += 1
+            # by its process's next journal flush or removal, or its end
+            nxt = [d[0] for d in cs[k + 1:] if d[2] == "fdatasync" or
+                   (d[2] == "unlinkat" and fd_is(d[3], queue))]
+            deadline = min(nxt + ([end] if end is not None else []) or [float("inf")])
+            if not any(a >= c[1] and b <= deadline for a, b in qsync):
+                late.append((f, c, deadline))
+            own = [d for d in cs[k + 1:] if fd_is(d[3], queue)]
+            left += not (own and own[0][2] == "fsync")
+    t.is_(rm, n, "each delivered message removed from queue/ once (%d)" % rm)
+    t.ok(not late, "every removal from queue/ is covered by a good fsync of queue/, begun after it, before its "
+         "process's next journal flush, next removal or end (%d of %d left by their process to another's "
+         "flush; %d fsyncs of queue/)" % (left, rm, len(qsync)), late[:2])
+
+
+def exited(path):
+    """When the process of one strace -ff file called exit_group, or None."""
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = re.match(r"^(\d+\.\d+) exit_group\(", line)
+            if m:
+                return float(m.group(1))
+    return None
 
 
 def test_queue_eio(t, srv):

@@ -233,16 +233,25 @@ def test_spare(t, srv, pf):
         r = (state(srv, sid) or {"rcpt": {}})["rcpt"]
         t.ok(any(v[:2] == ("deferred", "4.2.0") for v in r.values()), "spare: state/%s says r2 deferred 4.2.0" % sid,
              r)
-    lines = []  # one file per process (-ff): no call split across lines
+    # Per process, in order: the messages it locked, the reservations it
+    # made and the ones it renamed. A delivery process that sent a message
+    # renames that one's reservation for its next; the run's own process
+    # (pickup: it opens new/) keeps none.
+    sent, want, got, parent_moves = set(ids[0::2]) - set(deferred), [], [], []
     for name in os.listdir(trace):
         with open(os.path.join(trace, name), errors="replace") as f:
-            lines += f.read().splitlines()
-    made = [l for l in lines if re.search(r'openat\(\d+</[^>]*/state>, "[0-9A-F]+\.tmp", O_RDWR\|O_CREAT', l)
-            and "= -1" not in l]
-    moved = [l for l in lines if re.search(r'rename(at2?)?\(\d+</[^>]*/state>, "[0-9A-F]+\.tmp", \d+</[^>]*/state>, '
-                                           r'"[0-9A-F]+\.tmp"', l)]
-    t.ok(moved and len(made) < len(ids), "spare: reservations renamed for the next message (%d), fewer made (%d) "
-         "than messages (%d)" % (len(moved), len(made), len(ids)), moved[:2])
+            text = f.read()
+        locked = re.findall(r'openat\(\d+</[^>]*/queue>, "([0-9A-F]+)", O_RDONLY', text)
+        moves = re.findall(r'rename(?:at2?)?\(\d+</[^>]*/state>, "([0-9A-F]+)\.tmp", \d+</[^>]*/state>, '
+                           r'"([0-9A-F]+)\.tmp"', text)
+        if re.search(r'openat\(\d+</[^>]*/new>', text):
+            parent_moves += moves
+            continue
+        want += [(a, b) for a, b in zip(locked, locked[1:]) if a in sent]
+        got += moves
+    t.ok(sorted(got) == sorted(want) and not parent_moves, "spare: each delivery process renamed a sent "
+         "message's reservation for its next message, and only then (%d renamed); the run's own process, "
+         "none" % len(got), sorted(got), sorted(want), parent_moves)
     t.ok(pf.set_access({}), "spare: Postfix reloaded with r2 accepted")
     tdir = os.path.join(srv.dir, "spare2")
     os.mkdir(tdir)

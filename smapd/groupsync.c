@@ -37,10 +37,11 @@
  * pickup's next batch) covers it. Its process settles, waiting as
  * above for a flush that covers it, when its next delivery attempt is
  * over (before that attempt's journal record; deliver.c), before any
- * other groupsync(), before it waits for more work, and before it ends; and the run fsyncs queue/ once its workers are gone
- * (for one that died). So every removal is durable by the end of the
- * run, and by the end of its process's next attempt: the window of a
- * removal grows by one delivery at most.
+ * other groupsync(), before it waits for more work, and before it
+ * ends; and the run fsyncs queue/ once its workers are gone (for one
+ * that died). So every removal is durable by the end of the run, and
+ * by the end of its process's next attempt: the window of a removal
+ * grows by one delivery at most.
  *
  * TRUST: the page is this smapd's own, shared with its own forks only.
  */

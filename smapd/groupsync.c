@@ -229,26 +229,31 @@ settle(struct lane *l, enum gs_kind k, int fd, const struct stat *st,
 	return flush(fd, k);
 }
 
+/* settle_later - what lane k was left: covered, or flushed here (a
+ * descriptor that can no longer be looked at is simply flushed) */
+static int
+settle_later(enum gs_kind k)
+{
+	struct later *p = &L[k];
+	struct stat st;
+
+	p->set = 0;
+	if (G == NULL || fstat(p->fd, &st) < 0)
+		return flush(p->fd, k);
+	return settle(&G[k], k, p->fd, &st, p->first, p->last);
+}
+
 /* groupsync_settle - see groupsync.h */
 int
 groupsync_settle(void)
 {
-	struct stat st;
 	int k, rc = 0, err = 0;
 
-	for (k = 0; k < GS_KINDS; k++) {
-		struct later *p = &L[k];
-
-		if (!p->set)
-			continue;
-		p->set = 0;
-		if ((G == NULL ? -1 : fstat(p->fd, &st)) < 0 ? flush(p->fd,
-		    (enum gs_kind)k) < 0 : settle(&G[k], (enum gs_kind)k,
-		    p->fd, &st, p->first, p->last) < 0) {
+	for (k = 0; k < GS_KINDS; k++)
+		if (L[k].set && settle_later((enum gs_kind)k) < 0) {
 			rc = -1;
 			err = errno;
 		}
-	}
 	errno = err;
 	return rc;
 }
@@ -292,12 +297,11 @@ groupsync_later(enum gs_kind k, int fd)
 	p->last = mine;
 	if (!flusher(l))
 		return 0;	/* a flush is under way: the next one covers it */
+	p->set = 0;	/* this process is the flusher now */
 	if (covers(l, p->first, p->last, &st)) {
 		release(l);
-		p->set = 0;
 		return 0;
 	}
-	p->set = 0;
 	return flush_all(l, k, fd, &st);
 }
 
